@@ -1,0 +1,187 @@
+"""Checkpoint-wise evaluation: frozen ID/OOD sets, multi-attempt episodes, success with CIs.
+
+An episode is the paper's verification loop: the model answers, the task's grader scores the
+answer, and after a failure the answer and a feedback turn ("You failed this trial because
+...") are appended to the conversation, up to ``task.max_attempts`` graded attempts (no
+ungraded extra turn). All episodes of a split advance together: each attempt is one batched,
+left-padded generation over the still-unsolved episodes (sorted by length to limit padding).
+
+Metrics per split: ``success`` (an episode with a correct attempt within the budget) with a
+Wilson 95% interval, ``first_attempt_success``, ``reward_mean`` over attempts, and the
+per-error-type step rates ``err/<class>`` = attempts showing that class / all attempts.
+Greedy decoding by default; sampled decoding draws each attempt's randomness from a seed
+derived from (run seed, checkpoint step, split, item, attempt).
+
+Evaluation sets are frozen: item i of a split is drawn from its own RNG seeded by
+(eval seed, split, i), saved once per study as JSONL, and reloaded for every checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from sweeps.generation.base import SamplingParams, derive_seed
+from sweeps.runs import atomic_write_text
+from sweeps.tasks.base import Example, Task
+
+
+@dataclass
+class Episode:
+    item: int
+    texts: list[str] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    errors: list[list[str]] = field(default_factory=list)
+    success: bool = False
+
+
+def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for k successes out of n (scipy's implementation)."""
+    from scipy.stats import binomtest
+
+    if n == 0:
+        return float("nan"), float("nan")
+    ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def chat_ids(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> list[int]:
+    """Token ids of a conversation rendered with the tokenizer's chat template."""
+    out = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True)
+    if hasattr(out, "keys"):  # transformers 5 returns a BatchEncoding
+        out = out["input_ids"]
+    return list(out)
+
+
+def eos_ids(tokenizer: Any, model: Any) -> list[int]:
+    ids = {tokenizer.eos_token_id}
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids |= set(gen_eos if isinstance(gen_eos, (list, tuple)) else [gen_eos])
+    return sorted(i for i in ids if i is not None)
+
+
+# --- frozen evaluation sets -------------------------------------------------------------
+def evalset_path(root: Path, task_cfg: dict[str, Any], split: str, n: int, seed: int) -> Path:
+    key = json.dumps({"task": task_cfg, "split": split, "n": n, "seed": seed}, sort_keys=True, default=str)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return root / f"{task_cfg.get('name', 'task')}-{split}-n{n}-seed{seed}-{digest}.jsonl"
+
+
+def frozen_evalset(task: Task, task_cfg: dict[str, Any], split: str, n: int, seed: int, root: Path) -> list[Example]:
+    """Load the study's frozen evaluation set for ``split``, creating it once (atomically)."""
+    path = evalset_path(root, task_cfg, split, n, seed)
+    if path.is_file():
+        return [Example.from_json(json.loads(line)) for line in path.read_text().splitlines() if line]
+    examples = [task.sample(split, random.Random(derive_seed(seed, split, i))) for i in range(n)]
+    atomic_write_text(path, "".join(json.dumps(e.to_json(), sort_keys=True) + "\n" for e in examples))
+    return examples
+
+
+# --- episodes ------------------------------------------------------------------------------
+def run_episodes(
+    generate: Any,
+    tokenizer: Any,
+    task: Task,
+    examples: Sequence[Example],
+    params: SamplingParams,
+    seed_parts: tuple[Any, ...],
+    batch_size: int,
+) -> list[Episode]:
+    """Play every example's episode to the end; ``generate(prompts, params, seeds)`` samples."""
+    episodes = [Episode(item=i) for i in range(len(examples))]
+    convs = [[{"role": "user", "content": task.prompt(ex)}] for ex in examples]
+    active = list(range(len(examples)))
+    for attempt in range(task.max_attempts):
+        prompts = {i: chat_ids(tokenizer, convs[i], add_generation_prompt=True) for i in active}
+        order = sorted(active, key=lambda i: len(prompts[i]))
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            seeds = [derive_seed(*seed_parts, i, attempt) for i in chunk]
+            gen = generate([prompts[i] for i in chunk], params, seeds)
+            for i, toks in zip(chunk, gen.tokens):
+                text = tokenizer.decode(toks, skip_special_tokens=True)
+                grade = task.grade(examples[i], text)
+                ep = episodes[i]
+                ep.texts.append(text)
+                ep.rewards.append(float(grade.reward))
+                ep.errors.append(list(grade.errors))
+                if grade.correct:
+                    ep.success = True
+                else:
+                    convs[i] = convs[i] + [{"role": "assistant", "content": text},
+                                           {"role": "user", "content": task.feedback_message(grade)}]
+        active = [i for i in active if not episodes[i].success]
+        if not active:
+            break
+    return episodes
+
+
+def summarize(task: Task, episodes: Sequence[Episode]) -> dict[str, float]:
+    """Success (+ Wilson CI), first-attempt success, mean reward and error-type step rates."""
+    n = len(episodes)
+    k = sum(e.success for e in episodes)
+    lo, hi = wilson(k, n)
+    steps = [errs for e in episodes for errs in e.errors]
+    rewards = [r for e in episodes for r in e.rewards]
+    out = {
+        "success": k / n if n else float("nan"),
+        "success_lo": lo,
+        "success_hi": hi,
+        "first_attempt_success": sum(e.success and len(e.rewards) == 1 for e in episodes) / max(n, 1),
+        "reward_mean": sum(rewards) / max(len(rewards), 1),
+        "attempts_mean": len(steps) / max(n, 1),
+        "n": float(n),
+    }
+    classes = sorted(set(task.error_classes) | {c for errs in steps for c in errs})
+    for c in classes:
+        out[f"err/{c}"] = sum(c in errs for errs in steps) / max(len(steps), 1)
+    return out
+
+
+def save_episodes(path: Path, examples: Sequence[Example], episodes: Sequence[Episode]) -> None:
+    lines = [json.dumps({**asdict(ep), "example": ex.to_json()}, sort_keys=True) for ex, ep in zip(examples, episodes)]
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+
+
+class Evaluator:
+    """Scores a model on the frozen ID/OOD sets of one study; used in training and standalone."""
+
+    def __init__(self, task: Task, task_cfg: dict[str, Any], eval_cfg: Any, evalset_root: Path, run_seed: int):
+        self.task, self.eval_cfg, self.run_seed = task, eval_cfg, run_seed
+        n = eval_cfg.size or task.eval_items
+        self.sets = {s: frozen_evalset(task, task_cfg, s, n, eval_cfg.seed, evalset_root) for s in eval_cfg.splits}
+        self.params = SamplingParams(
+            max_new_tokens=task.max_new_tokens, temperature=eval_cfg.temperature,
+            top_p=eval_cfg.top_p, top_k=eval_cfg.top_k,
+        )
+
+    def __call__(self, model: Any, tokenizer: Any, step: int, out_dir: Path | None = None) -> dict[str, float]:
+        import torch
+
+        from sweeps.generation import hf
+
+        was_training = model.training
+        model.eval()
+        eos = eos_ids(tokenizer, model)
+
+        def generate(prompts: list[list[int]], params: SamplingParams, seeds: list[int]) -> Any:
+            return hf.generate(model, prompts, params, pad_id=tokenizer.pad_token_id, eos_ids=eos, seeds=seeds)
+
+        metrics: dict[str, float] = {}
+        try:
+            with torch.inference_mode():
+                for split, examples in self.sets.items():
+                    episodes = run_episodes(generate, tokenizer, self.task, examples, self.params,
+                                            (self.run_seed, step, split), self.eval_cfg.batch_size)
+                    metrics.update({f"eval/{split}/{k}": v for k, v in summarize(self.task, episodes).items()})
+                    if out_dir is not None:
+                        save_episodes(Path(out_dir) / f"episodes_{split}.jsonl", examples, episodes)
+        finally:
+            model.train(was_training)
+        if out_dir is not None:
+            atomic_write_text(Path(out_dir) / "eval.json", json.dumps({"step": step, **metrics}, sort_keys=True, indent=1))
+        return metrics

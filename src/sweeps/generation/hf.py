@@ -1,0 +1,107 @@
+"""Batched sampling with a KV cache on any Hugging Face causal LM.
+
+Prompts are left-padded into one batch; one forward pass fills the cache, then each step feeds
+one token per row. Rows that produced an end-of-sequence token keep receiving padding and are
+masked out; the loop stops when every row is done or the budget is spent. Sampling uses the
+Gumbel-max trick with one ``torch.Generator`` per row seeded from the caller's per-prompt seed,
+so a prompt's sample does not depend on which other prompts share its batch (the same seed
+gives the same text at any batch size, and different seeds differ). Greedy decoding needs no
+randomness. Returned log-probabilities are those of the sampled tokens under the distribution
+actually sampled from (temperature-scaled, after top-k/top-p filtering when sampling; the plain
+softmax when greedy).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Sequence
+
+import torch
+
+from sweeps.generation.base import Generation, SamplingParams
+
+
+def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Mask logits outside the top-k / nucleus (top-p) set with -inf."""
+    if top_k > 0 and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]            # [B, 1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # [B, V]
+        probs = torch.softmax(sorted_logits, dim=-1)
+        cum_before = torch.cumsum(probs, dim=-1) - probs                   # mass strictly above
+        drop_sorted = cum_before >= top_p                                  # keep >= 1 token
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def _gumbel(shape_v: int, generators: list[torch.Generator], device: torch.device) -> torch.Tensor:
+    u = torch.stack([torch.rand(shape_v, generator=g) for g in generators]).to(device)  # [B, V]
+    return -torch.log(-torch.log(u.clamp_(1e-20, 1.0 - 1e-7)))
+
+
+def _cache_keyword(model: torch.nn.Module) -> str:
+    """transformers >= 5.2x calls the KV cache ``cache``; older releases ``past_key_values``."""
+    forward = getattr(model, "get_base_model", lambda: model)().forward
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
+@torch.no_grad()
+def generate(
+    model: torch.nn.Module,
+    prompts: Sequence[Sequence[int]],
+    params: SamplingParams,
+    *,
+    pad_id: int,
+    eos_ids: Sequence[int],
+    seeds: Sequence[int] | None = None,
+) -> Generation:
+    """Sample continuations for ``prompts`` (token id lists) in one left-padded batch."""
+    if not prompts:
+        return Generation([], [], [])
+    if not params.greedy and (seeds is None or len(seeds) != len(prompts)):
+        raise ValueError("sampling needs one seed per prompt (seeds=...)")
+    device = next(model.parameters()).device
+    B, L = len(prompts), max(len(p) for p in prompts)
+    ids = torch.full((B, L), pad_id, dtype=torch.long)
+    mask = torch.zeros((B, L), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, L - len(p):] = torch.tensor(list(p), dtype=torch.long)
+        mask[i, L - len(p):] = 1
+    ids, mask = ids.to(device), mask.to(device)                            # [B, L]
+    positions = (mask.cumsum(-1) - 1).clamp_(min=0)                        # [B, L]
+    eos = torch.tensor(list(eos_ids), device=device)
+    gens = None if params.greedy else [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+    out_tok = torch.full((B, params.max_new_tokens), pad_id, dtype=torch.long, device=device)
+    out_lp = torch.zeros((B, params.max_new_tokens), device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    lengths = torch.zeros(B, dtype=torch.long, device=device)
+    cache_kw = _cache_keyword(model)
+    cache, step_ids, step_pos = None, ids, positions
+    for t in range(params.max_new_tokens):
+        out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
+                    use_cache=True, logits_to_keep=1, **{cache_kw: cache})
+        cache = out[cache_kw]
+        logits = out.logits[:, -1, :].float()                              # [B, V]
+        if params.greedy:
+            nxt = logits.argmax(-1)                                        # [B]
+            logp = torch.log_softmax(logits, -1)
+        else:
+            logits = _filter_logits(logits / params.temperature, params.top_k, params.top_p)
+            logp = torch.log_softmax(logits, -1)                           # [B, V]
+            nxt = (logits + _gumbel(logits.shape[-1], gens, device)).argmax(-1)
+        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+        out_tok[:, t] = nxt
+        out_lp[:, t] = torch.where(done, 0.0, logp.gather(-1, nxt[:, None]).squeeze(-1))
+        lengths += (~done).long()
+        done |= torch.isin(nxt, eos)
+        if bool(done.all()):
+            break
+        step_ids = nxt[:, None]                                            # [B, 1]
+        step_pos = step_pos[:, -1:] + 1
+        mask = torch.cat([mask, (~done | torch.isin(nxt, eos)).long()[:, None]], dim=1)
+    tokens = [out_tok[i, : lengths[i]].tolist() for i in range(B)]
+    logprobs = [out_lp[i, : lengths[i]].tolist() for i in range(B)]
+    return Generation(tokens=tokens, logprobs=logprobs, finished=done.tolist())

@@ -1,0 +1,1 @@
+"""Stage runners named by ``algo.job``: each takes (cfg, run, task) and returns a summary."""

@@ -1,0 +1,50 @@
+"""The SFT stage: train on the task's ID split, checkpoint and evaluate ID/OOD along the way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from sweeps.jobs import common
+from sweeps.runs import Run
+
+
+def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
+    common.set_threads(cfg.trainer.threads)
+    import lightning as L
+
+    from sweeps.models.build import build
+    from sweeps.modules.callbacks import CheckpointEvaluate, Recorder, StepLogger
+    from sweeps.modules.data import SFTStream
+    from sweeps.modules.sft import SFTModule
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    tracker = common.start_tracker(cfg, run, stage="sft", init="base")
+    resume = common.prepare_resume(run, tracker)
+    model, tokenizer = build(cfg.model)
+    module = SFTModule(model, cfg.algo, cfg.trainer.max_steps)
+    recorder = Recorder(run, tracker)
+    evaluator = common.make_evaluator(cfg, task)
+    callbacks = [
+        StepLogger(recorder, cfg.trainer.log_every),
+        CheckpointEvaluate(run, common.checkpoint_steps(cfg), evaluator, recorder, tokenizer, cfg.trainer.eval_at_start),
+    ]
+    trainer = common.make_trainer(cfg, callbacks, gradient_clip_val=cfg.algo.max_grad_norm)
+    accumulate = cfg.trainer.accumulate
+    stream = SFTStream(task, tokenizer, cfg.seed, cfg.trainer.batch_size,
+                       start_batch=lambda: trainer.global_step * accumulate)
+    loader = _loader(stream)
+    try:
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=str(resume) if resume else None)
+    except BaseException:
+        recorder.close()
+        tracker.finish("FAILED")
+        raise
+    return common.finish(cfg, run, tracker, recorder)
+
+
+def _loader(stream: Any) -> Any:
+    from torch.utils.data import DataLoader
+
+    return DataLoader(stream, batch_size=None, num_workers=0)

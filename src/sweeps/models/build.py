@@ -1,0 +1,85 @@
+"""Model builders named by ``model.builder`` in ``conf/model/*.yaml`` (the config is the registry).
+
+Each builder takes the model config and returns ``(model, tokenizer)``:
+
+- ``from_config``: a randomly initialised decoder-only transformer from a transformers config
+  class (``model.arch``) with the project's own word-level tokenizer; no hub access, seconds on
+  a CPU. The init seed is part of the config, so a base model is reproducible.
+- ``from_pretrained``: a real model by hub id or local path (``model.path``), with its own
+  tokenizer and chat template, loaded through safetensors only; ``trust_remote_code`` stays off
+  unless the config turns it on.
+
+Both apply LoRA (peft) when ``model.lora.enabled``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+import transformers
+
+from sweeps.models.tokenizer import build_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def _dtype(name: str) -> torch.dtype:
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    except KeyError:
+        raise ValueError(f"model.dtype={name!r} is not one of float32, bfloat16, float16") from None
+
+
+def from_config(cfg: Any) -> tuple[torch.nn.Module, Any]:
+    tokenizer = build_tokenizer(model_max_length=int(cfg.arch.get("max_position_embeddings", 1024)))
+    arch = dict(cfg.arch)
+    config_cls = getattr(transformers, arch.pop("config_class"))
+    config = config_cls(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **arch,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(cfg.init_seed))
+        model = transformers.AutoModelForCausalLM.from_config(config, dtype=_dtype(cfg.dtype))
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return maybe_lora(model, cfg), tokenizer
+
+
+def from_pretrained(cfg: Any) -> tuple[torch.nn.Module, Any]:
+    if not cfg.path:
+        raise ValueError(f"model.path is empty for model {cfg.name!r}: set a hub id or a local directory")
+    trust = bool(cfg.trust_remote_code)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(cfg.path, trust_remote_code=trust)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        cfg.path, dtype=_dtype(cfg.dtype), trust_remote_code=trust, use_safetensors=True
+    )
+    return maybe_lora(model, cfg), tokenizer
+
+
+def maybe_lora(model: torch.nn.Module, cfg: Any) -> torch.nn.Module:
+    lora = cfg.get("lora")
+    if not lora or not lora.enabled:
+        return model
+    import peft
+
+    config = peft.LoraConfig(
+        r=int(lora.r), lora_alpha=float(lora.alpha), lora_dropout=float(lora.dropout),
+        target_modules=list(lora.target_modules), task_type="CAUSAL_LM",
+    )
+    return peft.get_peft_model(model, config)
+
+
+def build(cfg: Any) -> tuple[torch.nn.Module, Any]:
+    """Build the model a config names (``model.builder`` is a dotted path to a builder)."""
+    from hydra.utils import get_method
+
+    return get_method(cfg.builder)(cfg)

@@ -1,0 +1,112 @@
+"""Hugging Face checkpoints: atomic saves in safetensors, validated loads with one-line errors.
+
+A checkpoint directory is what ``save_pretrained`` writes (config.json, model.safetensors,
+tokenizer files, generation config), so ``AutoModelForCausalLM.from_pretrained`` and vLLM load
+it as is. LoRA models are merged before saving, so every checkpoint is a full model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory that cannot be used; the message names the path and the fix."""
+
+
+def save_checkpoint(model: torch.nn.Module, tokenizer: Any, path: str | os.PathLike) -> Path:
+    """Write ``model`` and ``tokenizer`` to ``path`` atomically (temp dir, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        if _is_peft(model):
+            _save_merged(model, tmp)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _save_merged(model: Any, out: Path) -> None:
+    """Save a LoRA model as a plain full model: merge, save base weights, unmerge (no copy)."""
+    model.merge_adapter()
+    try:
+        base = model.get_base_model()
+        state = {
+            k.replace(".base_layer.", "."): v for k, v in base.state_dict().items() if ".lora_" not in k
+        }
+        base.save_pretrained(out, state_dict=state, safe_serialization=True)
+    finally:
+        model.unmerge_adapter()
+
+
+def _is_peft(model: torch.nn.Module) -> bool:
+    try:
+        import peft
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(model, peft.PeftModel)
+
+
+def check_checkpoint_dir(path: str | os.PathLike) -> Path:
+    """Raise a one-line CheckpointError unless ``path`` holds HF weights and a config."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint directory {path} does not exist: check the path or run the job that writes it")
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"checkpoint directory {path} has no config.json: it is not a Hugging Face checkpoint")
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        raise CheckpointError(
+            f"checkpoint directory {path} has no *.safetensors weights: save it with save_pretrained(safe_serialization=True)"
+        )
+    for w in weights:
+        _check_safetensors(w)
+    return path
+
+
+def _check_safetensors(file: Path) -> None:
+    """Validate the header and the data length of one safetensors file without loading it."""
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if n <= 0 or 8 + n > size:
+                raise ValueError("header length out of range")
+            header = json.loads(fh.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        if 8 + n + end != size:
+            raise ValueError(f"file is {size} bytes, header says {8 + n + end}")
+    except Exception as err:  # noqa: BLE001 - any failure means a corrupted file
+        raise CheckpointError(f"corrupted safetensors file {file}: {err}; re-save or delete this checkpoint") from None
+
+
+def load_checkpoint(path: str | os.PathLike, dtype: str = "float32", trust_remote_code: bool = False) -> tuple[torch.nn.Module, Any]:
+    """Load a checkpoint directory (validated first) as ``(model, tokenizer)``."""
+    import transformers
+
+    from sweeps.models.build import _dtype
+
+    path = check_checkpoint_dir(path)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code, use_safetensors=True
+    )
+    return model, tokenizer

@@ -1,0 +1,1 @@
+"""LightningModules (one per loop shape) and the callbacks shared by every stage."""

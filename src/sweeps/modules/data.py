@@ -1,0 +1,62 @@
+"""The SFT example stream: an endless, seekable sequence of tokenised ID-split examples.
+
+Example ``i`` is drawn from its own RNG seeded by (run seed, i), so the stream is a pure
+function of the index: a resumed job continues exactly where the killed one stopped (the start
+index is read from the trainer's restored step when iteration begins), and two seeds see
+different data in a different order.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable, Iterator
+
+import torch
+from torch.utils.data import IterableDataset
+
+from sweeps.evaluation import chat_ids
+from sweeps.generation.base import derive_seed
+from sweeps.tasks.base import Task
+
+
+def tokenize_pair(tokenizer: Any, prompt: str, completion: str) -> tuple[list[int], int]:
+    """Ids of the chat (user prompt, assistant completion) and the number of prompt tokens."""
+    user = [{"role": "user", "content": prompt}]
+    prompt_ids = chat_ids(tokenizer, user, add_generation_prompt=True)
+    full = chat_ids(tokenizer, user + [{"role": "assistant", "content": completion}], add_generation_prompt=False)
+    if full[: len(prompt_ids)] != prompt_ids:
+        raise ValueError("the chat template renders the prompt differently with and without the answer; "
+                         "completion-only masking needs a prefix-stable template")
+    return full, len(prompt_ids)
+
+
+def collate(seqs: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad; labels are -100 on prompt tokens and padding (completion-only loss)."""
+    T = max(len(ids) for ids, _ in seqs)
+    input_ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)     # [B, T]
+    attention = torch.zeros((len(seqs), T), dtype=torch.long)            # [B, T]
+    labels = torch.full((len(seqs), T), -100, dtype=torch.long)          # [B, T]
+    for b, (ids, n_prompt) in enumerate(seqs):
+        input_ids[b, : len(ids)] = torch.tensor(ids)
+        attention[b, : len(ids)] = 1
+        labels[b, n_prompt : len(ids)] = torch.tensor(ids[n_prompt:])
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+class SFTStream(IterableDataset):
+    """Yields collated batches of ``batch_size`` examples from batch ``start_batch()`` on."""
+
+    def __init__(self, task: Task, tokenizer: Any, seed: int, batch_size: int, start_batch: Callable[[], int]):
+        self.task, self.tokenizer, self.seed = task, tokenizer, seed
+        self.batch_size, self.start_batch = batch_size, start_batch
+
+    def example(self, i: int) -> tuple[list[int], int]:
+        ex = self.task.sample("id", random.Random(derive_seed(self.seed, "sft", i)))
+        return tokenize_pair(self.tokenizer, self.task.prompt(ex), self.task.reference_completion(ex))
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        b = self.start_batch()
+        while True:
+            idx = range(b * self.batch_size, (b + 1) * self.batch_size)
+            yield collate([self.example(i) for i in idx], self.tokenizer.pad_token_id)
+            b += 1

@@ -1,0 +1,184 @@
+"""Run identity: directories derived from grid axes, config signatures, atomic writes, DONE.
+
+A job's directory is ``<output_dir>/<study>/<stage>/<model>/<task>/<init>/seed=<s>/`` — never a
+timestamp — so the same grid cell always lands in the same place. The directory holds:
+
+- ``config.yaml``: the resolved config; ``signature``: a hash of it without non-semantic keys
+  (paths, launcher, tracking), so moving the outputs or switching launchers keeps identity;
+- ``metrics.jsonl``: every metric, the source of truth (MLflow mirrors it);
+- ``ckpt/step=NNNNNN/``: Hugging Face checkpoints; ``resume/``: trainer state for restarts;
+- ``DONE``: written last, atomically.
+
+Same signature + DONE: skip. Same signature, no DONE: resume. Different signature: refuse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+# Keys that do not change what a job computes (where it writes, how it is launched or tracked).
+NON_SEMANTIC = ("paths", "tracking", "hydra", "launcher", "parent_run_id")
+
+
+class RunConflictError(RuntimeError):
+    """An existing run directory holds a run of a different config."""
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old or the new file, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
+
+
+def signature(resolved: dict[str, Any]) -> str:
+    """Hash of the resolved config without the non-semantic top-level keys."""
+    semantic = {k: v for k, v in resolved.items() if k not in NON_SEMANTIC}
+    blob = json.dumps(semantic, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def run_dir(output_dir: str | os.PathLike, study: str, stage: str, model: str, task: str, init: str, seed: int) -> Path:
+    return Path(output_dir) / study / stage / model / task / init / f"seed={seed}"
+
+
+def ckpt_name(step: int) -> str:
+    return f"step={step:06d}"
+
+
+class Run:
+    """One job's directory and the files that make it skippable and resumable."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    # --- identity ------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return (self.path / "DONE").is_file()
+
+    def stored_signature(self) -> str | None:
+        f = self.path / "signature"
+        return f.read_text().strip() if f.is_file() else None
+
+    def claim(self, sig: str, config_yaml: str) -> str:
+        """Bind this directory to ``sig``. Returns "skip", "resume" or "new"."""
+        stored = self.stored_signature()
+        if stored is not None and stored != sig:
+            raise RunConflictError(
+                f"run directory {self.path} holds a run with signature {stored}, this config has {sig}: "
+                f"use another paths.output_dir or study name, or delete the directory"
+            )
+        if stored == sig and self.done:
+            return "skip"
+        state = "resume" if stored == sig else "new"
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path / "config.yaml", config_yaml)
+        atomic_write_text(self.path / "signature", sig + "\n")
+        return state
+
+    def mark_done(self, summary: dict[str, Any]) -> None:
+        atomic_write_json(self.path / "DONE", summary)
+
+    # --- checkpoints ---------------------------------------------------------------
+    @property
+    def ckpt_root(self) -> Path:
+        return self.path / "ckpt"
+
+    def ckpt(self, step: int) -> Path:
+        return self.ckpt_root / ckpt_name(step)
+
+    def checkpoints(self) -> list[tuple[int, Path]]:
+        """Complete checkpoints (renamed into place) as (step, path), by step."""
+        if not self.ckpt_root.is_dir():
+            return []
+        found = []
+        for p in self.ckpt_root.glob("step=*"):
+            try:
+                found.append((int(p.name.split("=", 1)[1]), p))
+            except ValueError:
+                continue
+        return sorted(found)
+
+    @property
+    def resume_file(self) -> Path:
+        return self.path / "resume" / "last.ckpt"
+
+    # --- metrics -------------------------------------------------------------------
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        return list(iter_metrics(self.metrics_file))
+
+    def truncate_metrics(self, keep: "callable") -> None:
+        """Rewrite metrics.jsonl atomically keeping the records ``keep(rec)`` accepts."""
+        if self.metrics_file.is_file():
+            kept = [json.dumps(r, sort_keys=True) for r in self.read_metrics() if keep(r)]
+            atomic_write_text(self.metrics_file, "".join(line + "\n" for line in kept))
+
+
+def iter_metrics(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """Records of a metrics.jsonl; a torn last line (a crash mid-append) is ignored."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    with open(path) as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+
+class MetricsWriter:
+    """Appends ``{"step": s, "key": value, ...}`` records to metrics.jsonl, one line each."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a")
+
+    def write(self, step: int, metrics: dict[str, float], flush: bool = True) -> dict[str, Any]:
+        rec = {"step": int(step), **{k: _jsonable(v) for k, v in metrics.items()}}
+        self._fh.write(json.dumps(rec, sort_keys=True) + "\n")
+        if flush:
+            self._fh.flush()
+        return rec
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _jsonable(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+def latest_values(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The last value of every key over a stream of metric records."""
+    out: dict[str, Any] = {}
+    for r in records:
+        out.update(r)
+    return out

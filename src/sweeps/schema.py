@@ -1,0 +1,228 @@
+"""Structured-config schemas (Hydra ConfigStore + dataclasses) for every config group.
+
+Each YAML under ``conf/<group>/`` starts with ``defaults: [<schema>, _self_]`` naming one of the
+schemas registered here, so a typo or a wrong type fails at compose time with the key's name.
+Cross-field checks live in ``__post_init__`` and run in :func:`validate`, which every entry
+point calls right after composing (before any work). Groups whose YAML names a class with
+``_target_`` (tasks) are checked against that class's own dataclass fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value that composes but cannot work; the message names the key."""
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+# transformers.get_scheduler names (kept here so validation needs no transformers import)
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+              "constant_with_warmup", "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = False
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: List[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+
+    def __post_init__(self) -> None:
+        _check(self.r > 0, f"model.lora.r must be > 0, got {self.r}")
+        _check(0 <= self.dropout < 1, f"model.lora.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    builder: str = MISSING            # dotted path: sweeps.models.build.from_config | from_pretrained
+    path: Optional[str] = None        # hub id or local directory for from_pretrained
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+    init_seed: int = 0
+    arch: Dict[str, Any] = field(default_factory=dict)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    spectral_targets: List[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check(self.dtype in ("float32", "bfloat16", "float16"), f"model.dtype={self.dtype!r}: use float32, bfloat16 or float16")
+
+
+@dataclass
+class AlgoConfig:
+    name: str = MISSING
+    job: str = MISSING                # dotted path of the function that runs this stage
+    lr: float = 1e-5
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-7
+    weight_decay: float = 0.0
+    scheduler: str = "constant_with_warmup"   # any transformers.get_scheduler name
+    warmup_steps: int = 0
+    max_grad_norm: Optional[float] = 1.0
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, f"algo.lr must be > 0, got {self.lr}")
+        _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), f"algo.betas must be two values in [0, 1), got {self.betas}")
+        _check(self.eps > 0, f"algo.eps must be > 0, got {self.eps}")
+        _check(self.weight_decay >= 0, f"algo.weight_decay must be >= 0, got {self.weight_decay}")
+        _check(self.warmup_steps >= 0, f"algo.warmup_steps must be >= 0, got {self.warmup_steps}")
+        _check(self.max_grad_norm is None or self.max_grad_norm > 0, f"algo.max_grad_norm must be > 0 or null, got {self.max_grad_norm}")
+        _check(self.scheduler in SCHEDULERS, f"algo.scheduler={self.scheduler!r} is not one of {list(SCHEDULERS)}")
+
+
+@dataclass
+class SFTAlgoConfig(AlgoConfig):
+    """Supervised fine-tuning with a completion-only loss."""
+
+
+@dataclass
+class TrainerConfig:
+    name: str = MISSING
+    max_steps: int = 300
+    batch_size: int = 64
+    accumulate: int = 1
+    save_every: Any = 50              # an int (every N steps) or a list of steps
+    eval_at_start: bool = True        # evaluate the starting weights as checkpoint 0
+    log_every: int = 1
+    threads: int = 1                  # torch threads per process (seeds run in parallel)
+    accelerator: str = "cpu"
+    precision: str = "32-true"
+
+    def __post_init__(self) -> None:
+        _check(self.max_steps > 0, f"trainer.max_steps must be > 0, got {self.max_steps}")
+        _check(self.batch_size > 0, f"trainer.batch_size must be > 0, got {self.batch_size}")
+        _check(self.accumulate > 0, f"trainer.accumulate must be > 0, got {self.accumulate}")
+        _check(self.log_every > 0, f"trainer.log_every must be > 0, got {self.log_every}")
+        _check(self.threads > 0, f"trainer.threads must be > 0, got {self.threads}")
+        steps = save_steps(self.save_every, self.max_steps)
+        _check(len(steps) > 0, f"trainer.save_every={self.save_every!r} gives no checkpoint within trainer.max_steps={self.max_steps}")
+
+
+def save_steps(save_every: Any, max_steps: int) -> list[int]:
+    """The checkpoint steps: every N steps (and the last), or an explicit list."""
+    if isinstance(save_every, bool):
+        raise ConfigError(f"trainer.save_every must be an int > 0 or a list of steps, got {save_every!r}")
+    if isinstance(save_every, int):
+        _check(save_every > 0, f"trainer.save_every must be > 0, got {save_every}")
+        return sorted(set(range(save_every, max_steps + 1, save_every)) | {max_steps})
+    try:
+        steps = sorted({int(s) for s in save_every})
+    except (TypeError, ValueError):
+        raise ConfigError(f"trainer.save_every must be an int > 0 or a list of steps, got {save_every!r}") from None
+    _check(all(0 < s <= max_steps for s in steps), f"trainer.save_every steps must lie in 1..{max_steps}, got {steps}")
+    return steps
+
+
+@dataclass
+class EvalConfig:
+    size: Optional[int] = None        # items per split; null = task.eval_items
+    seed: int = 42                    # the frozen evaluation set's seed
+    splits: List[str] = field(default_factory=lambda: ["id", "ood"])
+    temperature: float = 0.0          # 0 = greedy; > 0 = sampled with seeds (run seed, step, item)
+    top_p: float = 1.0
+    top_k: int = 0
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        _check(self.size is None or self.size > 0, f"eval.size must be > 0 or null, got {self.size}")
+        _check(self.temperature >= 0, f"eval.temperature must be >= 0, got {self.temperature}")
+        _check(0 < self.top_p <= 1, f"eval.top_p must be in (0, 1], got {self.top_p}")
+        _check(self.batch_size > 0, f"eval.batch_size must be > 0, got {self.batch_size}")
+        from sweeps.tasks.base import SPLITS
+
+        bad = [s for s in self.splits if s not in SPLITS]
+        _check(not bad, f"eval.splits has unknown split(s) {bad}: the tasks know {list(SPLITS)}")
+
+
+@dataclass
+class TrackingConfig:
+    builder: str = MISSING            # sweeps.tracking.mlflow_tracker.mlflow | sweeps.tracking.base.null
+    uri: Optional[str] = None
+    experiment: Optional[str] = None  # null = the study name
+
+
+@dataclass
+class PathsConfig:
+    output_dir: str = "outputs"
+
+
+@dataclass
+class InitConfig:
+    step: Optional[int] = None        # RL: the SFT checkpoint step to start from
+    role: Optional[str] = None        # RL: a role resolved from SFT results (e.g. ood_peak)
+    sft_study: Optional[str] = None   # RL: the study holding the SFT runs (default: this study)
+
+
+@dataclass
+class TrainConfig:
+    study: str = "default"
+    seed: int = 0
+    parent_run_id: Optional[str] = None
+    model: ModelConfig = MISSING
+    task: Any = MISSING
+    algo: Any = MISSING
+    trainer: TrainerConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+
+    def __post_init__(self) -> None:
+        _check(bool(self.study) and "/" not in self.study, f"study={self.study!r} must be a non-empty name without '/'")
+        _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+
+
+def register() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="algo", name="sft_schema", node=SFTAlgoConfig)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
+
+
+register()
+
+
+def validate(cfg: DictConfig) -> Any:
+    """Run every cross-field check (``__post_init__``) and the task's own field checks.
+
+    Returns the instantiated task. Raises ConfigError (or the task's ValueError) with a
+    one-line message naming the key.
+    """
+    OmegaConf.to_object(cfg)          # instantiates the dataclasses: runs __post_init__
+    return build_task(cfg.task)
+
+
+def build_task(task_cfg: DictConfig) -> Any:
+    """Instantiate ``task._target_``; unknown keys and wrong types name the key."""
+    import dataclasses
+
+    from hydra.utils import get_class
+
+    target = task_cfg.get("_target_")
+    _check(bool(target), "task._target_ is missing: a task config names its class, e.g. sweeps.tasks.general_points.GeneralPoints")
+    try:
+        cls = get_class(target)
+    except Exception:  # noqa: BLE001
+        raise ConfigError(f"task._target_={target!r} is not an importable class") from None
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    params = {k: v for k, v in OmegaConf.to_container(task_cfg, resolve=True).items() if k != "_target_"}
+    unknown = sorted(set(params) - fields)
+    if unknown:
+        raise ConfigError(f"task.{unknown[0]} is not a field of {cls.__name__} (fields: {sorted(fields)})")
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(str(err)) from None
