@@ -1,0 +1,92 @@
+"""The task interface every task file implements.
+
+A task is a dataclass whose fields are its configuration (the YAML under ``conf/task/`` names
+the class with ``_target_`` and sets the fields). It generates examples for a split from a
+caller-supplied RNG, renders them as a user prompt, grades a model completion, and gives the
+supervised completion used for SFT. One grader serves both the RL reward and evaluation.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+SPLITS = ("id", "ood")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One problem instance. ``data`` holds task-specific fields (cards, matrix, ...)."""
+
+    split: str
+    data: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:  # example.cards, example.target, example.matrix
+        try:
+            return self.__dict__["data"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"split": self.split, "data": self.data}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "Example":
+        return cls(split=obj["split"], data=obj["data"])
+
+
+@dataclass(frozen=True)
+class Grade:
+    """The grader's verdict on one attempt.
+
+    ``errors`` names every triggered error class (empty when correct); ``feedback`` holds the
+    messages shown to the model on the next attempt of a multi-attempt episode.
+    """
+
+    reward: float
+    correct: bool
+    errors: tuple[str, ...] = ()
+    feedback: tuple[str, ...] = ()
+
+
+@dataclass
+class Task:
+    """Base class: subclasses are dataclasses whose fields are the task's config."""
+
+    name: str = "task"
+    max_attempts: int = 5       # graded attempts per episode (feedback turns in between)
+    max_new_tokens: int = 64    # generation budget per attempt
+    eval_items: int = 200       # size of each frozen evaluation split
+    error_classes: tuple[str, ...] = field(default=(), init=False)  # every class grade() may emit
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"task.max_attempts must be >= 1, got {self.max_attempts}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"task.max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.eval_items < 1:
+            raise ValueError(f"task.eval_items must be >= 1, got {self.eval_items}")
+
+    # --- what every task implements -------------------------------------------------
+    def sample(self, split: str, rng: random.Random) -> Example:
+        raise NotImplementedError
+
+    def prompt(self, example: Example) -> str:
+        raise NotImplementedError
+
+    def grade(self, example: Example, completion: str) -> Grade:
+        raise NotImplementedError
+
+    def reference_completion(self, example: Example) -> str:
+        """The supervised target for SFT (a correct answer in the task's output format)."""
+        raise NotImplementedError
+
+    def feedback_message(self, grade: Grade) -> str:
+        """The user turn appended after a failed attempt."""
+        reasons = ", ".join(grade.feedback) or "wrong answer"
+        return f"You failed this trial because {reasons}"
+
+    def check_split(self, split: str) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}: use one of {SPLITS}")

@@ -1,0 +1,269 @@
+"""GeneralPoints, the text-only "24 game" of the paper (PAPER.md section 2.1).
+
+Hands. Four ranks 1..13 (A=1, J=11, Q=12, K=13). The ID split draws them i.i.d. uniform and
+counts J, Q, K as ``id_face_values`` (10, 10, 10); the OOD split draws ``4 - ood_min_face_cards``
+ranks uniform on 1..13 plus ``ood_min_face_cards`` uniform on {J, Q, K}, shuffles them, and counts
+J, Q, K as ``ood_face_values`` (11, 12, 13). The target is drawn from ``targets`` (default: just
+``target``). A hand is redrawn until the exact solver finds at least one solution. Suits play no
+role in text mode and are not drawn. ``Example.data`` = {"cards": rank strings, "values": ints
+under the split's rule, "target": int}.
+
+Grading (one grader for RL reward and evaluation). The formula is read from the reply parsed as
+JSON ("formula" key), else from a regex for ``"formula": "..."`` that accepts double or single
+quotes (so a trailing comma or a fenced block still parses), else it is the string "None". It
+is cut at the first "=" and stripped of all whitespace. Checks then run in order and sum:
+
+* ILLEGAL_FORMULA, -3: the string is not a concatenation of integer literals and ``+-*/()``
+  (empty counts as illegal): -3 and stop. Otherwise a state machine over the token types
+  (number, operator, "(", ")") adds -3 for each bad transition: an operator not after a number or
+  ")", a number or "(" not at the start or after an operator or "(", a ")" not after a number or
+  ")", or a ")" with no open "(". An unclosed "(" is not a violation (evaluation catches it).
+* INCORRECT_NUMBER, -2: a literal that is not a card value or is used more often than the hand
+  holds it; another -2 if some card value is left unused (so at most -4).
+* Only when the total is still 0 is the value computed, exactly (``expr.evaluate``):
+  CORRECT +5 if it equals the target; PARTIAL +1 if evaluation raises (unclosed "(", division by
+  zero, trailing operator) and the string is a prefix of a solver solution (only with
+  ``partial_credit_for_prefix``); WRONG RESULT -1 otherwise.
+
+``Grade.errors`` names each triggered class once ("illegal_formula", "incorrect_number",
+"wrong_result", "partial_solution"); a partial is not correct. "aggregated_error" is added when
+the total is not one of the single-class values (+5, +1, -1, -2, -3), e.g. -4, -5 or -6, which
+is how the paper's logger classed such steps; ``step_class`` gives that one-class-per-step view.
+The grader never raises on any completion: an internal failure is scored as an illegal formula.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from sweeps.tasks.base import Example, Grade, Task
+from sweeps.tasks.expr import ExprError, evaluate, is_solvable, solve
+
+ILLEGAL_FORMULA, INCORRECT_NUMBER = "illegal_formula", "incorrect_number"
+WRONG_RESULT, PARTIAL_SOLUTION = "wrong_result", "partial_solution"
+AGGREGATED_ERROR = "aggregated_error"
+ERROR_CLASSES = (ILLEGAL_FORMULA, INCORRECT_NUMBER, WRONG_RESULT, PARTIAL_SOLUTION, AGGREGATED_ERROR)
+REWARDS = {"correct": 5.0, PARTIAL_SOLUTION: 1.0, WRONG_RESULT: -1.0, INCORRECT_NUMBER: -2.0,
+           ILLEGAL_FORMULA: -3.0}
+FEEDBACK = {ILLEGAL_FORMULA: "illegal formula", INCORRECT_NUMBER: "incorrect number",
+            WRONG_RESULT: "wrong result", PARTIAL_SOLUTION: "partial solution"}
+
+RANK_NAMES = {1: "A", 11: "J", 12: "Q", 13: "K"}
+FACE_RANKS = (11, 12, 13)
+PROMPT_STYLES = ("paper", "compact")
+_MAX_DRAWS = 10_000
+
+_LEGAL = re.compile(r"(?:[0-9]+|[+\-*/()])+")
+_FORMULA_RE = re.compile(r"""["']formula["']\s*:\s*(["'])(.*?)\1""")
+
+
+def rank_name(rank: int) -> str:
+    return RANK_NAMES.get(rank, str(rank))
+
+
+def extract_formula(completion: str) -> str:
+    """The reply's formula: JSON "formula", else the quote-tolerant regex, else "None"."""
+    try:
+        obj = json.loads(completion)
+        if isinstance(obj, dict) and isinstance(obj.get("formula"), str):
+            return obj["formula"]
+    except Exception:  # noqa: BLE001 - any JSON failure falls through to the regex
+        pass
+    match = _FORMULA_RE.search(completion)
+    return match.group(2) if match else "None"
+
+
+def normalize_formula(formula: str) -> str:
+    """Cut from the first "=" on and remove every whitespace character."""
+    return "".join(formula.split("=", 1)[0].split())
+
+
+def count_violations(tokens: list[str]) -> int:
+    """Bad transitions of the number/operator/parenthesis state machine (see module docstring)."""
+    violations, depth, prev = 0, 0, None  # prev: None, "num", "op", "(" or ")"
+    for token in tokens:
+        kind = "num" if token.isdigit() else "op" if token in "+-*/" else token
+        if kind in ("num", "("):
+            ok = prev in (None, "op", "(")
+            if ok and kind == "(":
+                depth += 1
+        elif kind == "op":
+            ok = prev in ("num", ")")
+        else:  # ")"
+            ok = prev in ("num", ")") and depth > 0
+            if ok:
+                depth -= 1
+        if not ok:
+            violations += 1
+        prev = kind
+    return violations
+
+
+def step_class(grade: Grade) -> str:
+    """The paper's single class of a graded step: "correct" or one error class."""
+    if grade.correct:
+        return "correct"
+    if AGGREGATED_ERROR in grade.errors or not grade.errors:
+        return AGGREGATED_ERROR
+    return grade.errors[0]
+
+
+def _int_tuple(value: Any, name: str) -> tuple[int, ...]:
+    """A YAML list (or any iterable) of ints as a tuple; anything else is a config error."""
+    items = None if isinstance(value, str) or not hasattr(value, "__iter__") else list(value)
+    if items is None or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+        raise ValueError(f"task.{name} must be a list of integers, got {value!r}")
+    return tuple(items)
+
+
+@dataclass
+class GeneralPoints(Task):
+    """The 24 game; every field is config (see ``conf/task/general_points.yaml``)."""
+
+    name: str = "general_points"
+    max_attempts: int = 5
+    max_new_tokens: int = 256
+    eval_items: int = 234
+    target: int = 24
+    targets: tuple[int, ...] | None = None       # make-T: draw the target from this list
+    id_face_values: tuple[int, ...] = (10, 10, 10)   # values of J, Q, K under the ID rule
+    ood_face_values: tuple[int, ...] = (11, 12, 13)  # ... and under the OOD rule
+    ood_min_face_cards: int = 1
+    prompt_style: str = "paper"
+    partial_credit_for_prefix: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.target, bool) or not isinstance(self.target, int):
+            raise ValueError(f"task.target must be an integer, got {self.target!r}")
+        if self.targets is not None:
+            self.targets = _int_tuple(self.targets, "targets")
+            if not self.targets:
+                raise ValueError("task.targets must be non-empty (or null for [target])")
+        for name in ("id_face_values", "ood_face_values"):
+            values = _int_tuple(getattr(self, name), name)
+            if len(values) != 3 or min(values) < 1:
+                raise ValueError(f"task.{name} must be 3 positive integers (J, Q, K), got {values}")
+            setattr(self, name, values)
+        if not 0 <= self.ood_min_face_cards <= 4:
+            raise ValueError(f"task.ood_min_face_cards must be in 0..4, got {self.ood_min_face_cards}")
+        if self.prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"task.prompt_style must be one of {PROMPT_STYLES}, got {self.prompt_style!r}")
+        if not isinstance(self.partial_credit_for_prefix, bool):
+            raise ValueError(f"task.partial_credit_for_prefix must be a bool, got {self.partial_credit_for_prefix!r}")
+        self.error_classes = ERROR_CLASSES
+
+    # --- sampling -------------------------------------------------------------------------
+    def face_values(self, split: str) -> tuple[int, ...]:
+        self.check_split(split)
+        return self.id_face_values if split == "id" else self.ood_face_values
+
+    def card_value(self, rank: int, split: str) -> int:
+        return self.face_values(split)[rank - 11] if rank in FACE_RANKS else rank
+
+    def sample(self, split: str, rng: random.Random) -> Example:
+        """Draw (target, ranks) until the hand is solvable under the split's rule."""
+        self.check_split(split)
+        targets = self.targets or (self.target,)
+        for _ in range(_MAX_DRAWS):
+            target = rng.choice(targets)
+            n_face = self.ood_min_face_cards if split == "ood" else 0
+            ranks = [rng.randint(1, 13) for _ in range(4 - n_face)]
+            ranks += [rng.choice(FACE_RANKS) for _ in range(n_face)]
+            if n_face:
+                rng.shuffle(ranks)
+            values = [self.card_value(r, split) for r in ranks]
+            if is_solvable(values, target):
+                cards = [rank_name(r) for r in ranks]
+                return Example(split=split, data={"cards": cards, "values": values, "target": target})
+        raise ValueError(f"task.targets: no solvable hand found in {_MAX_DRAWS} draws")
+
+    # --- prompt and reference -------------------------------------------------------------
+    def prompt(self, example: Example) -> str:
+        jqk = self.face_values(example.split)
+        target, cards = example.target, example.cards
+        if self.prompt_style == "compact":
+            return (f"Rule: J={jqk[0]} Q={jqk[1]} K={jqk[2]}. Cards: {' '.join(cards)}. "
+                    f"Target: {target}. Use each card exactly once. Answer as JSON with key formula.")
+        if len(set(jqk)) == 1:
+            rule = f"'J', 'Q', and 'K' count as '{jqk[0]}'"
+        else:
+            rule = f"'J', 'Q', and 'K' count as '{jqk[0]}', '{jqk[1]}', and '{jqk[2]}' respectively"
+        schema = json.dumps({
+            "cards": "the cards you see, as a list of strings",
+            "number": "the value of each card, as a list of integers",
+            "formula": f"a string with an equation that equals {target}",
+        }, indent=2)
+        return (
+            f"You are an expert {target} points card game player. You will receive a set of 4 cards.\n"
+            f"Note that {rule}, and each card must be used exactly once.\n"
+            f"Your goal is to output a formula that evaluates to {target} using only the numbers "
+            "on the cards and the symbols '+', '-', '*', '/', '(', ')' and '='.\n\n"
+            f"Cards: {list(cards)}\n\n"
+            f"Reply with a valid JSON object in this format:\n{schema}"
+        )
+
+    def solutions(self, example: Example) -> tuple[str, ...]:
+        """Every solver solution for the example's hand (empty unless it has 4 cards)."""
+        values = example.values
+        return solve(values, example.target) if len(values) == 4 else ()
+
+    def reference_completion(self, example: Example) -> str:
+        solutions = self.solutions(example)
+        if not solutions:
+            raise ValueError(f"no solution for values {example.values} and target {example.target}")
+        formula = solutions[0]
+        if self.prompt_style == "compact":
+            return json.dumps({"formula": formula})
+        return json.dumps({"cards": list(example.cards), "number": list(example.values), "formula": formula})
+
+    # --- grading --------------------------------------------------------------------------
+    def grade(self, example: Example, completion: str) -> Grade:
+        values = [int(v) for v in example.values]
+        target = int(example.target)
+        try:
+            triggered = self._penalties(values, target, str(completion))
+        except Exception:  # noqa: BLE001 - a pathological string is an illegal formula
+            triggered = [ILLEGAL_FORMULA]
+        return self._to_grade(triggered)
+
+    def _penalties(self, values: list[int], target: int, completion: str) -> list[str]:
+        """The triggered classes in check order (one entry per penalty, so they sum)."""
+        formula = normalize_formula(extract_formula(completion))
+        if not _LEGAL.fullmatch(formula):
+            return [ILLEGAL_FORMULA]
+        tokens = re.findall(r"[0-9]+|[+\-*/()]", formula)
+        triggered = [ILLEGAL_FORMULA] * count_violations(tokens)
+
+        used = Counter(int(t) if len(t) <= 20 else t for t in tokens if t.isdigit())  # huge: no card
+        cards = Counter(values)
+        if any(n > cards[v] for v, n in used.items()):
+            triggered.append(INCORRECT_NUMBER)
+        if any(n > used[v] for v, n in cards.items()):
+            triggered.append(INCORRECT_NUMBER)
+        if triggered:
+            return triggered
+
+        try:
+            value = evaluate(formula)
+        except ExprError:
+            prefix = self.partial_credit_for_prefix and len(values) == 4 and any(
+                s.startswith(formula) for s in solve(values, target))
+            return [PARTIAL_SOLUTION] if prefix else [WRONG_RESULT]
+        return [] if value == target else [WRONG_RESULT]
+
+    @staticmethod
+    def _to_grade(triggered: list[str]) -> Grade:
+        if not triggered:
+            return Grade(reward=REWARDS["correct"], correct=True)
+        reward = sum(REWARDS[c] for c in triggered)
+        errors = tuple(dict.fromkeys(triggered))
+        if reward not in REWARDS.values():
+            errors += (AGGREGATED_ERROR,)
+        feedback = tuple(FEEDBACK[c] for c in dict.fromkeys(triggered))
+        return Grade(reward=reward, correct=False, errors=errors, feedback=feedback)

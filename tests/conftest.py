@@ -1,0 +1,51 @@
+"""Shared fixtures: the tiny model, config composition, GPU skipping."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+
+def compose(overrides: list[str] | None = None, config_name: str = "train"):
+    """Compose a config from conf/ exactly as the Hydra entry points do."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import sweeps.schema  # noqa: F401  (registers schemas)
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=overrides or [])
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """(model, tokenizer) of the tiny config, random init, eval mode."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from sweeps.models.build import build
+
+    torch.set_num_threads(1)
+    model, tok = build(OmegaConf.load(CONF / "model" / "tiny.yaml"))
+    model.eval()
+    return model, tok
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:  # noqa: BLE001
+        has_cuda = False
+    if not has_cuda:
+        skip = pytest.mark.skip(reason="needs CUDA")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
