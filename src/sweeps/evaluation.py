@@ -30,6 +30,9 @@ from sweeps.runs import atomic_write_text
 from sweeps.tasks.base import Example, Task
 
 
+CONTEXT_EXHAUSTED = "context_exhausted"
+
+
 @dataclass
 class Episode:
     item: int
@@ -55,6 +58,11 @@ def chat_ids(tokenizer: Any, messages: list[dict[str, str]], add_generation_prom
     if hasattr(out, "keys"):  # transformers 5 returns a BatchEncoding
         out = out["input_ids"]
     return list(out)
+
+
+def max_positions(model: Any) -> int | None:
+    config = getattr(model, "config", None)
+    return getattr(config, "max_position_embeddings", None)
 
 
 def eos_ids(tokenizer: Any, model: Any) -> list[int]:
@@ -90,13 +98,24 @@ def run_episodes(
     params: SamplingParams,
     seed_parts: tuple[Any, ...],
     batch_size: int,
+    max_length: int | None = None,
 ) -> list[Episode]:
-    """Play every example's episode to the end; ``generate(prompts, params, seeds)`` samples."""
+    """Play every example's episode to the end; ``generate(prompts, params, seeds)`` samples.
+
+    An episode whose conversation no longer fits ``max_length`` tokens (prompt plus the new
+    tokens) ends there, failed, with the error class "context_exhausted".
+    """
     episodes = [Episode(item=i) for i in range(len(examples))]
     convs = [[{"role": "user", "content": task.prompt(ex)}] for ex in examples]
     active = list(range(len(examples)))
     for attempt in range(task.max_attempts):
         prompts = {i: chat_ids(tokenizer, convs[i], add_generation_prompt=True) for i in active}
+        if max_length is not None:
+            for i in [i for i in active if len(prompts[i]) + params.max_new_tokens > max_length]:
+                episodes[i].errors.append([CONTEXT_EXHAUSTED])
+                episodes[i].rewards.append(float("nan"))
+                episodes[i].texts.append("")
+                active.remove(i)
         order = sorted(active, key=lambda i: len(prompts[i]))
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
@@ -126,7 +145,7 @@ def summarize(task: Task, episodes: Sequence[Episode]) -> dict[str, float]:
     k = sum(e.success for e in episodes)
     lo, hi = wilson(k, n)
     steps = [errs for e in episodes for errs in e.errors]
-    rewards = [r for e in episodes for r in e.rewards]
+    rewards = [r for e in episodes for r in e.rewards if r == r]
     out = {
         "success": k / n if n else float("nan"),
         "success_lo": lo,
@@ -176,7 +195,8 @@ class Evaluator:
             with torch.inference_mode():
                 for split, examples in self.sets.items():
                     episodes = run_episodes(generate, tokenizer, self.task, examples, self.params,
-                                            (self.run_seed, step, split), self.eval_cfg.batch_size)
+                                            (self.run_seed, step, split), self.eval_cfg.batch_size,
+                                            max_length=max_positions(model))
                     metrics.update({f"eval/{split}/{k}": v for k, v in summarize(self.task, episodes).items()})
                     if out_dir is not None:
                         save_episodes(Path(out_dir) / f"episodes_{split}.jsonl", examples, episodes)

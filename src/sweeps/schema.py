@@ -183,9 +183,16 @@ class TrainConfig:
         _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
 
 
+@dataclass
+class EvalJobConfig(TrainConfig):
+    ckpt: Optional[str] = None        # the checkpoint directory to score
+    out: Optional[str] = None         # where eval.json goes (default: the checkpoint directory)
+
+
 def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="eval_schema", node=EvalJobConfig)
     cs.store(group="model", name="model_schema", node=ModelConfig)
     cs.store(group="algo", name="sft_schema", node=SFTAlgoConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)

@@ -1,0 +1,67 @@
+"""Every shipped config composes against its schema and passes validation."""
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from sweeps.schema import ConfigError, save_steps, validate
+from tests.conftest import CONF, compose
+
+GROUPS = ["model", "task", "algo", "trainer", "tracking"]
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+EXPERIMENTS = [p.stem for p in sorted((CONF / "experiment").glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_group_option_composes_and_validates(group, option):
+    cfg = compose([f"{group}={option}"])
+    validate(cfg)
+    assert cfg[group].name == option if "name" in cfg[group] else True
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes(experiment):
+    validate(compose([f"experiment={experiment}"]))
+
+
+def test_eval_config_composes():
+    cfg = compose(["ckpt=/x"], config_name="eval")
+    assert cfg.ckpt == "/x"
+
+
+def test_unknown_task_names_the_group():
+    with pytest.raises(ConfigCompositionException, match="task/nope"):
+        compose(["task=nope"])
+
+
+def test_typo_and_wrong_type_fail_at_compose_time_naming_the_key():
+    with pytest.raises(ConfigCompositionException) as e:
+        compose(["algo.lrr=1"])
+    assert "lrr" in str(e.value.__cause__ or e.value)
+    with pytest.raises(ConfigCompositionException) as e:
+        compose(["trainer.max_steps=many"])
+    assert "max_steps" in str(e.value.__cause__ or e.value)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("algo.lr=-1", "algo.lr must be > 0"),
+    ("trainer.save_every=0", "trainer.save_every must be > 0"),
+    ("trainer.save_every=[5,500]", "trainer.save_every steps must lie in 1..300"),
+    ("eval.splits=[id,test]", "eval.splits has unknown split"),
+    ("task.max_attempts=0", "task.max_attempts"),
+    ("+task.colour=red", "task.colour is not a field of GeneralPoints"),
+    ("model.dtype=float8", "model.dtype"),
+    ("algo.scheduler=sawtooth", "algo.scheduler"),
+])
+def test_cross_field_checks_name_the_key(override, message):
+    cfg = compose([override])
+    with pytest.raises((ConfigError, ValueError)) as e:
+        validate(cfg)
+    assert message in str(e.value)
+    assert "\n" not in str(e.value).strip()
+
+
+def test_save_steps():
+    assert save_steps(100, 300) == [100, 200, 300]
+    assert save_steps(40, 100) == [40, 80, 100]       # the last step is always saved
+    assert save_steps([30, 10], 100) == [10, 30]
