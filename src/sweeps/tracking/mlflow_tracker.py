@@ -95,6 +95,7 @@ class MlflowTracker:
         from mlflow.entities import Param, RunTag
         from mlflow.tracking import MlflowClient
 
+        init_store(self.tracking_uri)
         client = self._client = MlflowClient(self.tracking_uri)
         prev = json.loads(self._state_file.read_text()) if self._state_file.is_file() else {}
         if prev.get("run_id") and prev.get("tracking_uri") == self.tracking_uri and _exists(client, prev["run_id"]):
@@ -131,6 +132,29 @@ class MlflowTracker:
     def finish(self, status: str = "FINISHED") -> None:
         if self.run_id is not None:
             self._guard("finish", lambda: self._client.set_terminated(self.run_id, status=status))
+
+
+def init_store(uri: str) -> None:
+    """Create an embedded SQLite store's tables once, under a file lock.
+
+    MLflow migrates a new SQLite database on first use; two processes doing it at once leave
+    it broken ("table _alembic_tmp_experiments already exists"). Jobs of a multirun start
+    together, so the first one to take the lock creates the tables and the others wait.
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    import fcntl
+
+    from mlflow.tracking import MlflowClient
+
+    db = Path(uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            MlflowClient(uri).search_experiments(max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _exists(client: Any, run_id: str) -> bool:
