@@ -45,3 +45,22 @@ def derive_seed(*parts: int | str) -> int:
     backends, unlike Python's ``hash``."""
     digest = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
+
+
+class Rollout:
+    """The interface every rollout backend implements (``conf/rollout/<name>.yaml``).
+
+    ``generate`` samples continuations of token-id prompts with one seed per prompt;
+    ``sync_weights`` pushes the training model's current weights into the sampler (a no-op
+    when the sampler *is* the training model). ``is_policy`` tells the RL loop whether the
+    sampler's log-probs come from the training model itself; when not, it logs the mismatch
+    between sampler and trainer log-probs.
+    """
+
+    is_policy: bool = True
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams, seeds: list[int]) -> Generation:
+        raise NotImplementedError
+
+    def sync_weights(self, model: object) -> None:
+        pass

@@ -105,3 +105,25 @@ def generate(
     tokens = [out_tok[i, : lengths[i]].tolist() for i in range(B)]
     logprobs = [out_lp[i, : lengths[i]].tolist() for i in range(B)]
     return Generation(tokens=tokens, logprobs=logprobs, finished=done.tolist())
+
+
+class HFRollout:
+    """Rollout backend that samples from the training model itself (``rollout=hf``)."""
+
+    is_policy = True
+
+    def __init__(self, model: torch.nn.Module, tokenizer: object, cfg: object = None):
+        from sweeps.evaluation import eos_ids
+
+        self.model, self.pad_id, self.eos = model, tokenizer.pad_token_id, eos_ids(tokenizer, model)
+
+    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams, seeds: Sequence[int]) -> Generation:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return generate(self.model, prompts, params, pad_id=self.pad_id, eos_ids=self.eos, seeds=seeds)
+        finally:
+            self.model.train(was_training)
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        pass
