@@ -21,25 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from sweeps.episodes import Episode, chat_ids, play
 from sweeps.generation.base import SamplingParams, derive_seed
 from sweeps.runs import atomic_write_text
 from sweeps.tasks.base import Example, Task
-
-
-CONTEXT_EXHAUSTED = "context_exhausted"
-
-
-@dataclass
-class Episode:
-    item: int
-    texts: list[str] = field(default_factory=list)
-    rewards: list[float] = field(default_factory=list)
-    errors: list[list[str]] = field(default_factory=list)
-    success: bool = False
 
 
 def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -50,14 +38,6 @@ def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
         return float("nan"), float("nan")
     ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
     return float(ci.low), float(ci.high)
-
-
-def chat_ids(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> list[int]:
-    """Token ids of a conversation rendered with the tokenizer's chat template."""
-    out = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True)
-    if hasattr(out, "keys"):  # transformers 5 returns a BatchEncoding
-        out = out["input_ids"]
-    return list(out)
 
 
 def max_positions(model: Any) -> int | None:
@@ -90,53 +70,10 @@ def frozen_evalset(task: Task, task_cfg: dict[str, Any], split: str, n: int, see
 
 
 # --- episodes ------------------------------------------------------------------------------
-def run_episodes(
-    generate: Any,
-    tokenizer: Any,
-    task: Task,
-    examples: Sequence[Example],
-    params: SamplingParams,
-    seed_parts: tuple[Any, ...],
-    batch_size: int,
-    max_length: int | None = None,
-) -> list[Episode]:
-    """Play every example's episode to the end; ``generate(prompts, params, seeds)`` samples.
-
-    An episode whose conversation no longer fits ``max_length`` tokens (prompt plus the new
-    tokens) ends there, failed, with the error class "context_exhausted".
-    """
-    episodes = [Episode(item=i) for i in range(len(examples))]
-    convs = [[{"role": "user", "content": task.prompt(ex)}] for ex in examples]
-    active = list(range(len(examples)))
-    for attempt in range(task.max_attempts):
-        prompts = {i: chat_ids(tokenizer, convs[i], add_generation_prompt=True) for i in active}
-        if max_length is not None:
-            for i in [i for i in active if len(prompts[i]) + params.max_new_tokens > max_length]:
-                episodes[i].errors.append([CONTEXT_EXHAUSTED])
-                episodes[i].rewards.append(float("nan"))
-                episodes[i].texts.append("")
-                active.remove(i)
-        order = sorted(active, key=lambda i: len(prompts[i]))
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            seeds = [derive_seed(*seed_parts, i, attempt) for i in chunk]
-            gen = generate([prompts[i] for i in chunk], params, seeds)
-            for i, toks in zip(chunk, gen.tokens):
-                text = tokenizer.decode(toks, skip_special_tokens=True)
-                grade = task.grade(examples[i], text)
-                ep = episodes[i]
-                ep.texts.append(text)
-                ep.rewards.append(float(grade.reward))
-                ep.errors.append(list(grade.errors))
-                if grade.correct:
-                    ep.success = True
-                else:
-                    convs[i] = convs[i] + [{"role": "assistant", "content": text},
-                                           {"role": "user", "content": task.feedback_message(grade)}]
-        active = [i for i in active if not episodes[i].success]
-        if not active:
-            break
-    return episodes
+def run_episodes(generate: Any, tokenizer: Any, task: Task, examples: Sequence[Example], params: SamplingParams,
+                 seed_parts: tuple[Any, ...], batch_size: int, max_length: int | None = None) -> list[Episode]:
+    """Evaluation episodes: the shared verification loop with the task's attempt budget."""
+    return play(generate, tokenizer, task, examples, params, seed_parts, batch_size, max_length=max_length)
 
 
 def summarize(task: Task, episodes: Sequence[Episode]) -> dict[str, float]:
@@ -162,7 +99,9 @@ def summarize(task: Task, episodes: Sequence[Episode]) -> dict[str, float]:
 
 
 def save_episodes(path: Path, examples: Sequence[Example], episodes: Sequence[Episode]) -> None:
-    lines = [json.dumps({**asdict(ep), "example": ex.to_json()}, sort_keys=True) for ex, ep in zip(examples, episodes)]
+    lines = [json.dumps({"item": ep.item, "success": ep.success, "texts": ep.texts, "rewards": ep.rewards,
+                         "errors": ep.errors, "example": ex.to_json()}, sort_keys=True)
+             for ex, ep in zip(examples, episodes)]
     atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 

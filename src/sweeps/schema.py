@@ -87,6 +87,48 @@ class SFTAlgoConfig(AlgoConfig):
 
 
 @dataclass
+class RLAlgoConfig(AlgoConfig):
+    """Policy-gradient RL from an SFT checkpoint (grpo, reinforce, ppo)."""
+
+    module: str = MISSING             # dotted path of the LightningModule class
+    advantage: str = "group_norm"     # policy_gradient.ADVANTAGES key (ppo uses GAE)
+    policy_loss: str = "clipped"      # policy_gradient.POLICY_LOSSES key
+    agg: str = "token-mean"
+    group_size: int = 8               # episodes per prompt (1 for ppo)
+    epochs: int = 1
+    minibatches: int = 1
+    micro_batch_size: int = 16
+    rollout_batch_size: int = 256
+    clip: float = 0.2
+    kl_coef: float = 0.0
+    kl_estimator: str = "k3"
+    entropy_coef: float = 0.0
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    max_attempts: Optional[int] = 1   # null = the task's verification budget
+    gamma: float = 0.9
+    lam: float = 0.95
+    vf_coef: float = 0.5
+    value_clip: float = 0.2
+    normalize_advantages: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("group_size", "epochs", "minibatches", "micro_batch_size", "rollout_batch_size"):
+            _check(getattr(self, key) > 0, f"algo.{key} must be > 0, got {getattr(self, key)}")
+        _check(self.clip > 0, f"algo.clip must be > 0, got {self.clip}")
+        _check(self.kl_coef >= 0 and self.entropy_coef >= 0, "algo.kl_coef and algo.entropy_coef must be >= 0")
+        _check(self.temperature > 0, f"algo.temperature must be > 0 for RL sampling, got {self.temperature}")
+        _check(0 < self.top_p <= 1, f"algo.top_p must be in (0, 1], got {self.top_p}")
+        _check(self.max_attempts is None or self.max_attempts > 0, f"algo.max_attempts must be > 0 or null, got {self.max_attempts}")
+        _check(self.kl_estimator in ("k1", "k2", "k3"), f"algo.kl_estimator={self.kl_estimator!r}: use k1, k2 or k3")
+        _check(self.agg in ("token-mean", "seq-mean"), f"algo.agg={self.agg!r}: use token-mean or seq-mean")
+        _check(self.advantage in ("group_norm", "group_mean", "gae"), f"algo.advantage={self.advantage!r}: use group_norm, group_mean or gae")
+        _check(self.policy_loss in ("clipped", "vanilla"), f"algo.policy_loss={self.policy_loss!r}: use clipped or vanilla")
+
+
+@dataclass
 class TrainerConfig:
     name: str = MISSING
     max_steps: int = 300
@@ -174,6 +216,7 @@ class TrainConfig:
     algo: Any = MISSING
     trainer: TrainerConfig = MISSING
     tracking: TrackingConfig = MISSING
+    rollout: Any = None
     eval: EvalConfig = field(default_factory=EvalConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     init: InitConfig = field(default_factory=InitConfig)
@@ -181,6 +224,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check(bool(self.study) and "/" not in self.study, f"study={self.study!r} must be a non-empty name without '/'")
         _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        group = getattr(self.algo, "group_size", None)
+        if group and hasattr(self.trainer, "batch_size"):
+            _check(self.trainer.batch_size % group == 0,
+                   f"algo.group_size={group} does not divide trainer.batch_size={self.trainer.batch_size} "
+                   f"(episodes per RL step): pick a batch size that is a multiple of the group size")
 
 
 @dataclass
@@ -195,6 +243,7 @@ def register() -> None:
     cs.store(name="eval_schema", node=EvalJobConfig)
     cs.store(group="model", name="model_schema", node=ModelConfig)
     cs.store(group="algo", name="sft_schema", node=SFTAlgoConfig)
+    cs.store(group="algo", name="rl_schema", node=RLAlgoConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
 

@@ -25,7 +25,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     with open_dict(cfg):
         cfg.paths.output_dir = str(Path(cfg.paths.output_dir).expanduser().resolve())
     task = schema.validate(cfg)
-    init = "base" if cfg.algo.name == "sft" else f"{cfg.init.role or 'step'}={cfg.init.step}"
+    init = "base" if cfg.algo.name == "sft" else _rl_init_name(cfg)
     run = Run(run_dir(cfg.paths.output_dir, cfg.study, cfg.algo.name, cfg.model.name, task.name, init, cfg.seed))
     resolved = OmegaConf.to_container(cfg, resolve=True)
     state = run.claim(signature(resolved), OmegaConf.to_yaml(cfg, resolve=True))
@@ -38,11 +38,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return get_method(cfg.algo.job)(cfg, run, task)
 
 
+def _rl_init_name(cfg: DictConfig) -> str:
+    from sweeps.jobs.rl import init_name
+
+    return init_name(cfg)
+
+
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> Any:
     try:
         summary = train(cfg)
-    except (schema.ConfigError, ValueError, RuntimeError) as err:
+    except (schema.ConfigError, ValueError, RuntimeError, FileNotFoundError, FloatingPointError) as err:
         log.error("%s: %s", type(err).__name__, err)
         raise SystemExit(f"error: {err}") from None
     return {k: v for k, v in summary.items() if isinstance(v, (int, float))}

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from sweeps.evaluation import Episode, frozen_evalset, run_episodes, summarize, wilson
+from sweeps.evaluation import frozen_evalset, run_episodes, summarize, wilson
 from sweeps.generation.base import Generation, SamplingParams
 from sweeps.models.tokenizer import build_tokenizer
 from sweeps.tasks.general_points import GeneralPoints
@@ -96,3 +96,36 @@ def test_frozen_evalset_is_created_once_and_reloaded(tmp_path):
     assert [e.data for e in d] != [e.data for e in a]
     assert all(any(v > 10 for v in e.data["values"]) for e in a)     # OOD hands hold a face card
     assert json.loads(files[0].read_text().splitlines()[0])["split"] == "ood"
+
+
+def test_conversation_that_outgrows_the_context_ends_the_episode():
+    tok = build_tokenizer()
+    task = TaggedTask(max_attempts=5, prompt_style="compact", max_new_tokens=8)
+    long_answer = '{"formula": "' + "1+" * 40 + '1"}'
+
+    def gen(prompts, params, seeds):
+        ids = tok(long_answer, add_special_tokens=False)["input_ids"]
+        return Generation([ids] * len(prompts), [[0.0] * len(ids)] * len(prompts), [True] * len(prompts))
+
+    ex = _examples()[:1]
+    first = len(tok.apply_chat_template([{"role": "user", "content": task.prompt(ex[0])}], add_generation_prompt=True)["input_ids"])
+    eps = run_episodes(gen, tok, task, ex, SamplingParams(max_new_tokens=8), (0, 0, "id"), 4, max_length=first + 150)
+    assert eps[0].truncated and 1 <= len(eps[0].rewards) < 5
+    assert summarize(task, eps)["err/context_exhausted"] > 0
+
+
+def test_non_finite_reward_is_a_one_line_error():
+    tok = build_tokenizer()
+
+    class NanTask(TaggedTask):
+        def grade(self, example, completion):
+            from sweeps.tasks.base import Grade
+
+            return Grade(reward=float("nan"), correct=False)
+
+    def gen(prompts, params, seeds):
+        return Generation([[5]] * len(prompts), [[0.0]] * len(prompts), [True] * len(prompts))
+
+    with pytest.raises(ValueError, match="non-finite reward") as e:
+        run_episodes(gen, tok, NanTask(prompt_style="compact"), _examples(), SamplingParams(max_new_tokens=8), (0,), 4)
+    assert "\n" not in str(e.value)

@@ -49,11 +49,18 @@ def set_threads(n: int) -> None:
         pass
 
 
+def loader(stream: Any) -> Any:
+    from torch.utils.data import DataLoader
+
+    return DataLoader(stream, batch_size=None, num_workers=0, collate_fn=lambda b: b)
+
+
 def make_trainer(cfg: DictConfig, callbacks: list[Any], **kwargs: Any) -> Any:
     import lightning as L
 
+    kwargs.setdefault("max_steps", cfg.trainer.max_steps)
     return L.Trainer(
-        max_steps=cfg.trainer.max_steps, max_epochs=-1, accelerator=cfg.trainer.accelerator, devices=1,
+        max_epochs=-1, accelerator=cfg.trainer.accelerator, devices=1,
         precision=cfg.trainer.precision, accumulate_grad_batches=cfg.trainer.accumulate,
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         callbacks=callbacks, num_sanity_val_steps=0, deterministic=False, **kwargs,

@@ -34,17 +34,10 @@ def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
     accumulate = cfg.trainer.accumulate
     stream = SFTStream(task, tokenizer, cfg.seed, cfg.trainer.batch_size,
                        start_batch=lambda: trainer.global_step * accumulate)
-    loader = _loader(stream)
     try:
-        trainer.fit(module, train_dataloaders=loader, ckpt_path=str(resume) if resume else None)
+        trainer.fit(module, train_dataloaders=common.loader(stream), ckpt_path=str(resume) if resume else None)
     except BaseException:
         recorder.close()
         tracker.finish("FAILED")
         raise
     return common.finish(cfg, run, tracker, recorder)
-
-
-def _loader(stream: Any) -> Any:
-    from torch.utils.data import DataLoader
-
-    return DataLoader(stream, batch_size=None, num_workers=0)

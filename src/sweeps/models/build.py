@@ -83,3 +83,19 @@ def build(cfg: Any) -> tuple[torch.nn.Module, Any]:
     from hydra.utils import get_method
 
     return get_method(cfg.builder)(cfg)
+
+
+def expected_architecture(cfg: Any) -> dict[str, Any] | None:
+    """The config.json fields a checkpoint of this model must have (None: cannot tell offline)."""
+    if cfg.builder.endswith("from_config"):
+        arch = dict(cfg.arch)
+        model_type = getattr(transformers, arch["config_class"]).model_type
+        keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+        return {"model_type": model_type, **{k: arch[k] for k in keys if k in arch}}
+    try:
+        config = transformers.AutoConfig.from_pretrained(cfg.path, trust_remote_code=bool(cfg.trust_remote_code))
+    except Exception:  # noqa: BLE001 - offline and not cached: the check is skipped
+        log.warning("cannot read %s's config to check the checkpoint's architecture", cfg.path)
+        return None
+    return {"model_type": config.model_type, "hidden_size": getattr(config, "hidden_size", None),
+            "num_hidden_layers": getattr(config, "num_hidden_layers", None)}

@@ -53,7 +53,7 @@ class StepLogger(L.Callback):
         self._last = -1
 
     def on_train_batch_end(self, trainer: L.Trainer, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        step = trainer.global_step
+        step = module.stage_step
         if step == self._last or step % self.log_every:
             return
         self._last = step
@@ -70,14 +70,16 @@ class CheckpointEvaluate(L.Callback):
                  tokenizer: Any, eval_at_start: bool):
         self.run, self.save_steps, self.evaluator = run, set(save_steps), evaluator
         self.recorder, self.tokenizer, self.eval_at_start = recorder, tokenizer, eval_at_start
+        self._saved = -1
 
     def on_train_start(self, trainer: L.Trainer, module: Any) -> None:
-        if self.eval_at_start and trainer.global_step == 0:
+        if self.eval_at_start and module.stage_step == 0:
             self.checkpoint(trainer, module, 0, resume_state=False)
 
     def on_train_batch_end(self, trainer: L.Trainer, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        step = trainer.global_step
-        if step in self.save_steps:
+        step = module.stage_step
+        if step in self.save_steps and step != self._saved:
+            self._saved = step
             self.checkpoint(trainer, module, step, resume_state=True)
 
     def checkpoint(self, trainer: L.Trainer, module: Any, step: int, resume_state: bool) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch.utils.data import IterableDataset
 
-from sweeps.evaluation import chat_ids
+from sweeps.episodes import chat_ids
 from sweeps.generation.base import derive_seed
 from sweeps.tasks.base import Task
 
@@ -60,3 +60,19 @@ class SFTStream(IterableDataset):
             idx = range(b * self.batch_size, (b + 1) * self.batch_size)
             yield collate([self.example(i) for i in idx], self.tokenizer.pad_token_id)
             b += 1
+
+
+class PromptStream(IterableDataset):
+    """Yields lists of ``prompts_per_step`` ID examples for RL step ``start_step()`` on.
+
+    Prompt ``i`` of step ``s`` is drawn from its own RNG seeded by (run seed, "rl", s, i).
+    """
+
+    def __init__(self, task: Task, seed: int, prompts_per_step: int, start_step: Callable[[], int]):
+        self.task, self.seed, self.n, self.start_step = task, seed, prompts_per_step, start_step
+
+    def __iter__(self) -> Iterator[list]:
+        s = self.start_step()
+        while True:
+            yield [self.task.sample("id", random.Random(derive_seed(self.seed, "rl-prompt", s, i))) for i in range(self.n)]
+            s += 1

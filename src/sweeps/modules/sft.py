@@ -24,6 +24,11 @@ class SFTModule(L.LightningModule):
         self.model, self.algo, self.max_steps = model, algo, max_steps
         self.last_lr = float("nan")
 
+    @property
+    def stage_step(self) -> int:
+        """Steps of this stage done (one optimiser step per SFT step)."""
+        return self.global_step
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         self.last_lr = self.optimizers().param_groups[0]["lr"]
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])

@@ -1,0 +1,1 @@
+"""Analysis of finished runs: checkpoint roles now; peaks, windows, bootstrap CIs in Step 5."""

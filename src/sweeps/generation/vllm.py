@@ -1,0 +1,246 @@
+"""Rollouts sampled by an in-process vLLM engine that holds a copy of the training weights.
+
+``VLLMRollout`` saves the training model once (LoRA merged) as a Hugging Face checkpoint in a
+temporary directory and starts ``vllm.LLM`` from it, in this process, on the same GPU as the
+trainer (``gpu_memory_utilization`` caps the engine's share: weights, activations, KV cache).
+``generate`` sends one request per prompt, as token ids, each with its own seed (greedy when
+the temperature is 0), stops at the tokenizer's end-of-sequence ids and returns the sampled
+ids (eos included when produced), their log-probabilities and whether eos ended the sequence,
+like the hf backend (a sequence also stops, unfinished, at ``max_model_len`` tokens). vLLM
+draws its own random numbers, so a seed does not give the text it gives under ``rollout=hf``;
+it gives the same text on every call with the same prompts and weights.
+
+Weights are pushed, not reloaded from disk: ``sync_weights`` walks the model's state dict under
+the names ``save_checkpoint`` writes (``.base_layer.`` removed, LoRA factors and tied duplicates
+dropped) and hands the tensors, lazily, to the engine model's own ``load_weights``, which maps
+Hugging Face names onto vLLM's fused layers (q/k/v into ``qkv_proj``, gate/up into
+``gate_up_proj``) and copies in place, casting dtype and device. Plain weights go as the live
+tensors; a LoRA-wrapped weight goes as W + BA (peft's ``get_delta_weight``) computed out of
+place, one weight at a time. Unlike ``save_checkpoint``'s merge_adapter/unmerge_adapter, this
+never writes to the training model: a merge/unmerge round trip in bf16 moves about a tenth of
+the frozen base weights by one rounding step (relative change ~1e-3), and a push every step
+would repeat that. Then the prefix cache is reset, because cached KV blocks were computed with
+the old weights. The engine's model is reached through ``LLM.apply_model``, which hands a
+function (and the tensors it closes over) to the model without serialising anything only while
+the engine core lives in this process: the constructor sets ``VLLM_ENABLE_V1_MULTIPROCESSING=0``.
+
+Log-prob semantics: the returned values are log-probabilities of the sampled tokens under the
+distribution they were drawn from (temperature-scaled, after top-k/top-p) and the plain
+softmax when greedy, as in the hf backend. vLLM's V1 engine returns *raw* log-probs (before
+temperature and filtering) unless the engine is started with
+``logprobs_mode="processed_logprobs"``, which this module passes whenever ``EngineArgs`` has
+that field. Releases that have the field but compute "processed" before temperature, and V1
+releases without it, return raw values; V0 engines return processed ones. Rather than trusting
+a version number, the constructor probes the engine once (does the most likely token's
+log-prob change with the temperature?) and records the answer in ``processed_logprobs``; when
+it is False, ``generate`` refuses settings under which raw and sampled log-probs differ. vLLM
+applies top-k/top-p after the temperature, so processed log-probs include the filtering too.
+
+Version-dependent (each chosen by feature detection): the ``logprobs_mode`` engine argument
+(0.10 and later; temperature-scaled from 0.10.2 on), the value of ``top_k`` that disables it
+(-1 in older ``SamplingParams``, 0 in newer: read from the default), how the engine's model is
+reached (``LLM.apply_model``, which reaches V1 engines from 0.9.1 on, else the V0 path
+``llm_engine.model_executor.driver_worker.model_runner.model``), and how ``close`` shuts the
+engine down. The code targets the V1 engine of vLLM 0.10.2 to 0.11+; none of it has been run
+against a real vLLM here (the GPU tests in tests/gpu/test_vllm_rollout.py do that).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+
+from sweeps.generation.base import Generation, Rollout, SamplingParams
+from sweeps.models.checkpoint import _is_peft, save_checkpoint
+
+MISSING_VLLM = "rollout=vllm needs vLLM on a CUDA machine: pip install '.[vllm]' (or choose rollout=hf)"
+NO_CUDA = "rollout=vllm needs a CUDA GPU but torch.cuda.is_available() is False: run it on a GPU node (or choose rollout=hf)"
+DEFAULTS = dict(gpu_memory_utilization=0.3, dtype="bfloat16", enforce_eager=True, max_model_len=2048, engine_seed=0)
+
+
+def _import_vllm() -> Any:
+    try:
+        import vllm
+    except ImportError:
+        raise ImportError(MISSING_VLLM) from None
+    return vllm
+
+
+def _lora_deltas(base: torch.nn.Module) -> dict[str, tuple[Any, list[str]]]:
+    """{state-dict name of a LoRA-wrapped base weight: (peft layer, adapters to add to it)}."""
+    from peft.tuners.lora import LoraLayer
+
+    out = {}
+    for prefix, layer in base.named_modules():
+        if not isinstance(layer, LoraLayer) or layer.disable_adapters:
+            continue
+        adapters = [a for a in layer.active_adapters if a in layer.lora_A and a not in layer.merged_adapters]
+        if any(layer.use_dora.get(a, False) for a in adapters):
+            raise ValueError(f"rollout=vllm cannot push DoRA adapters ({prefix}): use plain LoRA or rollout=hf")
+        if adapters:
+            out[f"{prefix}.base_layer.weight"] = (layer, adapters)
+    return out
+
+
+def hf_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """(checkpoint name, tensor) for every weight of ``model`` with LoRA merged, named as
+    ``save_checkpoint`` writes them. Plain weights are the live tensors (no copy); a LoRA-wrapped
+    weight is merged out of place, one at a time, so the training model is never modified."""
+    peft_model = _is_peft(model)
+    base = model.get_base_model() if peft_model else model
+    deltas = _lora_deltas(base) if peft_model else {}
+    seen: set[int] = set()
+    for name, tensor in base.state_dict().items():
+        if ".lora_" in name or tensor.data_ptr() in seen:       # adapter factors; tied duplicates
+            continue
+        seen.add(tensor.data_ptr())
+        if name in deltas:
+            layer, adapters = deltas[name]
+            # W + sum of scaled B @ A, in float32; the engine casts it to its own dtype.  [out, in]
+            tensor = tensor.float() + sum(layer.get_delta_weight(a).float() for a in adapters)
+        yield name.replace(".base_layer.", "."), tensor
+
+
+class VLLMRollout(Rollout):
+    """Rollout backend on an in-process vLLM engine (``rollout=vllm``); see the module doc."""
+
+    is_policy = False
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, cfg: Any = None):
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engine core in this process (read when LLM starts)
+        vllm = _import_vllm()
+        if not torch.cuda.is_available():
+            raise RuntimeError(NO_CUDA)
+        from sweeps.evaluation import eos_ids
+
+        opt = {k: getattr(cfg, k, v) if cfg is not None else v for k, v in DEFAULTS.items()}
+        self._vllm, self.llm = vllm, None
+        self.eos = eos_ids(tokenizer, model)
+        self.vocab_size = int(getattr(getattr(model, "config", None), "vocab_size", 0) or len(tokenizer))
+        self._top_k_off = vllm.SamplingParams().top_k          # -1 or 0, whichever this release uses
+        self._tmp = Path(tempfile.mkdtemp(prefix="sweeps-vllm-"))
+        try:
+            path = save_checkpoint(model, tokenizer, self._tmp / "weights")
+            kwargs = dict(
+                model=str(path), dtype=str(opt["dtype"]), seed=int(opt["engine_seed"]),
+                gpu_memory_utilization=float(opt["gpu_memory_utilization"]),
+                enforce_eager=bool(opt["enforce_eager"]), max_model_len=int(opt["max_model_len"]),
+            )
+            if "logprobs_mode" in {f.name for f in dataclasses.fields(vllm.EngineArgs)}:
+                kwargs["logprobs_mode"] = "processed_logprobs"
+            self.llm = vllm.LLM(**kwargs)
+            probe = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else self.eos[0]
+            self.processed_logprobs = self._probe_processed_logprobs(int(probe))
+        except BaseException:
+            self.close()
+            raise
+
+    # --- sampling -----------------------------------------------------------------------
+    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams, seeds: Sequence[int] | None) -> Generation:
+        if not prompts:
+            return Generation([], [], [])
+        if not params.greedy and (seeds is None or len(seeds) != len(prompts)):
+            raise ValueError("sampling needs one seed per prompt (seeds=...)")
+        self._check_logprob_semantics(params)
+        requests = [{"prompt_token_ids": [int(t) for t in p]} for p in prompts]
+        per_request = [self._sampling_params(params, None if params.greedy else seeds[i]) for i in range(len(prompts))]
+        outputs = self.llm.generate(requests, per_request, use_tqdm=False)  # same order as the prompts
+        eos = set(self.eos)
+        tokens, logprobs, finished = [], [], []
+        for out in outputs:
+            seq = out.outputs[0]
+            ids = [int(t) for t in seq.token_ids]
+            # seq.logprobs: one {token id: Logprob} per generated token; logprobs=0 asks for the
+            # sampled token only, which vLLM always includes.
+            lps = [float(step[t].logprob) for t, step in zip(ids, seq.logprobs or [])]
+            if len(lps) != len(ids):
+                raise RuntimeError(f"vLLM returned {len(lps)} log-probs for {len(ids)} tokens")
+            tokens.append(ids)
+            logprobs.append(lps)
+            # finish_reason is "length" when eos is also the max_tokens-th token: test the id.
+            finished.append(bool(ids) and ids[-1] in eos)
+        return Generation(tokens=tokens, logprobs=logprobs, finished=finished)
+
+    def _sampling_params(self, params: SamplingParams, seed: int | None) -> Any:
+        common = dict(n=1, max_tokens=params.max_new_tokens, logprobs=0, stop_token_ids=list(self.eos))
+        if params.greedy:
+            return self._vllm.SamplingParams(temperature=0.0, **common)
+        top_k = params.top_k if 0 < params.top_k < self.vocab_size else self._top_k_off
+        return self._vllm.SamplingParams(
+            temperature=float(params.temperature), top_p=float(params.top_p), top_k=int(top_k), seed=int(seed), **common
+        )
+
+    def _check_logprob_semantics(self, params: SamplingParams) -> None:
+        untouched = params.greedy or (
+            params.temperature == 1.0 and params.top_p == 1.0 and not 0 < params.top_k < self.vocab_size
+        )
+        if not (self.processed_logprobs or untouched):
+            raise ValueError(
+                f"this vLLM returns log-probs of the unscaled distribution, not of the one sampled at "
+                f"temperature={params.temperature}, top_p={params.top_p}, top_k={params.top_k}: use a vLLM with "
+                f"logprobs_mode='processed_logprobs' (0.10.2 or later), sample at temperature 1 without top-k/top-p, or choose rollout=hf"
+            )
+
+    def _probe_processed_logprobs(self, token_id: int) -> bool:
+        """True when returned log-probs follow the temperature. Two one-token requests differ only
+        in temperature (1 and 10); ``logprobs=1`` also returns the most likely token, whose raw
+        log-prob is the same in both, while its processed log-prob drops at temperature 10
+        (unless the distribution is a point mass; then the answer is False, the safe side)."""
+        probes = [self._vllm.SamplingParams(n=1, temperature=t, max_tokens=1, logprobs=1, seed=0) for t in (1.0, 10.0)]
+        outs = self.llm.generate([{"prompt_token_ids": [token_id]}] * 2, probes, use_tqdm=False)
+        top = [max(float(lp.logprob) for lp in out.outputs[0].logprobs[0].values()) for out in outs]
+        return top[1] < top[0] - 1e-3
+
+    # --- weights ------------------------------------------------------------------------
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        """Copy every weight of ``model`` (LoRA merged) into the engine, then drop stale KV."""
+        def load(engine_model: torch.nn.Module) -> None:
+            engine_model.load_weights(hf_weights(model))    # copies in place; nothing shipped back
+
+        with torch.no_grad():
+            self._on_engine_model(load)
+        reset = getattr(self.llm, "reset_prefix_cache", None) or self.llm.llm_engine.reset_prefix_cache
+        if reset() is False:
+            raise RuntimeError("vLLM refused to reset its prefix cache after a weight push (requests still running?)")
+
+    def _on_engine_model(self, fn: Callable[[torch.nn.Module], Any]) -> Any:
+        engine = self.llm.llm_engine
+        # apply_model works in process: via llm_engine.apply_model (V1, vLLM >= 0.9.1) or via
+        # llm_engine.model_executor (V0, and V1 in-process engines that keep that alias).
+        if hasattr(self.llm, "apply_model") and (hasattr(engine, "apply_model") or hasattr(engine, "model_executor")):
+            return self.llm.apply_model(fn)
+        executor = getattr(engine, "model_executor", None)
+        if executor is None:
+            raise RuntimeError("rollout=vllm cannot reach the engine's model: this vLLM has no LLM.apply_model and no in-process executor")
+        return [fn(executor.driver_worker.model_runner.model)]
+
+    # --- teardown -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Shut the engine down, free its GPU memory and delete the temporary checkpoint."""
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            core = getattr(llm.llm_engine, "engine_core", None)    # V1 only
+            shutdown = getattr(llm, "shutdown", None) or getattr(core, "shutdown", None)
+            if callable(shutdown):
+                shutdown()
+            del llm, core
+            try:
+                from vllm.distributed import parallel_state
+            except ImportError:  # pragma: no cover - layout differs in very old releases
+                parallel_state = None
+            for name in ("destroy_model_parallel", "destroy_distributed_environment"):
+                fn = getattr(parallel_state, name, None)
+                if callable(fn):
+                    fn()
+            gc.collect()
+            torch.cuda.empty_cache()
+        if getattr(self, "_tmp", None) is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None

@@ -1,0 +1,168 @@
+"""Policy-gradient RL as a LightningModule with manual optimisation (the shared loop).
+
+One RL step: sample ``batch_size`` episodes of the task's ID split (``batch_size / group_size``
+prompts, ``group_size`` episodes each, one seed per request derived from (run seed, step,
+episode, attempt)); grade every turn with the task's grader; score the sampled tokens under the
+current policy (and the frozen reference and the critic, when used) without gradients; turn
+rewards into per-turn advantages (the subclass's estimator); then ``epochs`` passes over the
+turns in ``minibatches`` shuffled mini-batches, each one optimiser step accumulated by hand over
+micro-batches of ``micro_batch_size`` turns, weighted by their share of the mini-batch's
+response tokens so the result equals one big token-mean. Gradients are clipped with
+``self.clip_gradients``; the learning-rate schedule steps once per RL step.
+
+Simplifications, stated: every turn of a multi-attempt episode is one training sequence (the
+conversation so far as the prompt, the answer as the response); the value of a turn is read at
+its last prompt token; the loss is per token (no 0.5 weight on the tokens before "formula").
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import lightning as L
+import torch
+
+from sweeps.episodes import Episode, play
+from sweeps.evaluation import max_positions
+from sweeps.generation.base import SamplingParams, derive_seed
+from sweeps.rl.batch import TurnBatch, forward_logp, pack
+from sweeps.rl.kl import kl_penalty
+from sweeps.rl.losses import masked_mean
+
+
+class RLModule(L.LightningModule):
+    """Base class: subclasses define ``advantages`` and ``turn_loss``."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, task: Any, algo: Any, rollout: Any,
+                 ref_model: torch.nn.Module | None, seed: int, max_steps: int):
+        super().__init__()
+        self.automatic_optimization = False
+        self.model, self.tokenizer, self.task, self.algo = model, tokenizer, task, algo
+        self.rollout, self._ref, self.seed, self.max_steps = rollout, [ref_model], seed, max_steps
+        self.updates_per_step = algo.epochs * algo.minibatches
+        self.params = SamplingParams(max_new_tokens=task.max_new_tokens, temperature=algo.temperature,
+                                     top_p=algo.top_p, top_k=algo.top_k)
+        self.last_lr, self.step_metrics = float("nan"), {}
+
+    @property
+    def stage_step(self) -> int:
+        """RL steps done (the trainer counts optimiser steps: ``updates_per_step`` per RL step)."""
+        return self.global_step // self.updates_per_step
+
+    # --- one RL step ---------------------------------------------------------------------
+    def training_step(self, examples: list[Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        step, G = self.stage_step, self.algo.group_size
+        t0 = time.perf_counter()
+        grouped = [ex for ex in examples for _ in range(G)]                     # P*G episodes
+        episodes = play(self.rollout.generate, self.tokenizer, self.task, grouped, self.params,
+                        (self.seed, "rl", step), self.algo.rollout_batch_size,
+                        max_attempts=self.algo.max_attempts, max_length=max_positions(self.model))
+        t1 = time.perf_counter()
+        turns = [t for e in episodes for t in e.turns]
+        if not turns:
+            raise RuntimeError(f"RL step {step}: no episode produced a turn (prompts longer than the context?)")
+        batch = pack(turns, self.tokenizer.pad_token_id)
+        self.score(batch)
+        batch.extras.update(self.advantages(episodes, batch))
+        stats = self.update(batch, step)
+        self.lr_schedulers().step()
+        self.rollout.sync_weights(self.model)
+        self.step_metrics = {**self.rollout_metrics(episodes, batch), **stats,
+                             "time/rollout_s": t1 - t0, "time/update_s": time.perf_counter() - t1}
+        return {"loss": torch.tensor(stats["rl/loss"])}
+
+    @torch.no_grad()
+    def score(self, batch: TurnBatch) -> None:
+        """old_logp (and ref_logp, old_values) for every turn, in micro-batches, no gradients."""
+        old, ref, values = torch.zeros_like(batch.sampler_logp), torch.zeros_like(batch.sampler_logp), []
+        for idx in torch.arange(len(batch)).split(self.algo.micro_batch_size):
+            sub = batch.select(idx)
+            logp, _, hidden = forward_logp(self.model, sub, self.algo.temperature, want_hidden=self.wants_hidden)
+            old[idx, : logp.shape[1]] = logp
+            if self.wants_hidden:
+                values.append(self.value_head(hidden).squeeze(-1))
+            if self.algo.kl_coef > 0:
+                ref[idx, : logp.shape[1]] = forward_logp(self.reference(), sub, self.algo.temperature)[0]
+        batch.extras.update(old_logp=old, ref_logp=ref)
+        if values:
+            batch.extras["old_values"] = torch.cat(values)                       # [N]
+
+    def update(self, batch: TurnBatch, step: int) -> dict[str, float]:
+        opt = self.optimizers()
+        sums: dict[str, float] = {}
+        n_updates = 0
+        for epoch in range(self.algo.epochs):
+            gen = torch.Generator().manual_seed(derive_seed(self.seed, "minibatch", step, epoch))
+            for mb in torch.randperm(len(batch), generator=gen).chunk(self.algo.minibatches):
+                self.last_lr = opt.param_groups[0]["lr"]
+                opt.zero_grad()
+                tokens = batch.response_mask[mb].sum().clamp(min=1)
+                for micro in mb.split(self.algo.micro_batch_size):
+                    sub = batch.select(micro)
+                    loss, st = self.turn_loss(sub)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"non-finite RL loss ({loss.item()}) at RL step {step}; "
+                                                 f"the last good state is the run's resume/last.ckpt")
+                    w = sub.response_mask.sum() / tokens
+                    self.manual_backward(loss * w)
+                    for k, v in {"rl/loss": loss.detach(), **st}.items():
+                        sums[k] = sums.get(k, 0.0) + float(v) * float(w)
+                sums["rl/grad_norm"] = sums.get("rl/grad_norm", 0.0) + grad_norm(self.trainable_parameters())
+                if self.algo.max_grad_norm:
+                    self.clip_gradients(opt, gradient_clip_val=self.algo.max_grad_norm, gradient_clip_algorithm="norm")
+                opt.step()
+                n_updates += 1
+        return {k: v / n_updates for k, v in sums.items()}
+
+    def kl_term(self, sub: TurnBatch, logp: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.algo.kl_coef <= 0:
+            return logp.new_zeros(()), {}
+        kl = masked_mean(kl_penalty(logp, sub.extras["ref_logp"], self.algo.kl_estimator), sub.response_mask)
+        return self.algo.kl_coef * kl, {"rl/kl": kl.detach()}
+
+    # --- plumbing --------------------------------------------------------------------------
+    wants_hidden = False
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        return batch                 # task examples (plain Python), not tensors
+
+    def reference(self) -> torch.nn.Module:
+        if self._ref[0] is None:
+            raise RuntimeError("algo.kl_coef > 0 needs a reference model")
+        return self._ref[0]
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def rollout_metrics(self, episodes: list[Episode], batch: TurnBatch) -> dict[str, float]:
+        G = self.algo.group_size
+        returns = torch.tensor([e.ret for e in episodes]).view(-1, G)           # [P, G]
+        rewards = [t.reward for e in episodes for t in e.turns]
+        mask = batch.response_mask
+        diff = (batch.sampler_logp - batch.extras["old_logp"]).abs()[mask]
+        return {
+            "rl/reward_mean": sum(rewards) / len(rewards),
+            "rl/return_mean": float(returns.mean()),
+            "rl/success": sum(e.success for e in episodes) / len(episodes),
+            "rl/mixed_groups": float((returns.std(dim=1) > 0).float().mean()) if G > 1 else float("nan"),
+            "rl/turns_per_episode": len(rewards) / len(episodes),
+            "rl/response_len": float(mask.sum()) / len(batch),
+            "rl/logp_mismatch_mean": float(diff.mean()) if diff.numel() else 0.0,
+            "rl/logp_mismatch_max": float(diff.max()) if diff.numel() else 0.0,
+        }
+
+    def configure_optimizers(self) -> Any:
+        from transformers import get_scheduler
+
+        opt = torch.optim.AdamW(self.trainable_parameters(), lr=self.algo.lr, betas=tuple(self.algo.betas),
+                                eps=self.algo.eps, weight_decay=self.algo.weight_decay)
+        sched = get_scheduler(self.algo.scheduler, opt, num_warmup_steps=self.algo.warmup_steps,
+                              num_training_steps=self.max_steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def grad_norm(params: list[torch.nn.Parameter]) -> float:
+    sq = sum(float(p.grad.detach().float().square().sum()) for p in params if p.grad is not None)
+    return math.sqrt(sq)
