@@ -61,3 +61,25 @@ def test_lora_checkpoint_is_merged_into_a_plain_model(tmp_path):
     with torch.no_grad():
         assert torch.allclose(plain(x).logits, model(x).logits, atol=1e-5)
     assert any("lora_A" in n for n, _ in model.named_parameters())   # adapters survive the save
+
+
+def test_real_model_path_loads_through_from_pretrained_with_its_chat_template(tiny, tmp_path):
+    """The hub-id/local-path builder, exercised on a local directory (no hub here)."""
+    from omegaconf import OmegaConf
+
+    from sweeps.models.build import build
+    from tests.conftest import CONF
+
+    model, tok = tiny
+    save_checkpoint(model, tok, tmp_path / "local_model")
+    cfg = OmegaConf.load(CONF / "model" / "qwen2_5_0_5b.yaml")
+    cfg.path, cfg.dtype = str(tmp_path / "local_model"), "float32"
+    loaded, tok2 = build(cfg)
+    assert tok2.padding_side == "left" and tok2.pad_token is not None
+    assert "<|assistant|>" in tok2.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True)
+    x = torch.tensor([[1, 5, 20]])
+    with torch.no_grad():
+        assert torch.allclose(loaded(x).logits, model(x).logits, atol=1e-6)
+    cfg.path = None
+    with pytest.raises(ValueError, match="model.path is empty"):
+        build(cfg)

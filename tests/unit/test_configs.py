@@ -7,7 +7,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 from sweeps.schema import ConfigError, save_steps, validate
 from tests.conftest import CONF, compose
 
-GROUPS = ["model", "task", "algo", "trainer", "tracking"]
+GROUPS = ["model", "task", "algo", "trainer", "tracking", "rollout"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 EXPERIMENTS = [p.stem for p in sorted((CONF / "experiment").glob("*.yaml"))]
 

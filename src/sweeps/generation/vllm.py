@@ -52,13 +52,15 @@ import gc
 import os
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
 from sweeps.generation.base import Generation, Rollout, SamplingParams
-from sweeps.models.checkpoint import _is_peft, save_checkpoint
+from sweeps.models.checkpoint import merged_weights as hf_weights
+from sweeps.models.checkpoint import save_checkpoint
 
 MISSING_VLLM = "rollout=vllm needs vLLM on a CUDA machine: pip install '.[vllm]' (or choose rollout=hf)"
 NO_CUDA = "rollout=vllm needs a CUDA GPU but torch.cuda.is_available() is False: run it on a GPU node (or choose rollout=hf)"
@@ -71,41 +73,6 @@ def _import_vllm() -> Any:
     except ImportError:
         raise ImportError(MISSING_VLLM) from None
     return vllm
-
-
-def _lora_deltas(base: torch.nn.Module) -> dict[str, tuple[Any, list[str]]]:
-    """{state-dict name of a LoRA-wrapped base weight: (peft layer, adapters to add to it)}."""
-    from peft.tuners.lora import LoraLayer
-
-    out = {}
-    for prefix, layer in base.named_modules():
-        if not isinstance(layer, LoraLayer) or layer.disable_adapters:
-            continue
-        adapters = [a for a in layer.active_adapters if a in layer.lora_A and a not in layer.merged_adapters]
-        if any(layer.use_dora.get(a, False) for a in adapters):
-            raise ValueError(f"rollout=vllm cannot push DoRA adapters ({prefix}): use plain LoRA or rollout=hf")
-        if adapters:
-            out[f"{prefix}.base_layer.weight"] = (layer, adapters)
-    return out
-
-
-def hf_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
-    """(checkpoint name, tensor) for every weight of ``model`` with LoRA merged, named as
-    ``save_checkpoint`` writes them. Plain weights are the live tensors (no copy); a LoRA-wrapped
-    weight is merged out of place, one at a time, so the training model is never modified."""
-    peft_model = _is_peft(model)
-    base = model.get_base_model() if peft_model else model
-    deltas = _lora_deltas(base) if peft_model else {}
-    seen: set[int] = set()
-    for name, tensor in base.state_dict().items():
-        if ".lora_" in name or tensor.data_ptr() in seen:       # adapter factors; tied duplicates
-            continue
-        seen.add(tensor.data_ptr())
-        if name in deltas:
-            layer, adapters = deltas[name]
-            # W + sum of scaled B @ A, in float32; the engine casts it to its own dtype.  [out, in]
-            tensor = tensor.float() + sum(layer.get_delta_weight(a).float() for a in adapters)
-        yield name.replace(".base_layer.", "."), tensor
 
 
 class VLLMRollout(Rollout):
@@ -126,6 +93,7 @@ class VLLMRollout(Rollout):
         self.vocab_size = int(getattr(getattr(model, "config", None), "vocab_size", 0) or len(tokenizer))
         self._top_k_off = vllm.SamplingParams().top_k          # -1 or 0, whichever this release uses
         self._tmp = Path(tempfile.mkdtemp(prefix="sweeps-vllm-"))
+        self._remove_tmp = weakref.finalize(self, shutil.rmtree, self._tmp, True)  # also if close() is never called
         try:
             path = save_checkpoint(model, tokenizer, self._tmp / "weights")
             kwargs = dict(
@@ -241,6 +209,5 @@ class VLLMRollout(Rollout):
                     fn()
             gc.collect()
             torch.cuda.empty_cache()
-        if getattr(self, "_tmp", None) is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
+        if getattr(self, "_remove_tmp", None) is not None:
+            self._remove_tmp()

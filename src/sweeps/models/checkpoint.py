@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -42,16 +42,56 @@ def save_checkpoint(model: torch.nn.Module, tokenizer: Any, path: str | os.PathL
 
 
 def _save_merged(model: Any, out: Path) -> None:
-    """Save a LoRA model as a plain full model: merge, save base weights, unmerge (no copy)."""
-    model.merge_adapter()
-    try:
-        base = model.get_base_model()
-        state = {
-            k.replace(".base_layer.", "."): v for k, v in base.state_dict().items() if ".lora_" not in k
-        }
-        base.save_pretrained(out, state_dict=state, safe_serialization=True)
-    finally:
-        model.unmerge_adapter()
+    """Save a LoRA model as a plain full model. W + BA is computed out of place, one weight at
+    a time, in the base weight's dtype: merge_adapter/unmerge_adapter would round the frozen
+    bf16 base weights on every save (about 1e-3 relative drift)."""
+    state = {}
+    for name, t in merged_weights(model):
+        state[name] = t.to(model.get_base_model().state_dict()[_base_name(model, name)].dtype)
+    model.get_base_model().save_pretrained(out, state_dict=state, safe_serialization=True)
+
+
+def _base_name(model: Any, name: str) -> str:
+    keys = model.get_base_model().state_dict().keys()
+    wrapped = name[: -len(".weight")] + ".base_layer.weight" if name.endswith(".weight") else name
+    return wrapped if wrapped in keys else name
+
+
+def _lora_deltas(base: torch.nn.Module) -> dict[str, tuple[Any, list[str]]]:
+    """{state-dict name of a LoRA-wrapped base weight: (peft layer, adapters to add to it)}."""
+    from peft.tuners.lora import LoraLayer
+
+    out = {}
+    for prefix, layer in base.named_modules():
+        if not isinstance(layer, LoraLayer) or layer.disable_adapters:
+            continue
+        adapters = [a for a in layer.active_adapters if a in layer.lora_A and a not in layer.merged_adapters]
+        if any(layer.use_dora.get(a, False) for a in adapters):
+            raise ValueError(f"cannot merge DoRA adapters out of place ({prefix}): use plain LoRA")
+        if adapters:
+            out[f"{prefix}.base_layer.weight"] = (layer, adapters)
+    return out
+
+
+def merged_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """(checkpoint name, tensor) for every weight of ``model`` with LoRA merged, named as
+    ``save_checkpoint`` writes them. Plain weights are the live tensors (no copy); a LoRA-wrapped
+    weight is merged out of place, one at a time, so the training model is never modified."""
+    peft_model = _is_peft(model)
+    base = model.get_base_model() if peft_model else model
+    deltas = _lora_deltas(base) if peft_model else {}
+    seen: set[int] = set()
+    for name, tensor in base.state_dict().items():
+        if ".lora_" in name or tensor.data_ptr() in seen:       # adapter factors; tied duplicates
+            continue
+        seen.add(tensor.data_ptr())
+        if name in deltas:
+            layer, adapters = deltas[name]
+            # W + sum of scaled B @ A, in float32; the engine casts it to its own dtype.  [out, in]
+            tensor = tensor.float() + sum(layer.get_delta_weight(a).float() for a in adapters)
+        yield name.replace(".base_layer.", "."), tensor
+
+
 
 
 def _is_peft(model: torch.nn.Module) -> bool:
