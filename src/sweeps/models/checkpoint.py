@@ -45,16 +45,10 @@ def _save_merged(model: Any, out: Path) -> None:
     """Save a LoRA model as a plain full model. W + BA is computed out of place, one weight at
     a time, in the base weight's dtype: merge_adapter/unmerge_adapter would round the frozen
     bf16 base weights on every save (about 1e-3 relative drift)."""
-    state = {}
-    for name, t in merged_weights(model):
-        state[name] = t.to(model.get_base_model().state_dict()[_base_name(model, name)].dtype)
-    model.get_base_model().save_pretrained(out, state_dict=state, safe_serialization=True)
-
-
-def _base_name(model: Any, name: str) -> str:
-    keys = model.get_base_model().state_dict().keys()
-    wrapped = name[: -len(".weight")] + ".base_layer.weight" if name.endswith(".weight") else name
-    return wrapped if wrapped in keys else name
+    base = model.get_base_model()
+    dtypes = {k.replace(".base_layer.", "."): v.dtype for k, v in base.state_dict().items()}
+    state = {name: t.to(dtypes[name]) for name, t in merged_weights(model)}
+    base.save_pretrained(out, state_dict=state, safe_serialization=True)
 
 
 def _lora_deltas(base: torch.nn.Module) -> dict[str, tuple[Any, list[str]]]:
