@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 # Keys that do not change what a job computes (where it writes, how it is launched or tracked).
-NON_SEMANTIC = ("paths", "tracking", "hydra", "launcher", "parent_run_id")
+NON_SEMANTIC = ("paths", "tracking", "hydra", "launcher", "parent_run_id", "plan")
 
 
 class RunConflictError(RuntimeError):

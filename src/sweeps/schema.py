@@ -220,6 +220,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     init: InitConfig = field(default_factory=InitConfig)
+    plan: Any = None                  # sweeps-study: the grid of a named study (experiment files)
 
     def __post_init__(self) -> None:
         _check(bool(self.study) and "/" not in self.study, f"study={self.study!r} must be a non-empty name without '/'")

@@ -113,8 +113,9 @@ def test_group_size_must_divide_the_batch():
 def test_checkpoint_of_another_model_family_is_refused(sft_bases, tmp_path):
     src = sft_bases / "rl/sft/tiny/determinant_small/base/seed=0"
     with pytest.raises(ValueError, match=r"is not a tiny model: hidden_size=128 \(expected 64\)") as e:
-        train(compose(rl_args(sft_bases, "grpo", 0, 1, "model.arch.hidden_size=64", "study=rl", "init.sft_study=rl")))
+        train(compose(rl_args(sft_bases, "grpo", 0, 1, "model.arch.hidden_size=64", "study=rl_family", "init.sft_study=rl")))
     assert "\n" not in str(e.value) and str(src) in str(e.value)
+    assert not (sft_bases / "rl_family").exists()            # refused before any directory was made
 
 
 def test_nan_reward_is_a_one_line_error(sft_bases):
@@ -142,3 +143,14 @@ def test_nan_loss_stops_with_last_good_state(sft_bases, monkeypatch):
     run = sft_bases / "rl_nanloss/grpo/tiny/determinant_small/sft-step=000080/seed=0"
     assert json.loads((run / "resume/state.json").read_text())["step"] == 2
     assert (run / "ckpt/step=000002/model.safetensors").is_file() and not (run / "DONE").exists()
+
+
+def test_ppo_multi_attempt_episodes_train_on_every_turn(sft_bases):
+    """With the verification loop (3 attempts) each failed turn is a GAE step of its episode."""
+    train(compose(rl_args(sft_bases, "ppo", 0, 2, "task.max_attempts=3", "algo.temperature=1.5",
+                          "trainer.eval_at_start=false", "eval.size=4", "study=rl_multi", "init.sft_study=rl")))
+    run = sft_bases / "rl_multi/ppo/tiny/determinant_small/sft-step=000080/seed=0"
+    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if "rl/turns_per_episode" in x]
+    assert len(recs) == 2
+    assert all(1.0 < r["rl/turns_per_episode"] <= 3.0 for r in recs)
+    assert all(r["rl/value_loss"] == r["rl/value_loss"] and r["rl/grad_norm"] > 0 for r in recs)

@@ -32,6 +32,9 @@ def init_step(cfg: DictConfig) -> int:
 
 
 def init_name(cfg: DictConfig) -> str:
+    """The run directory's init axis; locates and checks the start checkpoint first, so bad
+    input fails before the RL run directory is created."""
+    check_family(cfg, locate_init(cfg))
     return f"sft-{ckpt_name(init_step(cfg))}"
 
 
@@ -71,7 +74,6 @@ def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
     from sweeps.modules.data import PromptStream
 
     ckpt = locate_init(cfg)
-    check_family(cfg, ckpt)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     tracker = common.start_tracker(cfg, run, stage=cfg.algo.name, init=run.path.parent.name)
     resume = common.prepare_resume(run, tracker)

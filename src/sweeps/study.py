@@ -1,0 +1,141 @@
+"""``sweeps-study``: a whole study as one command, the same on a laptop and on SLURM.
+
+    sweeps-study experiment=tiny_smoke                                # submitit, local processes
+    sweeps-study experiment=tiny_smoke hydra/launcher=slurm_local      # the same on SLURM
+
+The experiment's ``plan`` names the grid: seeds, the RL algorithms and init checkpoints
+(explicit steps and/or roles resolved from each seed's SFT results). The driver runs the stages
+in order, each as one Hydra multirun of ``sweeps-train`` (or the stage's own app) through the
+launcher chosen on the command line, and waits for each: SFT with checkpoint evaluation -> RL
+from the chosen checkpoints -> spectral -> analysis; a stage not built yet is skipped with a
+message. Before launching it creates the MLflow experiment and one parent run, whose id every
+job receives (its run becomes a child). Every job skips itself when done, so re-running a
+finished study costs seconds. Bad plans fail before anything is submitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from sweeps import CONF_DIR, schema
+from sweeps.runs import atomic_write_json
+
+log = logging.getLogger("sweeps.study")
+FORWARDED_PREFIXES = ("experiment=", "hydra/launcher=", "plan.")
+
+
+def stage_commands(cfg: DictConfig, launcher: str, extra: list[str], parent: str | None) -> list[tuple[str, list[str]]]:
+    """(stage, argv) pairs in run order; validates the plan's axes first."""
+    plan = cfg.plan
+    seeds = list(plan.seeds)
+    if not seeds:
+        raise schema.ConfigError("plan.seeds is empty: a grid axis needs at least one value")
+    if plan.get("rl") and not list(plan.rl.algos or []) and (plan.rl.get("init_steps") or plan.rl.get("init_roles")):
+        raise schema.ConfigError("plan.rl.algos is empty: a grid axis needs at least one value")
+    common = [f"hydra/launcher={launcher}", *extra, f"seed={','.join(map(str, seeds))}"]
+    common += [f"parent_run_id={parent}"] if parent else []
+    exe = str(Path(sys.executable).parent / "sweeps-train")
+    cmds = [("sft", [exe, "-m", "algo=sft", *plan.sft.overrides, *common])]
+    rl = plan.get("rl")
+    if rl and rl.algos:
+        steps, roles = list(rl.get("init_steps") or []), list(rl.get("init_roles") or [])
+        from sweeps.analysis.roles import ROLES
+
+        unknown = [r for r in roles if r not in ROLES]
+        if unknown:
+            raise schema.ConfigError(f"plan.rl.init_roles has {unknown}, which match no role: use {sorted(ROLES)}")
+        if not steps and not roles:
+            raise schema.ConfigError("plan.rl has algos but neither init_steps nor init_roles: name the SFT checkpoints to start from")
+        algos = ",".join(rl.algos)
+        if steps:
+            cmds.append(("rl", [exe, "-m", f"algo={algos}", f"init.step={','.join(map(str, steps))}", *rl.overrides, *common]))
+        if roles:
+            cmds.append(("rl", [exe, "-m", f"algo={algos}", f"init.role={','.join(roles)}", *rl.overrides, *common]))
+    return cmds
+
+
+def check_roles(cfg: DictConfig) -> None:
+    """Every RL init role resolves for every seed (run after SFT, before RL is submitted)."""
+    from sweeps.analysis.roles import resolve
+    from sweeps.runs import run_dir
+
+    rl = cfg.plan.get("rl")
+    for role in (rl.get("init_roles") or []) if rl else []:
+        for seed in cfg.plan.seeds:
+            sft = run_dir(cfg.paths.output_dir, cfg.study, "sft", cfg.model.name, cfg.task.name, "base", seed)
+            resolve(role, sft)
+
+
+def parent_run(cfg: DictConfig) -> str | None:
+    """Create (or find) the study's MLflow experiment and parent run; None without MLflow."""
+    if not cfg.tracking.builder.endswith(".mlflow"):
+        return None
+    from mlflow.tracking import MlflowClient
+
+    from sweeps.tracking.mlflow_tracker import ensure_experiment, init_store, retry
+
+    init_store(cfg.tracking.uri)
+    client = MlflowClient(cfg.tracking.uri)
+    exp = retry(lambda: ensure_experiment(client, cfg.tracking.experiment or cfg.study))
+    found = client.search_runs([exp], filter_string=f"tags.`sweeps.role` = 'parent' and tags.`sweeps.study` = '{cfg.study}'")
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(exp, run_name=f"study/{cfg.study}", tags={"sweeps.role": "parent", "sweeps.study": cfg.study})
+    client.log_text(run.info.run_id, OmegaConf.to_yaml(cfg.plan), "plan.yaml")
+    return run.info.run_id
+
+
+def run_study(cfg: DictConfig, launcher: str, extra: list[str]) -> dict[str, Any]:
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(Path(cfg.paths.output_dir).expanduser().resolve())
+    schema.validate(cfg)
+    stage_commands(cfg, launcher, extra, None)                  # validate the plan before anything runs
+    parent = parent_run(cfg)
+    extra = [e for e in extra if not e.startswith("paths.output_dir=")] + [f"paths.output_dir={cfg.paths.output_dir}"]
+    done = []
+    for stage, argv in stage_commands(cfg, launcher, extra, parent):
+        if stage == "rl" and "rl" not in done:
+            check_roles(cfg)
+        log.info("stage %s: %s", stage, " ".join(argv[1:]))
+        res = subprocess.run(argv)
+        if res.returncode:
+            raise RuntimeError(f"stage {stage} failed (exit {res.returncode}); re-run the same command to resume")
+        done.append(stage)
+    for stage, app in (("spectral", "sweeps-spectral"), ("analysis", "sweeps-analyze")):
+        exe = Path(sys.executable).parent / app
+        if not exe.exists() or not (cfg.plan.get(stage) or {}).get("enabled", True):
+            log.info("stage %s: skipped (%s)", stage, "disabled" if exe.exists() else "not built yet")
+            continue
+        res = subprocess.run([str(exe), *extra, f"study={cfg.study}"])
+        if res.returncode:
+            raise RuntimeError(f"stage {stage} failed (exit {res.returncode})")
+        done.append(stage)
+    summary = {"study": cfg.study, "stages": done, "parent_run_id": parent}
+    atomic_write_json(Path(cfg.paths.output_dir) / cfg.study / "study.json", summary)
+    return summary
+
+
+@hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> Any:
+    hc = HydraConfig.get()
+    launcher = hc.runtime.choices.get("hydra/launcher") or "local"
+    launcher = "local" if launcher == "basic" else launcher
+    extra = [o for o in hc.overrides.task if not o.startswith(("hydra/launcher=", "plan."))]
+    if cfg.get("plan") is None:
+        raise SystemExit("error: this config has no plan: pick a study with experiment=<name> (conf/experiment/)")
+    try:
+        return run_study(cfg, launcher, extra)
+    except (schema.ConfigError, ValueError, RuntimeError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+if __name__ == "__main__":
+    main()

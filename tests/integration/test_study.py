@@ -1,0 +1,68 @@
+"""The study driver end to end on submitit-local (slow)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+EXE = str(Path(sys.executable).parent / "sweeps-study")
+
+
+def study(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([EXE, "experiment=tiny_smoke", *args], capture_output=True, text=True, timeout=1200)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    res = study(f"paths.output_dir={out}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+def test_all_stages_and_jobs_finish(finished):
+    root = finished / "tiny_smoke"
+    sft = sorted(p.parent.name for p in root.glob("sft/tiny/general_points_compact/base/*/DONE"))
+    rl = sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in root.glob("grpo/tiny/general_points_compact/*/*/DONE"))
+    assert sft == ["seed=0", "seed=1"]
+    assert rl == ["sft-step=000003/seed=0", "sft-step=000003/seed=1", "sft-step=000006/seed=0", "sft-step=000006/seed=1"]
+
+
+def test_mlflow_has_one_parent_and_the_children(finished):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{finished}/mlflow.db")
+    exp = client.get_experiment_by_name("tiny_smoke")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("sweeps.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    assert len(parents) == 1 and len(children) == 6
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    assert sorted(r.data.tags["sweeps.init"] for r in children) == ["base", "base"] + ["sft-step=000003"] * 2 + ["sft-step=000006"] * 2
+
+
+def test_rerun_skips_every_job(finished):
+    before = {p: p.stat().st_mtime for p in finished.glob("tiny_smoke/**/metrics.jsonl")}
+    t = time.monotonic()
+    res = study(f"paths.output_dir={finished}")
+    elapsed = time.monotonic() - t
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert {p: p.stat().st_mtime for p in finished.glob("tiny_smoke/**/metrics.jsonl")} == before
+    print(f"re-run of the finished study: {elapsed:.1f} s")
+    assert elapsed < 90
+
+
+@pytest.mark.parametrize("override,message", [
+    ("plan.seeds=[]", "plan.seeds is empty"),
+    ("plan.rl.init_roles=[best_guess]", "match no role"),
+])
+def test_bad_plans_fail_before_anything_runs(tmp_path, override, message):
+    res = study(f"paths.output_dir={tmp_path}", override)
+    assert res.returncode != 0
+    assert message in res.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "tiny_smoke").exists()
