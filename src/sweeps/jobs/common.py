@@ -83,7 +83,19 @@ def prepare_resume(run: Run, tracker: Any) -> Path | None:
     return run.resume_file
 
 
-def finish(cfg: DictConfig, run: Run, tracker: Any, recorder: Any) -> dict[str, Any]:
+def fit_and_finish(trainer: Any, module: Any, stream: Any, resume: Path | None, run: Run, tracker: Any,
+                   recorder: Any) -> dict[str, Any]:
+    """Train (resuming if a state exists); on any failure close the mirror as FAILED and re-raise."""
+    try:
+        trainer.fit(module, train_dataloaders=loader(stream), ckpt_path=str(resume) if resume else None)
+    except BaseException:
+        recorder.close()
+        tracker.finish("FAILED")
+        raise
+    return finish(run, tracker, recorder)
+
+
+def finish(run: Run, tracker: Any, recorder: Any) -> dict[str, Any]:
     recorder.close()
     summary = {k: v for k, v in latest_values(run.read_metrics()).items()}
     checkpoints = [s for s, _ in run.checkpoints()]

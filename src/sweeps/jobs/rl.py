@@ -89,10 +89,4 @@ def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
                                     tokenizer, cfg.trainer.eval_at_start)]
     trainer = common.make_trainer(cfg, callbacks, max_steps=cfg.trainer.max_steps * module.updates_per_step)
     prompts = PromptStream(task, cfg.seed, cfg.trainer.batch_size // cfg.algo.group_size, lambda: module.stage_step)
-    try:
-        trainer.fit(module, train_dataloaders=common.loader(prompts), ckpt_path=str(resume) if resume else None)
-    except BaseException:
-        recorder.close()
-        tracker.finish("FAILED")
-        raise
-    return common.finish(cfg, run, tracker, recorder)
+    return common.fit_and_finish(trainer, module, prompts, resume, run, tracker, recorder)

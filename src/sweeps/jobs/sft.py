@@ -34,10 +34,4 @@ def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
     accumulate = cfg.trainer.accumulate
     stream = SFTStream(task, tokenizer, cfg.seed, cfg.trainer.batch_size,
                        start_batch=lambda: trainer.global_step * accumulate)
-    try:
-        trainer.fit(module, train_dataloaders=common.loader(stream), ckpt_path=str(resume) if resume else None)
-    except BaseException:
-        recorder.close()
-        tracker.finish("FAILED")
-        raise
-    return common.finish(cfg, run, tracker, recorder)
+    return common.fit_and_finish(trainer, module, stream, resume, run, tracker, recorder)
