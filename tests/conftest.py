@@ -17,7 +17,9 @@ def compose(overrides: list[str] | None = None, config_name: str = "train"):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    import sweeps.schema  # noqa: F401  (registers schemas)
+    import sweeps.analysis.config  # noqa: F401  (registers the entry points' schemas)
+    import sweeps.schema  # noqa: F401
+    import sweeps.spectral.config  # noqa: F401
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=overrides or [])

@@ -232,10 +232,28 @@ class TrainConfig:
                    f"(episodes per RL step): pick a batch size that is a multiple of the group size")
 
 
-@dataclass
-class EvalJobConfig(TrainConfig):
-    ckpt: Optional[str] = None        # the checkpoint directory to score
-    out: Optional[str] = None         # where eval.json goes (default: the checkpoint directory)
+def job_schema(name: str, **extra: tuple[Any, Any]) -> type:
+    """A primary-config schema for an entry point that reuses ``train.yaml`` (``defaults:
+    [train, <schema>, _self_]``) and adds ``extra`` fields (name=(type, default)).
+
+    The schema is merged *after* ``train`` and its ``experiment``, so every inherited field is
+    re-declared MISSING: a MISSING value never overwrites one already composed (otherwise
+    ``sweeps-eval experiment=tiny_sft`` would see ``study: default``).
+    """
+    import dataclasses
+
+    inherited = [(f.name, f.type, field(default=MISSING)) for f in dataclasses.fields(TrainConfig)]
+    added = [(k, t, field(default_factory=d) if callable(d) else field(default=d)) for k, (t, d) in extra.items()]
+    cls = dataclasses.make_dataclass(name, inherited + added, bases=(TrainConfig,))
+    cls.__module__ = __name__          # the inherited annotations are strings in this module
+    return cls
+
+
+EvalJobConfig = job_schema(
+    "EvalJobConfig",
+    ckpt=(Optional[str], None),       # the checkpoint directory to score
+    out=(Optional[str], None),        # where eval.json goes (default: the checkpoint directory)
+)
 
 
 def register() -> None:

@@ -65,3 +65,10 @@ def test_save_steps():
     assert save_steps(100, 300) == [100, 200, 300]
     assert save_steps(40, 100) == [40, 80, 100]       # the last step is always saved
     assert save_steps([30, 10], 100) == [10, 30]
+
+
+@pytest.mark.parametrize("entry", ["eval", "analyze", "spectral"])
+def test_entry_points_keep_the_experiments_values(entry):
+    """Their schemas merge after train.yaml + experiment and must not reset it to defaults."""
+    cfg = compose(["experiment=tiny_sft"], config_name=entry)
+    assert cfg.study == "tiny_sft" and cfg.eval.size == 100 and cfg.trainer.max_steps == 200

@@ -1,0 +1,168 @@
+"""Figures of the analysis (matplotlib, Agg backend, PNG), drawn from :class:`curves.Results`.
+
+One figure per (model, task) unless stated:
+
+- ``sft_*``: ID and OOD success vs SFT step, mean over seeds with the bootstrap CI band, the
+  seeds' OOD curves faintly, and the OOD peak (mean step with its CI as a shaded span);
+- ``recovery_<algo>_*``: the SFT OOD curve with the OOD of RL-from-checkpoint at each init
+  step (mean and CI), the recovery window shaded, SFT_MaxOOD as a dashed line;
+- ``rotation_*`` (spectral data only): rotation scalars and the singular-value drift control vs
+  the OOD drop from the peak, one colour per seed, with the least-squares line;
+- ``layers_*`` (spectral data only): mean principal angle to the reference per layer x step;
+- ``errors_*``: per-error-type step rates vs SFT step (ID and OOD), mean over seeds.
+
+Each function returns the written path, or None when there is nothing to draw.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from sweeps.analysis.curves import SCALARS, Results, layer_matrix  # noqa: E402
+from sweeps.analysis.tables import ID, OOD, Study  # noqa: E402
+
+
+def slug(*parts: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(parts))
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _band(ax: Any, rows: list[dict[str, Any]], label: str, color: str) -> None:
+    steps = [r["step"] for r in rows]
+    ax.plot(steps, [r["mean"] for r in rows], "-o", ms=3, color=color, label=label)
+    lo, hi = np.array([r["lo"] for r in rows], float), np.array([r["hi"] for r in rows], float)
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    if ok.any():
+        ax.fill_between(np.array(steps)[ok], lo[ok], hi[ok], color=color, alpha=0.2, lw=0)
+
+
+def _row(res: Results, model: str, task: str, stage: str, metric: str, init: str = "") -> dict[str, Any] | None:
+    return next((r for r in res.summary if (r["model"], r["task"], r["stage"], r["metric"], r.get("init", "")) ==
+                 (model, task, stage, metric, init)), None)
+
+
+def sft_curves(res: Results, study: Study, model: str, task: str, out: Path) -> Path | None:
+    rows = [r for r in res.curves if (r["model"], r["task"]) == (model, task)]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for metric, label, color in ((ID, "ID success", "tab:blue"), (OOD, "OOD success", "tab:red")):
+        _band(ax, [r for r in rows if r["metric"] == metric], label, color)
+    for key in study.keys("sft"):
+        if (key.model, key.task) == (model, task):
+            ax.plot(*study.curve(key, OOD), color="tab:red", alpha=0.25, lw=0.8)
+    step, value = _row(res, model, task, "sft", "ood_peak_step"), _row(res, model, task, "sft", "ood_peak_value")
+    if step and math.isfinite(step["estimate"]):
+        ax.axvline(step["estimate"], color="k", ls=":", lw=1, label=f"OOD peak (step {step['estimate']:.0f})")
+        if math.isfinite(step["lo"]):
+            ax.axvspan(step["lo"], step["hi"], color="k", alpha=0.08)
+        ax.plot([step["estimate"]], [value["estimate"]], "k*", ms=12)
+    ax.set(xlabel="SFT step", ylabel="success", title=f"SFT: {model} / {task}")
+    ax.legend(fontsize=8)
+    return _save(fig, out / f"sft_{slug(model, task)}.png")
+
+
+def recovery(res: Results, stage: str, model: str, task: str, out: Path) -> Path | None:
+    rl = sorted((r for r in res.summary if (r["model"], r["task"], r["stage"], r["metric"]) == (model, task, stage, "rl_end_ood")),
+                key=lambda r: r["init_step"])
+    if not rl:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    _band(ax, [r for r in res.curves if (r["model"], r["task"], r["metric"]) == (model, task, OOD)], "SFT OOD", "tab:red")
+    x, y = [r["init_step"] for r in rl], np.array([r["estimate"] for r in rl])
+    lo, hi = np.array([r["lo"] for r in rl], float), np.array([r["hi"] for r in rl], float)
+    err = np.where(np.isfinite(lo), [y - lo, hi - y], 0.0)
+    ax.errorbar(x, y, yerr=err, fmt="s-", color="tab:green", capsize=3, label=f"{stage} from checkpoint (RL end)")
+    peak = _row(res, model, task, "sft", "ood_max_value")
+    if peak:
+        ax.axhline(peak["estimate"], color="k", ls="--", lw=0.8, label="SFT_MaxOOD (mean)")
+    win = next((w for w in res.windows if (w["stage"], w["model"], w["task"]) == (stage, model, task)), None)
+    if win and win["lo_step"] is not None:
+        ax.axvspan(win["lo_step"], win["hi_step"], color="tab:green", alpha=0.12,
+                   label=f"recovery window [{win['lo_step']}, {win['hi_step']}]")
+    ax.set(xlabel="SFT step (RL init checkpoint)", ylabel="OOD success", title=f"{stage} from SFT checkpoints: {model} / {task}")
+    ax.legend(fontsize=8)
+    return _save(fig, out / f"recovery_{slug(stage, model, task)}.png")
+
+
+def rotation(res: Results, model: str, task: str, out: Path) -> Path | None:
+    pts = [p for p in res.points if (p["model"], p["task"]) == (model, task)]
+    if not pts:
+        return None
+    fig, axes = plt.subplots(1, len(SCALARS), figsize=(4 * len(SCALARS), 3.6))
+    seeds = sorted({p["seed"] for p in pts})
+    for ax, scalar in zip(axes, SCALARS):
+        ok = [p for p in pts if math.isfinite(p[scalar]) and math.isfinite(p["ood_drop"])]
+        for i, s in enumerate(seeds):
+            mine = [p for p in ok if p["seed"] == s]
+            ax.scatter([p[scalar] for p in mine], [p["ood_drop"] for p in mine], s=14, color=f"C{i % 10}", label=f"seed {s}")
+        x, y = np.array([p[scalar] for p in ok]), np.array([p["ood_drop"] for p in ok])
+        if len(x) >= 2 and np.ptp(x) > 0:
+            a, b = np.polyfit(x, y, 1)
+            xs = np.linspace(x.min(), x.max(), 20)
+            ax.plot(xs, a * xs + b, "k-", lw=1)
+        rho = next((c for c in res.correlations if (c["model"], c["task"], c["scalar"], c["correlation"]) ==
+                    (model, task, scalar, "spearman")), None)
+        title = scalar + (" (control)" if scalar == "sv_drift" else "")
+        if rho and math.isfinite(rho["estimate"]):
+            title += f"\nSpearman {rho['estimate']:.2f} [{rho['lo']:.2f}, {rho['hi']:.2f}]"
+        ax.set(xlabel=scalar, ylabel="OOD drop from the peak", title=title)
+    axes[0].legend(fontsize=7)
+    return _save(fig, out / f"rotation_{slug(model, task)}.png")
+
+
+def layers(study: Study, model: str, task: str, ref: str | None, out: Path) -> Path | None:
+    names, steps, grid = layer_matrix(study, model, task, ref)
+    if not names or not np.isfinite(grid).any():
+        return None
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(names) + 2))
+    im = ax.imshow(grid, aspect="auto", origin="lower", cmap="viridis")
+    ax.set_xticks(range(len(steps)), [str(s) for s in steps], rotation=45, fontsize=7)
+    ax.set_yticks(range(len(names)), [str(n) for n in names], fontsize=7)
+    ax.set(xlabel="SFT step", ylabel="layer", title=f"mean principal angle to {ref}: {model} / {task}")
+    fig.colorbar(im, ax=ax, label="rad")
+    return _save(fig, out / f"layers_{slug(model, task)}.png")
+
+
+def errors(res: Results, model: str, task: str, out: Path) -> Path | None:
+    rows = [r for r in res.curves if (r["model"], r["task"]) == (model, task) and "/err/" in r["metric"]]
+    if not rows:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, split in zip(axes, ("id", "ood")):
+        for metric in sorted({r["metric"] for r in rows if r["metric"].startswith(f"eval/{split}/err/")}):
+            mine = [r for r in rows if r["metric"] == metric]
+            ax.plot([r["step"] for r in mine], [r["mean"] for r in mine], "-o", ms=3, label=metric.rsplit("/", 1)[1])
+        ax.set(xlabel="SFT step", ylabel="step rate (mean over seeds)", title=f"{split.upper()} error types")
+        ax.legend(fontsize=7)
+    return _save(fig, out / f"errors_{slug(model, task)}.png")
+
+
+def draw_all(res: Results, study: Study, out: Path) -> list[tuple[str, Path]]:
+    """Every figure, as (caption, path) in report order."""
+    figs: list[tuple[str, Path | None]] = []
+    for model, task in study.cells():
+        cell = f"{model} / {task}"
+        figs.append((f"SFT ID and OOD success ({cell})", sft_curves(res, study, model, task, out)))
+        figs += [(f"{stage} from SFT checkpoints ({cell})", recovery(res, stage, model, task, out)) for stage in study.rl_stages()]
+        ref = next((c["reference"] for c in res.correlations if (c["model"], c["task"]) == (model, task)), None)
+        figs.append((f"rotation vs OOD drop ({cell})", rotation(res, model, task, out)))
+        figs.append((f"per-layer rotation ({cell})", layers(study, model, task, ref, out)))
+        figs.append((f"error types ({cell})", errors(res, model, task, out)))
+    return [(c, p) for c, p in figs if p is not None]
