@@ -70,3 +70,14 @@ def test_sync_pushes_the_rest_idempotently(store, tmp_path):
     # a run directory never mirrored gets a new MLflow run
     (run.path / "mlflow.json").unlink()
     assert sync_run(run.path) == 4
+
+
+def test_artifacts_land_beside_the_sqlite_store(store):
+    from mlflow.tracking import MlflowClient
+
+    from sweeps.tracking.mlflow_tracker import ensure_experiment
+
+    client = MlflowClient(store)
+    exp = client.get_experiment(ensure_experiment(client, "exp-art"))
+    db_dir = store[len("sqlite:///"):].rsplit("/", 1)[0]
+    assert exp.artifact_location == f"file://{db_dir}/mlartifacts/exp-art"

@@ -165,13 +165,22 @@ def _exists(client: Any, run_id: str) -> bool:
         return False
 
 
+def artifact_root(uri: str | None) -> str | None:
+    """Artifacts of an embedded SQLite store live beside it (``<dir>/mlartifacts``), not in a
+    ``./mlruns`` under whatever directory a job happened to start in."""
+    if not uri or not uri.startswith("sqlite:///"):
+        return None                    # a tracking server decides
+    return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+
+
 def ensure_experiment(client: Any, name: str) -> str:
     """Get or create an experiment by name, tolerating a concurrent creator."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
+    root = artifact_root(getattr(client, "_tracking_client", client).tracking_uri)
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
     except Exception:  # noqa: BLE001 - someone else created it first
         exp = client.get_experiment_by_name(name)
         if exp is None:
