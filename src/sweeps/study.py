@@ -109,12 +109,17 @@ def run_study(cfg: DictConfig, launcher: str, extra: list[str]) -> dict[str, Any
         if res.returncode:
             raise RuntimeError(f"stage {stage} failed (exit {res.returncode}); re-run the same command to resume")
         done.append(stage)
-    for stage, app in (("spectral", "sweeps-spectral"), ("analysis", "sweeps-analyze")):
+    seeds = ",".join(map(str, cfg.plan.seeds))
+    algos = ["sft", *((cfg.plan.get("rl") or {}).get("algos") or [])]
+    late = [("spectral", "sweeps-spectral", ["-m", f"hydra/launcher={launcher}", f"seed={seeds}",
+                                             f"spectral.stages=[{','.join(algos)}]"]),
+            ("analysis", "sweeps-analyze", [])]
+    for stage, app, args in late:
         exe = Path(sys.executable).parent / app
         if not exe.exists() or not (cfg.plan.get(stage) or {}).get("enabled", True):
             log.info("stage %s: skipped (%s)", stage, "disabled" if exe.exists() else "not built yet")
             continue
-        res = subprocess.run([str(exe), *extra, f"study={cfg.study}"])
+        res = subprocess.run([str(exe), *args, *extra, f"study={cfg.study}"])
         if res.returncode:
             raise RuntimeError(f"stage {stage} failed (exit {res.returncode})")
         done.append(stage)

@@ -1,0 +1,315 @@
+"""Benchmark: the streaming spectral pass vs the naive path, and what a 7B model would cost.
+
+    .venv/bin/python bench/spectral.py            # K=8 checkpoints of 2x512x512 + 2x512x1536, k=64 (~3 min)
+    .venv/bin/python bench/spectral.py --tiny     # seconds; what tests/integration/test_bench_smoke.py runs
+
+1. Writes K synthetic safetensors checkpoints (float32) of a model with a few matrices: W_0 has
+   a power-law spectrum σ_i = (i+1)^-0.5 (flat like trained weights, no gap at k), and
+   W_t = R_Lᵗ W_0 R_Rᵗᵀ (1 + 0.01 t) with R = expm(ε A), A skew with unit spectral norm,
+   ε = 0.01: rotations of known size plus a known rescaling.
+2. Compares, for every checkpoint t >= 1 against checkpoint 0, the top-k principal angles (U and V
+   sides: mean and max) computed by
+   - naive: load both whole checkpoints, full SVD of both matrices of every pair
+     (scipy.linalg.svd, thin), scipy.linalg.subspace_angles on the top-k columns;
+   - stream (sweeps.spectral.stream.compare, metrics=[angles]): one matrix at a time from
+     memory-mapped files, the reference's top-k decomposition cached once, one top-k
+     decomposition per target, with method full, eigh and randomized.
+   Each method runs in a fresh subprocess per repeat (cold caches); the time excludes interpreter
+   start, imports and a warm-up call on a small input. Peak memory comes from one more run per
+   method: the resident-set high-water mark above the resident size just before the work
+   (/proc/self/clear_refs resets the mark; MALLOC_MMAP_THRESHOLD_=65536 so that freed buffers
+   leave the resident set).
+   Equal accuracy is asserted for full and eigh (angles within 1e-6 rad of the naive ones);
+   randomized is reported with its error, not asserted.
+3. Times one decomposition per matrix of the tiny model and of two larger matrices (4096x4096,
+   k=768, and a wide 1024x5416, k=192, with the aspect ratio of the 7B down_proj), and
+   extrapolates the cost of one checkpoint pair of Qwen2.5-7B (28 layers; q 3584x3584,
+   k/v 512x3584, down 3584x18944; k = 768, k/v clipped to 256 by the k <= n/2 guard) from flop
+   counts within each aspect class: full ∝ m n min(m, n); eigh = Gram ∝ min² max + eigensolver
+   ∝ min³ (timed apart); randomized ∝ m n (k + p). Extrapolated, not measured.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SIZES = {
+    "default": {"shapes": [(512, 512), (512, 512), (512, 1536), (512, 1536)], "K": 8, "k": 64, "repeats": 3,
+                "tiny_model": [(128, 128), (128, 384)], "tiny_k": 16,
+                "big": {"square": (4096, 4096, 768), "wide": (1024, 5416, 192)}},
+    "tiny": {"shapes": [(64, 64), (64, 192)], "K": 3, "k": 8, "repeats": 1,
+             "tiny_model": [(128, 128), (128, 384)], "tiny_k": 16,
+             "big": {"square": (256, 256, 48), "wide": (128, 677, 24)}},
+}
+QWEN7B = [("q", 3584, 3584, 1), ("k", 512, 3584, 1), ("v", 512, 3584, 1), ("down", 3584, 18944, 1)]
+LAYERS_7B, K_7B = 28, 768
+METHODS = ("full", "eigh", "randomized")
+TOL = 1e-6
+
+
+def set_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+    try:
+        import scipy.linalg  # noqa: F401  (threadpoolctl limits only the libraries already loaded)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except ImportError:
+        pass
+
+
+# --- synthetic checkpoints -------------------------------------------------------------------------
+def make_checkpoints(root: Path, shapes: list[tuple[int, int]], K: int, eps: float = 0.01) -> list[Path]:
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+
+    def rotation(n: int) -> torch.Tensor:
+        A = torch.randn(n, n, generator=g, dtype=torch.float64)
+        A = A - A.T  # [n, n] skew
+        return torch.linalg.matrix_exp(eps * A / torch.linalg.matrix_norm(A, 2))  # [n, n] orthogonal
+
+    mats = {}
+    for i, (m, n) in enumerate(shapes):
+        name = f"model.layers.{i}.self_attn.q_proj.weight" if m == n else f"model.layers.{i}.mlp.down_proj.weight"
+        r = min(m, n)
+        U = torch.linalg.qr(torch.randn(m, r, generator=g, dtype=torch.float64)).Q  # [m, r]
+        V = torch.linalg.qr(torch.randn(n, r, generator=g, dtype=torch.float64)).Q  # [n, r]
+        s = torch.arange(1, r + 1, dtype=torch.float64) ** -0.5  # [r]
+        mats[name] = (U * s @ V.T, rotation(m), rotation(n))  # W_0 [m, n], R_L [m, m], R_R [n, n]
+    paths = []
+    current = {name: W for name, (W, _, _) in mats.items()}
+    for t in range(K):
+        path = root / f"step={t:06d}"
+        path.mkdir(parents=True)
+        save_file({nm: (W * (1 + 0.01 * t)).float().contiguous() for nm, W in current.items()}, str(path / "model.safetensors"))
+        current = {nm: mats[nm][1] @ W @ mats[nm][2].T for nm, W in current.items()}
+        paths.append(path)
+    return paths
+
+
+# --- workers (one fresh process each) --------------------------------------------------------------
+def _rss_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def work_naive(paths: list[Path], k: int) -> dict:
+    import numpy as np
+    import scipy.linalg as sl
+    from safetensors.numpy import load_file
+
+    out = {}
+    for t, path in enumerate(paths[1:], 1):
+        A, B = load_file(str(paths[0] / "model.safetensors")), load_file(str(path / "model.safetensors"))
+        for name in A:
+            Ua, _, Vha = sl.svd(A[name].astype(np.float64), full_matrices=False)  # [m, r], [r], [r, n]
+            Ub, _, Vhb = sl.svd(B[name].astype(np.float64), full_matrices=False)
+            tu = sl.subspace_angles(Ua[:, :k], Ub[:, :k])  # [k] descending
+            tv = sl.subspace_angles(Vha[:k].T, Vhb[:k].T)
+            out[f"{t}/{name}"] = [tu.mean(), tu.max(), tv.mean(), tv.max()]
+        del A, B
+    return out
+
+
+def work_stream(paths: list[Path], k: int, method: str) -> dict:
+    from sweeps.spectral.stream import Checkpoint, Options, SVDCache, compare, select_targets
+
+    opts = Options(k=k, method=method, metrics=("angles",))
+    cache, ref = SVDCache(opts), Checkpoint(paths[0])
+    names = select_targets(ref.names(), [r"\.weight$"], ref.path)
+    out = {}
+    for t, path in enumerate(paths[1:], 1):
+        for row in compare(ref, Checkpoint(path), names, cache, opts):
+            out[f"{t}/{row['name']}"] = [row["u_angle_mean"], row["u_angle_max"], row["v_angle_mean"], row["v_angle_max"]]
+        cache.retain([ref.path])
+    return out
+
+
+def warm_up(which: str) -> None:
+    """Run the worker's routines once on a small input, so that loading libraries and LAPACK code
+    pages is not counted as the method's memory."""
+    import numpy as np
+
+    if which == "naive":
+        import scipy.linalg as sl
+
+        U = sl.svd(np.random.default_rng(0).standard_normal((24, 16)), full_matrices=False)[0]
+        sl.subspace_angles(U[:, :4], U[:, 4:8])
+        return
+    import torch
+
+    from sweeps.spectral.metrics import principal_angles
+    from sweeps.spectral.stream import Options, decompose
+
+    U = decompose(torch.randn(24, 16, dtype=torch.float64), 4, Options(k=4), which)[0]  # [24, 4]
+    principal_angles(U, U)
+
+
+def worker(args: argparse.Namespace) -> None:
+    set_threads(args.threads)
+    paths = sorted(Path(args.dir).glob("step=*"))
+    warm_up(args.worker)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset the RSS high-water mark
+    except OSError:
+        pass
+    base = _rss_kb("VmRSS")
+    t0 = time.perf_counter()
+    res = work_naive(paths, args.k) if args.worker == "naive" else work_stream(paths, args.k, args.worker)
+    seconds = time.perf_counter() - t0
+    print(json.dumps({"seconds": seconds, "peak_mb": (_rss_kb("VmHWM") - base) / 1024,
+                      "results": {k: [float(x) for x in v] for k, v in res.items()}}))
+
+
+def spawn(which: str, d: Path, k: int, threads: int, memory: bool = False) -> dict:
+    cmd = [sys.executable, __file__, "--worker", which, "--dir", str(d), "--k", str(k), "--threads", str(threads)]
+    # memory runs: a fixed mmap threshold makes glibc return every large buffer when it is freed,
+    # so the high-water mark measures live data, not heap fragmentation (it slows every path a
+    # little, so timing runs go without it)
+    env = {**os.environ, **({"MALLOC_MMAP_THRESHOLD_": "65536"} if memory else {})}
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    if res.returncode:
+        raise SystemExit(f"error: worker {which} failed: {res.stderr.strip().splitlines()[-1:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+# --- part 1: stream vs naive -----------------------------------------------------------------------
+def compare_paths(size: dict, threads: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench_spectral_") as tmp:
+        paths = make_checkpoints(Path(tmp), size["shapes"], size["K"])
+        runs = {w: [spawn(w, Path(tmp), size["k"], threads) for _ in range(size["repeats"])]
+                for w in ("naive", *METHODS)}
+        peak = {w: spawn(w, Path(tmp), size["k"], threads, memory=True)["peak_mb"] for w in runs}
+    naive_t = statistics.median(r["seconds"] for r in runs["naive"])
+    ref = runs["naive"][0]["results"]
+    pair_mb = 2 * sum(m * n for m, n in size["shapes"]) * 4 / 2**20
+    shapes = ", ".join(f"{m}x{n}" for m, n in size["shapes"])
+    print(f"\n## streaming pass vs naive: K={size['K']} checkpoints ({len(paths) - 1} pairs vs checkpoint 0), "
+          f"matrices {shapes}, k={size['k']}, median of {size['repeats']} run(s)\n")
+    print("| path | median s | speed-up vs naive | peak MB above baseline | max abs angle diff vs naive (rad) |")
+    print("|---|---|---|---|---|")
+    for w, rs in runs.items():
+        t = statistics.median(r["seconds"] for r in rs)
+        err = max(abs(a - b) for key, v in rs[0]["results"].items() for a, b in zip(v, ref[key]))
+        label = "naive: full SVD of every pair + scipy subspace_angles" if w == "naive" else f"stream, method={w}"
+        print(f"| {label} | {t:.3f} | {naive_t / t:.1f}x | {peak[w]:.1f} | {err:.1e} |")
+        if w in ("full", "eigh"):
+            assert err < TOL, f"stream method={w} disagrees with the naive angles by {err:.2e} rad"
+    print(f"\ntwo checkpoints' target matrices: {pair_mb:.1f} MB as float32 (on disk), {2 * pair_mb:.1f} MB as float64")
+
+
+# --- part 2: per-matrix cost and the 7B extrapolation ----------------------------------------------
+def timed(fn, repeats: int = 1) -> float:
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def per_matrix(m: int, n: int, k: int, repeats: int) -> dict[str, float]:
+    import torch
+
+    from sweeps.spectral.stream import Options, _top_eigh, decompose
+
+    W = torch.randn(m, n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))  # [m, n]
+    opts = Options(k=k)
+    out = {meth: timed(lambda: decompose(W, k, opts, meth), repeats) for meth in METHODS}
+    G = W @ W.T if m <= n else W.T @ W  # [r, r]
+    out["gram"] = timed(lambda: W @ W.T if m <= n else W.T @ W, repeats)
+    out["eig"] = timed(lambda: _top_eigh(G, k), repeats)
+    return out
+
+
+def scale(shape: tuple[int, int, int], measured: tuple[int, int, int], t: dict[str, float], p: int = 10) -> dict:
+    """Seconds for one decomposition of ``shape`` from the timings ``t`` of ``measured`` (same aspect class)."""
+    (m, n, k), (bm, bn, bk) = shape, measured
+    r, M, br, bM = min(m, n), max(m, n), min(bm, bn), max(bm, bn)
+    return {"full": t["full"] * (m * n * r) / (bm * bn * br),
+            "eigh": t["gram"] * (r * r * M) / (br * br * bM) + t["eig"] * (r / br) ** 3,
+            "randomized": t["randomized"] * (m * n * (k + p)) / (bm * bn * (bk + p))}
+
+
+def extrapolate(big: dict[str, tuple[int, int, int]], timings: dict) -> None:
+    print(f"\n## Qwen2.5-7B, one checkpoint pair, extrapolated from the {' and '.join(f'{m}x{n} (k={k})' for m, n, k in big.values())} "
+          "timings above (square shapes from the square one, wide ones from the wide one)\n")
+    print("| matrix | shape | k | per layer: full SVD s | eigh s | randomized s |")
+    print("|---|---|---|---|---|---|")
+    tot = dict.fromkeys(METHODS, 0.0)
+    for name, m, n, count in QWEN7B:
+        k = min(K_7B, min(m, n) // 2)
+        measured = big["square" if m == n else "wide"]
+        est = scale((m, n, k), measured, timings[measured])
+        for meth in METHODS:
+            tot[meth] += est[meth] * count * LAYERS_7B
+        print(f"| {name} | {m}x{n} | {k} | {est['full']:.2f} | {est['eigh']:.2f} | {est['randomized']:.2f} |")
+    print(f"\nper checkpoint pair ({LAYERS_7B} layers, reference cached): naive (2 full SVDs per matrix) "
+          f"{2 * tot['full'] / 60:.1f} min; stream full {tot['full'] / 60:.1f} min; stream eigh "
+          f"{tot['eigh'] / 60:.1f} min; stream randomized {tot['randomized'] / 60:.1f} min "
+          f"(+ the same again for a decomposition of ΔW when update_spectrum is on). Extrapolated, not measured.")
+    per_layer = sum(m * n for _, m, n, _ in QWEN7B)
+    print(f"two checkpoints' target matrices: {2 * per_layer * LAYERS_7B * 2 / 2**30:.1f} GiB in bf16; "
+          f"stream holds two matrices at a time (largest: {2 * 3584 * 18944 * 8 / 2**30:.2f} GiB in float64) "
+          f"plus {sum((m + n + 1) * min(K_7B, min(m, n) // 2) for _, m, n, _ in QWEN7B) * 8 * LAYERS_7B / 2**30:.1f} "
+          f"GiB of float64 top-k triplets per cached checkpoint.")
+
+
+def costs(size: dict, threads: int) -> None:
+    rows = [(m, n, size["tiny_k"], 5) for m, n in size["tiny_model"]] + [(*b, 1) for b in size["big"].values()]
+    print("\n## one top-k decomposition per matrix (s; eigh = Gram product + top-k eigensolver)\n")
+    print("| shape | k | full SVD | eigh | randomized (n_iter=4, p=10) | Gram | eigensolver |")
+    print("|---|---|---|---|---|---|---|")
+    timings = {}
+    for m, n, k, reps in rows:
+        t = timings[(m, n, k)] = per_matrix(m, n, k, reps)
+        print(f"| {m}x{n} | {k} | {t['full']:.4f} | {t['eigh']:.4f} | {t['randomized']:.4f} | {t['gram']:.4f} | {t['eig']:.4f} |")
+    extrapolate(size["big"], timings)
+
+
+def machine(threads: int) -> str:
+    import scipy
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return (f"machine: {os.cpu_count()} cores ({cpu}), torch {torch.__version__}, scipy {scipy.__version__}, "
+            f"threads {threads}, GPU {gpu}, python {platform.python_version()}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tiny", action="store_true", help="small sizes (seconds), for the smoke test")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for every method (default 1)")
+    p.add_argument("--worker", choices=("naive", *METHODS), help=argparse.SUPPRESS)
+    p.add_argument("--dir", help=argparse.SUPPRESS)
+    p.add_argument("--k", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        return worker(args)
+    size = SIZES["tiny" if args.tiny else "default"]
+    set_threads(args.threads)
+    print(f"# spectral bench ({'tiny' if args.tiny else 'default'} sizes)\n\n{machine(args.threads)}")
+    compare_paths(size, args.threads)
+    costs(size, args.threads)
+
+
+if __name__ == "__main__":
+    main()

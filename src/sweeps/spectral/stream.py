@@ -1,0 +1,398 @@
+"""Streaming spectral comparison of checkpoints, one matrix at a time (PAPER.md section 6).
+
+A comparison takes a reference checkpoint R and a target checkpoint T (Hugging Face safetensors
+directories) and, for every target matrix (parameter names matched by the model config's
+``spectral_targets`` regexes), computes the configured metrics of ``METRICS`` on the pair
+(W_R, W_T) and their top-k decompositions.
+
+Memory. Tensors are read one at a time from memory-mapped safetensors files (``safe_open``), so
+at most two matrices (W_R and W_T of the current name) are materialised, never two whole
+checkpoints. The top-k decompositions (U [m, k], S [k], V [n, k], float64) live in an
+``SVDCache``: each checkpoint is decomposed once per process (a reference is shared by every
+target; a target is reused as the "previous" reference of the next checkpoint), fixed
+references can also be persisted on disk as safetensors, and the stage evicts checkpoints it no
+longer needs. LoRA runs need nothing special: their checkpoints are saved with the adapters
+merged (``sweeps.models.checkpoint``), so the analysis sees the merged weights.
+
+Decompositions (``METHODS``), all float64, on the GPU when one is present:
+- ``full``: LAPACK thin SVD, truncated to k (exact; cost O(m n min(m, n))).
+- ``eigh``: top-k eigenpairs of the smaller Gram matrix (W Wᵀ or WᵀW), with the other side as
+  W V / σ. Exact up to rounding (the Gram squares the condition number, which in float64 costs
+  nothing measurable for σ_k ≫ 1e-8 σ_1; a numerically rank-deficient top-k falls back to
+  ``full``) and several times cheaper than the SVD, since only k eigenvectors are formed.
+- ``randomized``: Halko–Martinsson–Tropp subspace iteration (Gaussian start, ``oversample``
+  extra columns, ``n_iter`` QR-stabilised power steps). Its accuracy depends on the spectral gap
+  at k, which is small in trained weights; ``svd_error_report`` measures it against ``full``.
+
+k must satisfy k <= n/2 on each side (``check_k``: for U n = rows, for V n = columns), since two
+k-subspaces of R^n share 2k - n dimensions; ``clip_k`` lowers k per matrix instead of failing.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from .metrics import (
+    best_match_alignment,
+    check_k,
+    principal_angles,
+    residual_outside,
+    subspace_distances,
+    sv_drift,
+    update_energy,
+)
+
+Decomp = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # U [m, k], S [k], V [n, k]
+
+
+@dataclass(frozen=True)
+class Options:
+    """How pairs are decomposed and compared (the ``spectral`` config node, minus the stage keys)."""
+
+    k: int = 16
+    method: str = "eigh"
+    clip_k: bool = False
+    oversample: int = 10
+    n_iter: int = 4
+    seed: int = 0
+    update_top: int = 4
+    metrics: tuple[str, ...] = ("sv_drift", "angles", "best_match", "update_spectrum", "update_energy",
+                                "residual_outside")
+    device: str = "cpu"
+
+
+# --- reading checkpoints ------------------------------------------------------------------------
+class Checkpoint:
+    """Memory-mapped view of a checkpoint's safetensors files (one file or HF shards)."""
+
+    def __init__(self, path: str | Path):
+        from safetensors import safe_open
+
+        self.path = Path(path)
+        files = sorted(self.path.glob("*.safetensors")) if self.path.is_dir() else [self.path]
+        if not files or not files[0].is_file():
+            raise FileNotFoundError(f"checkpoint {self.path} has no *.safetensors weights")
+        self.files: dict[str, Path] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        for f in files:
+            try:
+                with safe_open(str(f), framework="pt") as fh:
+                    for name in fh.keys():
+                        self.files[name] = f
+                        self.shapes[name] = tuple(fh.get_slice(name).get_shape())
+            except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+                raise ValueError(f"cannot read safetensors file {f}: {err}") from None
+
+    def names(self) -> list[str]:
+        return list(self.files)
+
+    def load(self, name: str, device: str = "cpu") -> torch.Tensor:
+        """One tensor as float64 on ``device``; the rest of the file stays on disk."""
+        from safetensors import safe_open
+
+        with safe_open(str(self.files[name]), framework="pt") as fh:
+            return fh.get_tensor(name).to(device=device, dtype=torch.float64)
+
+    def where(self, name: str) -> Path:
+        return self.files[name]
+
+
+def select_targets(names: Iterable[str], regexes: Iterable[str], where: str | Path = "the checkpoint") -> list[str]:
+    """2-D parameter names matching any regex (``re.search``), in file order.
+
+    A regex that matches nothing is a one-line ValueError naming it and a few parameter names.
+    """
+    names = list(names)
+    chosen: list[str] = []
+    for rx in regexes:
+        hits = [n for n in names if re.search(rx, n)]
+        if not hits:
+            raise ValueError(f"spectral target regex {rx!r} matches no parameter of {where} "
+                             f"(it has e.g. {', '.join(names[:4])})")
+        chosen += [h for h in hits if h not in chosen]
+    return [n for n in names if n in chosen]
+
+
+def layer_and_matrix(name: str) -> tuple[int, str]:
+    """("model.layers.3.self_attn.q_proj.weight") -> (3, "q_proj"); layer -1 when there is none."""
+    m = re.search(r"layers?\.(\d+)\.", name)
+    parts = name.split(".")
+    kind = parts[-2] if parts[-1] in ("weight", "bias") and len(parts) > 1 else parts[-1]
+    return (int(m.group(1)) if m else -1), kind
+
+
+def check_same_shapes(ref: Checkpoint, tgt: Checkpoint, names: Iterable[str]) -> None:
+    """One-line ValueError naming both files and the tensor when the checkpoints disagree."""
+    for name in names:
+        if name not in tgt.shapes:
+            raise ValueError(f"tensor {name} is in {ref.where(name)} but not in checkpoint {tgt.path}")
+        if ref.shapes[name] != tgt.shapes[name]:
+            raise ValueError(f"checkpoints differ in shape: {name} is {list(ref.shapes[name])} in "
+                             f"{ref.where(name)} but {list(tgt.shapes[name])} in {tgt.where(name)}")
+
+
+def resolve_device(spec: str) -> str:
+    """``auto`` -> cuda when available, else cpu; anything else is passed through."""
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return spec
+
+
+def effective_k(shape: tuple[int, ...], opts: Options) -> int:
+    """k for a matrix of ``shape``: guarded by check_k on both sides, or clipped to min(m, n)//2."""
+    m, n = shape
+    if opts.clip_k:
+        return max(1, min(opts.k, m // 2, n // 2))
+    check_k(opts.k, m)  # U lives in R^m
+    check_k(opts.k, n)  # V lives in R^n
+    return opts.k
+
+
+# --- decompositions -----------------------------------------------------------------------------
+def subspace_iteration(W: torch.Tensor, start: torch.Tensor, n_iter: int, k: int) -> tuple[Decomp, torch.Tensor]:
+    """Top-k triplets of W from the block power method started at ``start`` [n, l], l >= k.
+
+    Q spans W·start; each step alternates QR-orthonormalised products with Wᵀ and W, which
+    amplifies the top singular directions by (σ_i / σ_l+1)² per step; a Rayleigh–Ritz step (SVD
+    of the small Qᵀ W) gives the triplets. Returns ((U_k, S_k, V_k), V_l) where V_l [n, l] can
+    warm-start the next call on a nearby matrix.
+    """
+    Q = torch.linalg.qr(W @ start).Q  # [m, l]
+    for _ in range(n_iter):
+        Z = torch.linalg.qr(W.T @ Q).Q  # [n, l]
+        Q = torch.linalg.qr(W @ Z).Q  # [m, l]
+    Ub, S, Vh = torch.linalg.svd(Q.T @ W, full_matrices=False)  # [l, l], [l], [l, n]
+    return ((Q @ Ub)[:, :k], S[:k], Vh[:k].T), Vh.T
+
+
+def _svd_full(W: torch.Tensor, k: int, opts: Options) -> Decomp:
+    U, S, Vh = torch.linalg.svd(W, full_matrices=False)  # [m, r], [r], [r, n]
+    return U[:, :k], S[:k], Vh[:k].T
+
+
+def _top_eigh(G: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Largest k eigenpairs (descending) of a symmetric G [r, r]; on CPU only k vectors are formed."""
+    r = G.shape[0]
+    if G.device.type == "cpu":
+        import scipy.linalg
+
+        lam, Q = scipy.linalg.eigh(G.numpy(), subset_by_index=[r - k, r - 1], driver="evr")
+        return torch.from_numpy(lam).flip(0), torch.from_numpy(Q).flip(1)  # [k], [r, k]
+    lam, Q = torch.linalg.eigh(G)  # [r], [r, r] ascending
+    return lam[-k:].flip(0), Q[:, -k:].flip(1)
+
+
+def _svd_eigh(W: torch.Tensor, k: int, opts: Options) -> Decomp:
+    m, n = W.shape
+    tall = m > n
+    G = W.T @ W if tall else W @ W.T  # [r, r], r = min(m, n)
+    lam, Q = _top_eigh(G, k)  # [k], [r, k]
+    S = lam.clamp_min(0.0).sqrt()  # [k]
+    if S[-1] <= 1e-7 * S[0]:  # numerically rank-deficient top-k: W V / σ would be unstable
+        return _svd_full(W, k, opts)
+    other = (W @ Q if tall else W.T @ Q) / S  # [m, k] or [n, k]
+    return (other, S, Q) if tall else (Q, S, other)
+
+
+def _svd_randomized(W: torch.Tensor, k: int, opts: Options) -> Decomp:
+    m, n = W.shape
+    gen = torch.Generator().manual_seed(opts.seed)
+    width = min(k + opts.oversample, m, n)
+    omega = torch.randn(n, width, generator=gen, dtype=W.dtype).to(W.device)  # [n, l]
+    return subspace_iteration(W, omega, opts.n_iter, k)[0]
+
+
+METHODS: dict[str, Callable[[torch.Tensor, int, Options], Decomp]] = {
+    "full": _svd_full,
+    "eigh": _svd_eigh,
+    "randomized": _svd_randomized,
+}
+
+
+def decompose(W: torch.Tensor, k: int, opts: Options, method: str | None = None) -> Decomp:
+    """Top-k (U [m, k], S [k], V [n, k]) of W [m, n] by ``method`` (default: opts.method)."""
+    return METHODS[method or opts.method](W, k, opts)
+
+
+def svd_error_report(W: torch.Tensor, k: int, opts: Options) -> dict[str, float]:
+    """Error of opts.method against the full SVD on one matrix (keys as metrics.svd_error)."""
+    Uf, Sf, Vf = decompose(W, k, opts, "full")  # [m, k], [k], [n, k]
+    Um, Sm, Vm = decompose(W, k, opts)
+    nz = Sf > 0  # [k]
+    rel = ((Sm[nz] - Sf[nz]).abs() / Sf[nz]).max().item() if nz.any() else 0.0
+    l2 = ((Sm - Sf).norm() / Sf.norm()).item() if Sf.norm() > 0 else 0.0
+    return {"sv_max_rel": rel, "sv_rel_l2": l2,
+            "u_sin_max": principal_angles(Uf, Um)[-1].sin().item() if k < W.shape[0] else 0.0,
+            "v_sin_max": principal_angles(Vf, Vm)[-1].sin().item() if k < W.shape[1] else 0.0}
+
+
+class SVDCache:
+    """Top-k decompositions per (checkpoint, tensor): computed once, optionally kept on disk.
+
+    ``get`` returns the cached triplets or computes them from the memory-mapped tensor.
+    ``persist`` writes one checkpoint's triplets to ``disk_dir`` as a safetensors file whose
+    name hashes (checkpoint path, k, method, oversample, n_iter); a later process loads them
+    instead of decomposing again. ``retain`` evicts every checkpoint not named.
+    """
+
+    def __init__(self, opts: Options, disk_dir: str | Path | None = None):
+        self.opts = opts
+        self.disk_dir = Path(disk_dir) if disk_dir else None
+        self.mem: dict[str, dict[str, Decomp]] = {}
+        self.dirty: set[str] = set()
+        self.computed = 0
+
+    def _file(self, ckpt: Checkpoint) -> Path | None:
+        import hashlib
+
+        if self.disk_dir is None:
+            return None
+        o = self.opts
+        key = f"{ckpt.path.resolve()}|k={o.k}|clip={o.clip_k}|{o.method}|{o.oversample}|{o.n_iter}|{o.seed}"
+        return self.disk_dir / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.safetensors"
+
+    def _load_disk(self, ckpt: Checkpoint) -> dict[str, Decomp]:
+        f = self._file(ckpt)
+        if f is None or not f.is_file():
+            return {}
+        from safetensors.torch import load_file
+
+        flat = load_file(str(f), device=self.opts.device)
+        names = {key.rsplit("::", 1)[0] for key in flat}
+        return {n: (flat[f"{n}::U"], flat[f"{n}::S"], flat[f"{n}::V"]) for n in names}
+
+    @staticmethod
+    def _key(path: str | Path) -> str:
+        return str(Path(path).resolve())
+
+    def get(self, ckpt: Checkpoint, name: str, W: torch.Tensor | None = None) -> Decomp:
+        key = self._key(ckpt.path)
+        if key not in self.mem:
+            self.mem[key] = self._load_disk(ckpt)
+        entry = self.mem[key]
+        if name not in entry:
+            W = ckpt.load(name, self.opts.device) if W is None else W  # [m, n]
+            entry[name] = decompose(W, effective_k(tuple(W.shape), self.opts), self.opts)
+            self.dirty.add(key)
+            self.computed += 1
+        return entry[name]
+
+    def persist(self, ckpt: Checkpoint) -> None:
+        key, f = self._key(ckpt.path), self._file(ckpt)
+        if f is None or key not in self.dirty:
+            return
+        from safetensors.torch import save_file
+
+        flat = {f"{n}::{part}": t.contiguous().cpu()
+                for n, trip in self.mem[key].items() for part, t in zip("USV", trip)}
+        f.parent.mkdir(parents=True, exist_ok=True)
+        tmp = f.with_name(f".{f.name}.tmp")  # temp file, then rename: readers never see half a file
+        save_file(flat, str(tmp), metadata={"checkpoint": key})
+        tmp.replace(f)
+        self.dirty.discard(key)
+
+    def retain(self, keep: Iterable[str | Path]) -> None:
+        keep = {self._key(p) for p in keep}
+        for key in [k for k in self.mem if k not in keep]:
+            del self.mem[key]
+            self.dirty.discard(key)
+
+
+# --- metrics on one pair ------------------------------------------------------------------------
+@dataclass
+class Pair:
+    """One matrix in a reference and a target checkpoint, with their top-k decompositions."""
+
+    W_ref: torch.Tensor  # [m, n]
+    W_tgt: torch.Tensor  # [m, n]
+    ref: Decomp
+    tgt: Decomp
+    opts: Options
+
+    @property
+    def k(self) -> int:
+        return self.ref[1].numel()
+
+    @cached_property
+    def dW(self) -> torch.Tensor:
+        return self.W_tgt - self.W_ref  # [m, n]
+
+
+def _m_sv_drift(p: Pair) -> dict[str, float]:
+    d = sv_drift(p.ref[1], p.tgt[1])
+    return {"sv_drift": d["mean_abs_rel"], "sv_delta_mean": d["mean_abs_delta"]}
+
+
+def _m_angles(p: Pair) -> dict[str, float]:
+    """Principal angles of the top-k U and V subspaces, their distances and the random baseline."""
+    out: dict[str, float] = {}
+    for side, A, B in (("u", p.ref[0], p.tgt[0]), ("v", p.ref[2], p.tgt[2])):
+        theta = principal_angles(A, B)  # [k] ascending
+        d = subspace_distances(theta, p.k, A.shape[0])
+        out.update({f"{side}_angle_mean": d["mean_angle"], f"{side}_angle_max": theta[-1].item(),
+                    f"{side}_geodesic": d["geodesic"], f"{side}_chordal_normalised": d["chordal_normalised"],
+                    f"{side}_projection_frobenius": d["projection_frobenius"],
+                    f"{side}_chordal_random": d["chordal_normalised_random"]})
+    out["angle_mean"] = 0.5 * (out["u_angle_mean"] + out["v_angle_mean"])
+    return out
+
+
+def _m_best_match(p: Pair) -> dict[str, float]:
+    return {"u_best_match": best_match_alignment(p.ref[0], p.tgt[0]),
+            "v_best_match": best_match_alignment(p.ref[2], p.tgt[2])}
+
+
+def _m_update_spectrum(p: Pair) -> dict[str, float]:
+    """Top singular values of ΔW (same method as the weights), its norm and relative size."""
+    top = min(p.opts.update_top, *p.dW.shape)
+    norm = p.dW.norm().item()
+    sv = decompose(p.dW, top, p.opts)[1] if norm > 0 else torch.zeros(top, dtype=torch.float64)  # [top]
+    out = {f"update_sv{i + 1}": s for i, s in enumerate(sv.tolist())}
+    return {**out, "update_norm": norm, "update_rel": norm / max(p.W_ref.norm().item(), 1e-300)}
+
+
+def _m_update_energy(p: Pair) -> dict[str, float]:
+    e = update_energy(p.W_ref, p.W_tgt, p.ref[0], p.ref[2])
+    return {"E_diag": e["E_diag"], "E_rot": e["E_rot"], "E_outside": e["E_outside"]}
+
+
+def _m_residual_outside(p: Pair) -> dict[str, float]:
+    return {"residual_outside": residual_outside(p.W_tgt, p.ref[0], p.ref[2], p.ref[1])["residual"]}
+
+
+METRICS: dict[str, Callable[[Pair], dict[str, float]]] = {
+    "sv_drift": _m_sv_drift,
+    "angles": _m_angles,
+    "best_match": _m_best_match,
+    "update_spectrum": _m_update_spectrum,
+    "update_energy": _m_update_energy,
+    "residual_outside": _m_residual_outside,
+}
+
+
+def compare(ref: Checkpoint, tgt: Checkpoint, names: list[str], cache: SVDCache, opts: Options) -> list[dict]:
+    """One row per target matrix: layer, matrix type, shape, k and every configured metric.
+
+    Streams: each iteration loads W_ref and W_tgt of one name (float64, on opts.device), takes
+    both decompositions from the cache and drops the matrices before the next name.
+    """
+    unknown = [m for m in opts.metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown spectral metric(s) {unknown}: known are {sorted(METRICS)}")
+    check_same_shapes(ref, tgt, names)
+    rows = []
+    for name in names:
+        W_ref, W_tgt = ref.load(name, opts.device), tgt.load(name, opts.device)  # [m, n] each
+        pair = Pair(W_ref, W_tgt, cache.get(ref, name, W_ref), cache.get(tgt, name, W_tgt), opts)
+        layer, matrix = layer_and_matrix(name)
+        row = {"name": name, "layer": layer, "matrix": matrix, "m": W_ref.shape[0], "n": W_ref.shape[1], "k": pair.k}
+        for metric in opts.metrics:
+            row.update(METRICS[metric](pair))
+        rows.append(row)
+        del W_ref, W_tgt, pair
+    return rows

@@ -1,0 +1,282 @@
+"""Known answers for the streaming spectral comparison and the spectral stage on synthetic checkpoints."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from sweeps.spectral import random_orthonormal
+from sweeps.spectral.stream import METHODS, Checkpoint, Options, SVDCache, compare, decompose, select_targets
+
+Q_NAME, D_NAME = "model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"
+K = 4
+
+
+def spectrum(r: int) -> torch.Tensor:
+    """Distinct top-K values 10, 9, 8, 7 then a fast decay from 1: a wide gap at K, so every method is exact."""
+    return torch.cat([torch.tensor([10.0, 9.0, 8.0, 7.0]), 0.5 ** torch.arange(r - K, dtype=torch.float64)])
+
+
+def synthetic(m: int, n: int, seed: int):
+    """W = U diag(s) Vᵀ with Haar U [m, m], V [n, n]; returns (W, U, s, V)."""
+    g = torch.Generator().manual_seed(seed)
+    U, V, s = random_orthonormal(m, m, g), random_orthonormal(n, n, g), spectrum(min(m, n))
+    return U[:, : s.numel()] * s @ V[:, : s.numel()].T, U, s, V  # [m, n]
+
+
+def plane_rotation(U: torch.Tensor, i: int, j: int, theta: float) -> torch.Tensor:
+    """R [m, m] rotating u_i towards u_j by theta and leaving the orthogonal complement fixed."""
+    ui, uj = U[:, i : i + 1], U[:, j : j + 1]  # [m, 1]
+    c, s = math.cos(theta), math.sin(theta)
+    return (torch.eye(U.shape[0], dtype=torch.float64) + (c - 1) * (ui @ ui.T + uj @ uj.T)
+            + s * (uj @ ui.T - ui @ uj.T))  # [m, m]
+
+
+def write_ckpt(path: Path, tensors: dict[str, torch.Tensor]) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path / "model.safetensors"))
+    return path
+
+
+@pytest.fixture
+def base(tmp_path):
+    Wq, Uq, _, _ = synthetic(32, 32, 0)
+    Wd, _, _, _ = synthetic(32, 96, 1)
+    return tmp_path, {Q_NAME: Wq, D_NAME: Wd}, Uq
+
+
+def run_compare(tmp_path, ref, tgt, method="eigh", **kw):
+    a, b = write_ckpt(tmp_path / "a", ref), write_ckpt(tmp_path / "b", tgt)
+    opts = Options(k=K, method=method, **kw)
+    rows = compare(Checkpoint(a), Checkpoint(b), sorted(ref), SVDCache(opts), opts)
+    return {r["name"]: r for r in rows}
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("theta", [0.3, 1e-5])
+def test_rotation_in_one_plane_reports_that_angle(base, method, theta):
+    # R rotates u_1 (inside the top-4 subspace) towards u_6 (outside): exactly one left
+    # principal angle equals theta, the other three and all right angles are 0, and R is
+    # orthogonal, so the singular values (drift) do not move.
+    tmp_path, ref, Uq = base
+    tgt = dict(ref, **{Q_NAME: plane_rotation(Uq, 1, 6, theta) @ ref[Q_NAME]})
+    rows = run_compare(tmp_path, ref, tgt, method)
+    q = rows[Q_NAME]
+    assert q["u_angle_max"] == pytest.approx(theta, rel=1e-6)
+    assert q["u_angle_mean"] == pytest.approx(theta / K, rel=1e-6)
+    assert q["u_geodesic"] == pytest.approx(theta, rel=1e-6)
+    assert q["u_chordal_normalised"] == pytest.approx(math.sin(theta) / 2, rel=1e-6)  # sqrt(sin²θ / 4)
+    assert q["v_angle_max"] < 1e-9 and q["sv_drift"] < 1e-9
+    assert rows[D_NAME]["u_angle_max"] < 1e-10 and rows[D_NAME]["update_norm"] == 0.0
+    assert (q["layer"], q["matrix"], q["m"], q["n"], q["k"]) == (0, "q_proj", 32, 32, K)
+
+
+def test_identical_checkpoints_give_zeros(base):
+    tmp_path, ref, _ = base
+    for row in run_compare(tmp_path, ref, dict(ref)).values():
+        for key in ("u_angle_mean", "u_angle_max", "v_angle_mean", "v_geodesic", "u_chordal_normalised",
+                    "v_projection_frobenius", "residual_outside"):
+            assert abs(row[key]) < 1e-12, key
+        assert row["sv_drift"] == 0.0 and row["update_norm"] == 0.0 and row["update_sv1"] == 0.0
+        assert row["E_diag"] == row["E_rot"] == row["E_outside"] == 0.0
+        assert row["u_best_match"] == pytest.approx(1.0, abs=1e-12)
+        assert row["u_chordal_random"] == pytest.approx(math.sqrt(1 - K / row["m"]))  # baseline next to it
+
+
+@pytest.mark.parametrize("scale", [1.5, 0.9])
+def test_rescaled_matrix_drifts_by_exactly_the_scale(base, scale):
+    # σ_i(cW) = c σ_i(W), so mean |Δσ|/σ = |c - 1| and the subspaces do not move.
+    tmp_path, ref, _ = base
+    row = run_compare(tmp_path, ref, {k: scale * v for k, v in ref.items()}, "full")[D_NAME]
+    assert row["sv_drift"] == pytest.approx(abs(scale - 1), rel=1e-12)
+    assert row["u_angle_max"] < 1e-10 and row["v_angle_max"] < 1e-10
+    # ΔW = (c-1)W, so C = U_kᵀ ΔW V_k = (c-1) diag(s_1..s_4): E_diag = Σ_{i≤4} s_i² / Σ s_i², E_rot = 0
+    s = spectrum(32)
+    assert row["E_diag"] == pytest.approx((s[:K].pow(2).sum() / s.pow(2).sum()).item(), rel=1e-10)
+    assert abs(row["E_rot"]) < 1e-12
+    assert row["update_rel"] == pytest.approx(abs(scale - 1), rel=1e-12)
+
+
+def test_methods_agree_and_eigh_is_exact():
+    W, _, s, _ = synthetic(40, 24, 3)
+    W = W + 1e-3 * torch.randn(40, 24, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    opts = Options(k=K)
+    Uf, Sf, Vf = decompose(W, K, opts, "full")
+    for method in METHODS:
+        U, S, V = decompose(W, K, opts, method)
+        assert torch.allclose(S, Sf, rtol=1e-10)
+        assert torch.allclose((U.T @ Uf).abs(), torch.eye(K, dtype=torch.float64), atol=1e-9)
+        assert torch.allclose((V.T @ Vf).abs(), torch.eye(K, dtype=torch.float64), atol=1e-9)
+
+
+# --- bad input: one-line errors -----------------------------------------------------------------
+def one_line(err: pytest.ExceptionInfo) -> str:
+    msg = str(err.value)
+    assert "\n" not in msg
+    return msg
+
+
+@pytest.mark.parametrize("k", [32, 17])
+def test_k_too_large_is_one_line(base, k):
+    tmp_path, ref, _ = base
+    with pytest.raises(ValueError) as err:
+        _compare_k(tmp_path, ref, k)
+    assert f"k={k}" in one_line(err) and "n=32" in str(err.value)
+
+
+def _compare_k(tmp_path, ref, k):
+    a = write_ckpt(tmp_path / "a", ref)
+    opts = Options(k=k)
+    return compare(Checkpoint(a), Checkpoint(a), sorted(ref), SVDCache(opts), opts)
+
+
+def test_clip_k_lowers_k_per_matrix(base):
+    tmp_path, ref, _ = base
+    a = write_ckpt(tmp_path / "a", ref)
+    opts = Options(k=40, clip_k=True)
+    rows = compare(Checkpoint(a), Checkpoint(a), sorted(ref), SVDCache(opts), opts)
+    assert {r["k"] for r in rows} == {16}
+
+
+def test_regex_matching_nothing_is_one_line(base):
+    tmp_path, ref, _ = base
+    ckpt = Checkpoint(write_ckpt(tmp_path / "a", ref))
+    assert select_targets(ckpt.names(), [r"q_proj\.weight"], ckpt.path) == [Q_NAME]
+    with pytest.raises(ValueError) as err:
+        select_targets(ckpt.names(), [r"q_proj", r"gate_proj\.weight"], ckpt.path)
+    msg = one_line(err)
+    assert "gate_proj" in msg and "matches no parameter" in msg and Q_NAME in msg
+
+
+def test_checkpoints_of_different_shapes_are_one_line(base):
+    tmp_path, ref, _ = base
+    with pytest.raises(ValueError) as err:
+        run_compare(tmp_path, ref, dict(ref, **{Q_NAME: torch.zeros(16, 32, dtype=torch.float64)}))
+    msg = one_line(err)
+    assert Q_NAME in msg and str(tmp_path / "a" / "model.safetensors") in msg
+    assert str(tmp_path / "b" / "model.safetensors") in msg
+
+
+def test_cache_decomposes_each_checkpoint_once_and_persists(base):
+    tmp_path, ref, _ = base
+    a = Checkpoint(write_ckpt(tmp_path / "a", ref))
+    opts = Options(k=K)
+    cache = SVDCache(opts, tmp_path / "cache")
+    first = cache.get(a, Q_NAME)
+    assert cache.get(a, Q_NAME) is first and cache.computed == 1
+    cache.persist(a)
+    fresh = SVDCache(opts, tmp_path / "cache")
+    again = fresh.get(a, Q_NAME)
+    assert fresh.computed == 0 and torch.equal(again[0], first[0])
+    assert SVDCache(Options(k=K + 1), tmp_path / "cache").get(a, Q_NAME)[1].numel() == K + 1  # k is in the key
+
+
+# --- the stage on a synthetic run directory -------------------------------------------------------
+TINY_TARGETS = [f"model.layers.{i}.self_attn.{p}_proj.weight" for i in range(2) for p in "qkv"] + \
+               [f"model.layers.{i}.mlp.down_proj.weight" for i in range(2)]
+
+
+@pytest.fixture
+def study(tmp_path):
+    """An SFT run with checkpoints 0, 10, 20 (step 10 = OOD peak) of small matrices, DONE."""
+    run = tmp_path / "default" / "sft" / "tiny" / "general_points_compact" / "base" / "seed=0"
+    g = torch.Generator().manual_seed(0)
+    weights = {n: torch.randn(16, 48 if "down" in n else 16, generator=g) for n in TINY_TARGETS}
+    weights["model.embed_tokens.weight"] = torch.randn(10, 16, generator=g)
+    for step in (0, 10, 20):
+        write_ckpt(run / "ckpt" / f"step={step:06d}", weights)
+        weights = {n: w + 0.05 * torch.randn(w.shape, generator=g) for n, w in weights.items()}
+    recs = [{"step": s, "eval/ood/success": v} for s, v in ((0, 0.1), (10, 0.5), (20, 0.3))]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    (run / "DONE").write_text("{}")
+    return tmp_path, run
+
+
+def spectral_cfg(out: Path, *overrides: str):
+    import sweeps.spectral.config  # noqa: F401  (registers spectral_schema)
+    from tests.conftest import compose
+
+    return compose(["model=tiny", "task=general_points_compact", "tracking=none", f"paths.output_dir={out}",
+                    "spectral.k=4", *overrides], config_name="spectral")
+
+
+def test_stage_writes_tables_summary_and_skips(study):
+    from sweeps.spectral_job import spectral
+
+    out, run = study
+    res = spectral(spectral_cfg(out))
+    tables = sorted(str(p.relative_to(run / "spectral")) for p in (run / "spectral").glob("*/*.csv"))
+    assert tables == ["base/step=000000.csv", "base/step=000010.csv", "base/step=000020.csv",
+                      "ood_peak/step=000000.csv", "ood_peak/step=000010.csv", "ood_peak/step=000020.csv",
+                      "previous/step=000010.csv", "previous/step=000020.csv"]
+    assert res["tables_written"] == 8
+    with open(run / "spectral" / "ood_peak" / "step=000010.csv") as fh:  # the peak against itself
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["name"] for r in rows) == sorted(TINY_TARGETS)  # the embedding is not a target
+    assert all(float(r["u_angle_max"]) < 1e-12 and float(r["sv_drift"]) == 0.0 for r in rows)
+    with open(run / "spectral" / "summary.csv") as fh:
+        summary = list(csv.DictReader(fh))
+    groups = {r["group"] for r in summary}
+    assert groups == {"all", "layer0", "layer1", "q_proj", "k_proj", "v_proj", "down_proj"}
+    assert len(summary) == 8 * len(groups)
+    moved = [r for r in summary if r["reference"] == "base" and r["step"] == "20" and r["group"] == "all"][0]
+    assert 0 < float(moved["angle_mean"]) < math.pi / 2
+    assert (run / "spectral" / "svd_error.csv").is_file()
+    again = spectral(spectral_cfg(out))
+    assert again["tables_written"] == 0 and again["decompositions"] == 0 and again["tables_skipped"] == 8
+
+
+def test_stage_refuses_tables_of_other_settings(study):
+    from sweeps.schema import ConfigError
+    from sweeps.spectral_job import spectral
+
+    out, run = study
+    spectral(spectral_cfg(out, "spectral.references=[base]"))
+    with pytest.raises(ConfigError, match="k=4 there, 5 now"):
+        spectral(spectral_cfg(out, "spectral.k=5"))
+
+
+def test_stage_without_runs_and_bad_config_are_one_line(tmp_path):
+    from sweeps.schema import ConfigError
+    from sweeps.spectral_job import spectral
+
+    with pytest.raises(FileNotFoundError) as err:
+        spectral(spectral_cfg(tmp_path))
+    assert "sweeps-train" in one_line(err)
+    for override, message in (("spectral.method=qr", "spectral.method"), ("spectral.metrics=[angles,nope]", "nope"),
+                              ("spectral.references=[best]", "spectral.references")):
+        with pytest.raises(ConfigError, match=message):
+            spectral(spectral_cfg(tmp_path, override))
+
+
+def test_rl_run_previous_of_its_first_checkpoint_is_the_sft_init(study):
+    # An RL run started from SFT step 10: "base" is the SFT run's first checkpoint, and the
+    # "previous" of the RL run's first checkpoint is the SFT checkpoint it started from.
+    from sweeps.spectral_job import spectral
+
+    out, sft = study
+    rl = out / "default" / "grpo" / "tiny" / "general_points_compact" / "sft-step=000010" / "seed=0"
+    init = Checkpoint(sft / "ckpt" / "step=000010")
+    weights = {n: init.load(n).float() for n in init.names()}
+    write_ckpt(rl / "ckpt" / "step=000005", weights)  # identical to its init
+    (rl / "DONE").write_text("{}")
+    res = spectral(spectral_cfg(out, "spectral.stages=[grpo]", "spectral.references=[base,previous]"))
+    assert res["runs"] == 1 and res["tables_written"] == 2
+    with open(rl / "spectral" / "previous" / "step=000005.csv") as fh:
+        assert all(float(r["angle_mean"]) < 1e-12 and float(r["update_norm"]) == 0.0 for r in csv.DictReader(fh))
+    with open(rl / "spectral" / "base" / "step=000005.csv") as fh:
+        assert all(float(r["angle_mean"]) > 1e-4 for r in csv.DictReader(fh))
+
+
+def test_corrupted_checkpoint_is_one_line(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(ValueError) as err:
+        Checkpoint(bad)
+    assert one_line(err).startswith(f"cannot read safetensors file {bad / 'model.safetensors'}")
