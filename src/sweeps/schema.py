@@ -140,8 +140,11 @@ class TrainerConfig:
     threads: int = 1                  # torch threads per process (seeds run in parallel)
     accelerator: str = "cpu"
     precision: str = "32-true"
+    rotation_monitor: int = 0         # log rotation/* (principal angles vs the start) every N steps; 0 = off
+    rotation_k: int = 8               # top-k subspaces for the monitor (k <= n/2)
 
     def __post_init__(self) -> None:
+        _check(self.rotation_monitor >= 0, f"trainer.rotation_monitor must be >= 0 (0 = off), got {self.rotation_monitor}")
         _check(self.max_steps > 0, f"trainer.max_steps must be > 0, got {self.max_steps}")
         _check(self.batch_size > 0, f"trainer.batch_size must be > 0, got {self.batch_size}")
         _check(self.accumulate > 0, f"trainer.accumulate must be > 0, got {self.accumulate}")

@@ -28,7 +28,7 @@ def run_path(out: Path, seed: int, study: str = "default") -> Path:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     out = tmp_path_factory.mktemp("sft")
-    res = sweeps("sweeps-train", [*SMOKE, "seed=0", f"paths.output_dir={out}"])
+    res = sweeps("sweeps-train", [*SMOKE, "seed=0", f"paths.output_dir={out}", "trainer.rotation_monitor=3"])
     assert res.returncode == 0, res.stderr[-3000:]
     return out
 
@@ -51,6 +51,8 @@ def test_writes_hf_checkpoints_each_evaluated(finished):
     assert [r["step"] for r in recs if "eval/ood/success" in r] == [3, 6]
     assert all(r["train/lr"] >= 0 for r in recs if "train/lr" in r)
     assert (run / "DONE").is_file() and (run / "signature").is_file()
+    rotation = [r["rotation/angle_mean"] for r in recs if "rotation/angle_mean" in r]
+    assert len(rotation) == 2 and 0 < rotation[0] < rotation[1]     # the online monitor: rotation grows
 
 
 def test_metrics_are_in_mlflow_with_axis_tags(finished):
@@ -71,7 +73,7 @@ def test_rerun_is_a_fast_skip(finished):
     run = run_path(finished, 0)
     before = (run / "metrics.jsonl").read_text()
     t = time.monotonic()
-    res = sweeps("sweeps-train", [*SMOKE, "seed=0", f"paths.output_dir={finished}"])
+    res = sweeps("sweeps-train", [*SMOKE, "seed=0", f"paths.output_dir={finished}", "trainer.rotation_monitor=3"])
     elapsed = time.monotonic() - t
     assert res.returncode == 0 and "skip" in res.stdout + res.stderr
     assert elapsed < 10, elapsed
@@ -79,7 +81,7 @@ def test_rerun_is_a_fast_skip(finished):
 
 
 def test_different_config_in_same_dir_is_refused(finished):
-    res = sweeps("sweeps-train", [*SMOKE, "seed=0", "algo.lr=0.002", f"paths.output_dir={finished}"])
+    res = sweeps("sweeps-train", [*SMOKE, "seed=0", "algo.lr=0.002", f"paths.output_dir={finished}", "trainer.rotation_monitor=3"])
     assert res.returncode != 0
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("error: run directory") and "signature" in last

@@ -49,6 +49,21 @@ def set_threads(n: int) -> None:
         pass
 
 
+def standard_callbacks(cfg: DictConfig, run: Run, task: Any, recorder: Any, tokenizer: Any) -> list[Any]:
+    """Step logging, checkpoint-evaluate, and the optional online rotation monitor."""
+    from sweeps.modules.callbacks import CheckpointEvaluate, StepLogger
+
+    callbacks = [StepLogger(recorder, cfg.trainer.log_every),
+                 CheckpointEvaluate(run, checkpoint_steps(cfg), make_evaluator(cfg, task), recorder, tokenizer,
+                                    cfg.trainer.eval_at_start)]
+    if cfg.trainer.rotation_monitor:
+        from sweeps.modules.rotation_monitor import RotationMonitor
+
+        callbacks.append(RotationMonitor(recorder.record, every_n_steps=cfg.trainer.rotation_monitor,
+                                         targets=list(cfg.model.spectral_targets), k=cfg.trainer.rotation_k))
+    return callbacks
+
+
 def loader(stream: Any) -> Any:
     from torch.utils.data import DataLoader
 

@@ -70,7 +70,7 @@ def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
 
     from sweeps.models.build import maybe_lora
     from sweeps.models.checkpoint import load_checkpoint
-    from sweeps.modules.callbacks import CheckpointEvaluate, Recorder, StepLogger
+    from sweeps.modules.callbacks import Recorder
     from sweeps.modules.data import PromptStream
 
     ckpt = locate_init(cfg)
@@ -84,9 +84,7 @@ def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
     rollout = get_method(cfg.rollout.builder)(model, tokenizer, cfg.rollout)
     module = get_class(cfg.algo.module)(model, tokenizer, task, cfg.algo, rollout, ref, cfg.seed, cfg.trainer.max_steps)
     recorder = Recorder(run, tracker)
-    callbacks = [StepLogger(recorder, cfg.trainer.log_every),
-                 CheckpointEvaluate(run, common.checkpoint_steps(cfg), common.make_evaluator(cfg, task), recorder,
-                                    tokenizer, cfg.trainer.eval_at_start)]
+    callbacks = common.standard_callbacks(cfg, run, task, recorder, tokenizer)
     trainer = common.make_trainer(cfg, callbacks, max_steps=cfg.trainer.max_steps * module.updates_per_step)
     prompts = PromptStream(task, cfg.seed, cfg.trainer.batch_size // cfg.algo.group_size, lambda: module.stage_step)
     return common.fit_and_finish(trainer, module, prompts, resume, run, tracker, recorder)

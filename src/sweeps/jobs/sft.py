@@ -15,7 +15,7 @@ def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
     import lightning as L
 
     from sweeps.models.build import build
-    from sweeps.modules.callbacks import CheckpointEvaluate, Recorder, StepLogger
+    from sweeps.modules.callbacks import Recorder
     from sweeps.modules.data import SFTStream
     from sweeps.modules.sft import SFTModule
 
@@ -25,11 +25,7 @@ def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
     model, tokenizer = build(cfg.model)
     module = SFTModule(model, cfg.algo, cfg.trainer.max_steps)
     recorder = Recorder(run, tracker)
-    evaluator = common.make_evaluator(cfg, task)
-    callbacks = [
-        StepLogger(recorder, cfg.trainer.log_every),
-        CheckpointEvaluate(run, common.checkpoint_steps(cfg), evaluator, recorder, tokenizer, cfg.trainer.eval_at_start),
-    ]
+    callbacks = common.standard_callbacks(cfg, run, task, recorder, tokenizer)
     trainer = common.make_trainer(cfg, callbacks, gradient_clip_val=cfg.algo.max_grad_norm)
     accumulate = cfg.trainer.accumulate
     stream = SFTStream(task, tokenizer, cfg.seed, cfg.trainer.batch_size,
