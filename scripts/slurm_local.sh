@@ -7,8 +7,9 @@
 #
 # start installs slurmctld, slurmd, slurm-client and munge if missing, makes a fresh base folder
 # ($SLURM_BASE, or a new temp dir) with slurm.conf, an sacct stand-in in bin/ and env.sh, starts
-# munged (if not running), slurmctld and slurmd with their pids in run/, and waits for the node
-# to be idle. stop cancels every job, then kills exactly the pids in run/ (munged only if start
+# munged (if not running), slurmctld and slurmd with their pids in run/, waits for the node to
+# be idle and prints the base folder (that of the running cluster if this script started one
+# already). stop cancels every job, then kills exactly the pids in run/ (munged only if start
 # started it) and waits for them to exit. Both are safe to call twice.
 set -euo pipefail
 
@@ -116,18 +117,23 @@ start_munge() {  # $1 = base; records munged's pid in run/munged.pid only if we 
 
 alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
-# kill_pidfile FILE NAME: kill the saved pid if it is still NAME, wait for it to exit
-kill_pidfile() {
-  local f=$1 name=$2 pid i
-  [ -f "$f" ] || return 0
-  pid=$(cat "$f" 2>/dev/null || true)
-  if alive "$pid" && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = "$name" ]; then
-    kill "$pid" 2>/dev/null || true
-    for i in $(seq 100); do alive "$pid" || break; sleep 0.1; done
-    alive "$pid" && kill -9 "$pid" 2>/dev/null || true
-    for i in $(seq 50); do alive "$pid" || break; sleep 0.1; done
-  fi
-  rm -f "$f"
+# kill_pidfiles BASE NAME...: kill each saved pid run/NAME.pid that is still NAME, wait for all
+kill_pidfiles() {
+  local b=$1 name pid pids=() i p left
+  shift
+  for name in "$@"; do
+    pid=$(cat "$b/run/$name.pid" 2>/dev/null || true)
+    if alive "$pid" && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = "$name" ]; then
+      kill "$pid" 2>/dev/null || true; pids+=("$pid")
+    fi
+    rm -f "$b/run/$name.pid"
+  done
+  for i in $(seq 150); do
+    left=(); for p in "${pids[@]}"; do alive "$p" && left+=("$p"); done
+    [ ${#left[@]} -eq 0 ] && return 0
+    [ "$i" -eq 100 ] && { kill -9 "${left[@]}" 2>/dev/null || true; }   # 10 s: no more waiting
+    sleep 0.1
+  done
 }
 
 cmd_stop() {
@@ -141,23 +147,24 @@ cmd_stop() {
       [ -z "$(squeue -h -t RUNNING,COMPLETING,CONFIGURING -o %i 2>/dev/null)" ] && break; sleep 0.2
     done
   fi
-  kill_pidfile "$b/run/slurmd.pid" slurmd
-  kill_pidfile "$b/run/slurmctld.pid" slurmctld
-  kill_pidfile "$b/run/munged.pid" munged
+  kill_pidfiles "$b" slurmd slurmctld munged
   echo "stopped the cluster in $b" >&2
 }
 
 cmd_start() {
   local b t0 i
   install_packages
-  if [ -n "${SLURM_BASE:-}" ] && alive "$(cat "$SLURM_BASE/run/slurmctld.pid" 2>/dev/null || true)"; then
-    echo "$SLURM_BASE"; return 0     # already running: nothing to do
-  fi
-  if pid=$(pgrep -x slurmctld | head -1) && [ -n "$pid" ]; then
-    die "a slurmctld is already running (pid $pid, $(tr '\0' ' ' </proc/"$pid"/cmdline)): stop it first"
+  if pid=$(pgrep -x slurmctld | head -1) && [ -n "$pid" ]; then   # started before: reuse it
+    b=$(tr '\0' '\n' </proc/"$pid"/cmdline | sed -n 's#/etc/slurm.conf$##p' | head -1)
+    [ -n "$b" ] && [ -f "$b/env.sh" ] && [ "$(cat "$b/run/slurmctld.pid" 2>/dev/null)" = "$pid" ] \
+      || die "a slurmctld not started by this script is running (pid $pid): stop it first"
+    [ -z "${SLURM_BASE:-}" ] || [ "$SLURM_BASE" -ef "$b" ] || die "a cluster from $b is already running: stop it first"
+    echo "already running: source $b/env.sh" >&2
+    echo "$b"; return 0
   fi
   b=${SLURM_BASE:-$(mktemp -d /tmp/slurm_local.XXXXXX)}
   b=$(cd "$b" 2>/dev/null && pwd || { mkdir -p "$b" && cd "$b" && pwd; })
+  [ -f "$b/env.sh" ] || [ -z "$(ls -A "$b")" ] || die "SLURM_BASE=$b is neither empty nor a slurm_local.sh base"
   rm -rf "${b:?}"/{etc,state,log,run,bin,env.sh}
   mkdir -p "$b"/{etc,state/ctld,state/d,log,run,bin}
   write_conf "$b"

@@ -1,4 +1,4 @@
-"""``sweeps-train``: one job of a grid (SFT now; RL algos plug in through ``algo.job``).
+"""``sweeps-train``: one job of a grid; ``algo`` picks the stage (sft, grpo, reinforce, ppo).
 
     sweeps-train algo=sft model=tiny task=general_points trainer=smoke seed=0
     sweeps-train -m hydra/launcher=local seed=0,1,2
@@ -6,42 +6,29 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.utils import get_method
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from sweeps import CONF_DIR, schema  # schema registers the structured-config schemas
-from sweeps.runs import Run, run_dir, signature
+from sweeps.launching import job_identity
 
 log = logging.getLogger("sweeps.train")
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Run (or skip, or resume) the job ``cfg`` describes; returns its summary metrics."""
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(Path(cfg.paths.output_dir).expanduser().resolve())
-    task = schema.validate(cfg)
-    init = "base" if cfg.algo.name == "sft" else _rl_init_name(cfg)
-    run = Run(run_dir(cfg.paths.output_dir, cfg.study, cfg.algo.name, cfg.model.name, task.name, init, cfg.seed))
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    state = run.claim(signature(resolved), OmegaConf.to_yaml(cfg, resolve=True))
+    task, run, sig = job_identity(cfg)
+    state = run.claim(sig, OmegaConf.to_yaml(cfg, resolve=True))
     if state == "skip":
         log.info("skip: %s is DONE with the same signature", run.path)
-        import json
-
         return json.loads((run.path / "DONE").read_text())
     log.info("%s: %s", state, run.path)
     return get_method(cfg.algo.job)(cfg, run, task)
-
-
-def _rl_init_name(cfg: DictConfig) -> str:
-    from sweeps.jobs.rl import init_name
-
-    return init_name(cfg)
 
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
