@@ -17,6 +17,7 @@ install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
 	$(BIN)/sweeps-train -m hydra/launcher=local experiment=tiny_sft seed=0,1,2 paths.output_dir=$(OUT)
+	$(BIN)/sweeps-analyze experiment=tiny_sft paths.output_dir=$(OUT)
 	$(BIN)/python -m sweeps.summary $(OUT)/tiny_sft
 
 test: $(BIN)/.installed

@@ -92,6 +92,8 @@ class SubmitUnfinished:
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         self.check_cluster()
+        if self.config.hydra.job.name != "train":               # other apps (sweeps-spectral) have no run identity
+            return super().launch(job_overrides, initial_job_idx)  # type: ignore[misc]
         returns: list[JobReturn | None] = [self._finished(list(o)) for o in job_overrides]
         todo = [list(o) for o, r in zip(job_overrides, returns) if r is None]
         log.info("%d of %d jobs already DONE; submitting %d", len(returns) - len(todo), len(returns), len(todo))

@@ -25,6 +25,10 @@ from typing import Any, Iterable, Iterator
 NON_SEMANTIC = ("paths", "tracking", "hydra", "launcher", "parent_run_id", "plan")
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 class RunConflictError(RuntimeError):
     """An existing run directory holds a run of a different config."""
 
@@ -39,6 +43,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)             # mkstemp makes 0600; others in the group may read runs
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

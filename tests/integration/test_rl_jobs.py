@@ -154,3 +154,40 @@ def test_ppo_multi_attempt_episodes_train_on_every_turn(sft_bases):
     assert len(recs) == 2
     assert all(1.0 < r["rl/turns_per_episode"] <= 3.0 for r in recs)
     assert all(r["rl/value_loss"] == r["rl/value_loss"] and r["rl/grad_norm"] > 0 for r in recs)
+
+
+def test_sigkill_mid_rl_resumes_to_the_same_result(sft_bases):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    exe = str(Path(sys.executable).parent / "sweeps-train")
+
+    def args(study: str) -> list[str]:
+        return rl_args(sft_bases, "grpo", 0, 6, "trainer.save_every=2", "trainer.batch_size=16", "eval.size=8",
+                       "trainer.eval_at_start=false", f"study={study}", "init.sft_study=rl")
+
+    assert subprocess.run([exe, *args("rl_ref")], capture_output=True, timeout=600).returncode == 0
+    run = sft_bases / "rl_kill/grpo/tiny/determinant_small/sft-step=000080/seed=0"
+    proc = subprocess.Popen([exe, *args("rl_kill")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:                    # after step 2's state, before step 4's
+        metrics = (run / "metrics.jsonl").read_text() if (run / "metrics.jsonl").exists() else ""
+        if (run / "resume" / "state.json").exists() and '"step": 3' in metrics:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert json.loads((run / "resume/state.json").read_text())["step"] == 2 and not (run / "DONE").exists()
+    res = subprocess.run([exe, *args("rl_kill")], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0 and "resuming" in res.stdout + res.stderr
+    ref = sft_bases / "rl_ref/grpo/tiny/determinant_small/sft-step=000080/seed=0"
+
+    def strip(path: Path) -> list[dict]:
+        return [{k: v for k, v in json.loads(x).items() if not k.startswith("time/")}
+                for x in (path / "metrics.jsonl").read_text().splitlines()]
+
+    assert strip(run) == strip(ref)

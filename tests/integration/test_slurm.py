@@ -178,3 +178,25 @@ def test_launcher_configs_name_a_discovered_plugin(monkeypatch):
     assert local.partition == "debug" and local.timeout_min >= 5
     assert gpu.max_num_timeout == local.max_num_timeout == 3
     assert gpu._target_ in launchers and local._target_ in launchers
+
+
+def test_tiny_study_on_slurm_has_a_parent_and_children_and_relaunch_submits_nothing(slurm, tmp_path):
+    """sweeps-study on SLURM: SFT (2 seeds, checkpoints 3 and 6), then GRPO from each checkpoint."""
+    from mlflow.tracking import MlflowClient
+
+    cmd = [str(BIN / "sweeps-study"), "experiment=tiny_smoke", "hydra/launcher=slurm_local",
+           "plan.spectral.enabled=false", "plan.analysis.enabled=false", f"paths.output_dir={tmp_path}"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, env=slurm)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(list(tmp_path.glob("tiny_smoke/*/tiny/general_points_compact/*/seed=*/DONE"))) == 6
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("tiny_smoke").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("sweeps.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(parents) == 1 and len(children) == 6
+    assert sorted((r.data.tags["sweeps.stage"], r.data.tags["sweeps.seed"]) for r in children) == \
+        [("grpo", "0"), ("grpo", "0"), ("grpo", "1"), ("grpo", "1"), ("sft", "0"), ("sft", "1")]
+    before = n_jobs(slurm)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=slurm)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert n_jobs(slurm) == before                      # the second launch submitted no job at all

@@ -66,3 +66,21 @@ def test_bad_plans_fail_before_anything_runs(tmp_path, override, message):
     assert res.returncode != 0
     assert message in res.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "tiny_smoke").exists()
+
+
+def test_the_study_ends_with_the_analysis_report(finished):
+    import re
+
+    from mlflow.tracking import MlflowClient
+
+    report = finished / "tiny_smoke" / "report" / "index.html"
+    html = report.read_text()
+    figures = re.findall(r'<img[^>]+src="([^"]+)"', html)
+    assert figures, "the report shows no figure"
+    assert all((report.parent / f).is_file() for f in figures)
+    on_disk = {p.name for p in (finished / "tiny_smoke").rglob("*.png")}
+    assert on_disk <= {Path(f).name for f in figures}          # every figure written is in the report
+    client = MlflowClient(f"sqlite:///{finished}/mlflow.db")
+    exp = client.get_experiment_by_name("tiny_smoke")
+    parent = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("sweeps.role") == "parent"][0]
+    assert any(k.endswith("_lo") for k in parent.data.metrics) and any(k.endswith("_hi") for k in parent.data.metrics)
