@@ -24,7 +24,7 @@ import random
 from pathlib import Path
 from typing import Any, Sequence
 
-from sweeps.episodes import Episode, chat_ids, play
+from sweeps.episodes import Episode, play
 from sweeps.generation.base import SamplingParams, derive_seed
 from sweeps.runs import atomic_write_text
 from sweeps.tasks.base import Example, Task

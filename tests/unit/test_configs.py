@@ -2,7 +2,6 @@
 
 import pytest
 from hydra.errors import ConfigCompositionException
-from omegaconf.errors import ConfigKeyError, ValidationError
 
 from sweeps.schema import ConfigError, save_steps, validate
 from tests.conftest import CONF, compose

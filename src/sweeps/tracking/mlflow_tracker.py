@@ -92,7 +92,7 @@ class MlflowTracker:
         self._guard("start", lambda: self._start(Path(run_dir), params, tags, config_yaml))
 
     def _start(self, run_dir: Path, params: dict[str, Any], tags: dict[str, str], config_yaml: str) -> None:
-        from mlflow.entities import Param, RunTag
+        from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
         init_store(self.tracking_uri)
