@@ -20,6 +20,7 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from sweeps import CONF_DIR, schema
+from sweeps.cli import one_line_errors
 from sweeps.analysis import config  # noqa: F401  (registers analyze_schema)
 from sweeps.runs import atomic_write_json
 
@@ -64,11 +65,7 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(config_path=CONF_DIR, config_name="analyze", version_base="1.3")
 def main(cfg: DictConfig) -> Any:
-    try:
-        return analyze(cfg)
-    except (schema.ConfigError, ValueError, FileNotFoundError) as err:
-        log.error("%s: %s", type(err).__name__, err)
-        raise SystemExit(f"error: {err}") from None
+    return one_line_errors(analyze, cfg, log=log)
 
 
 if __name__ == "__main__":

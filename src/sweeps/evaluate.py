@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from sweeps import CONF_DIR, schema
-from sweeps.models.checkpoint import CheckpointError
+from sweeps.cli import one_line_errors
 
 log = logging.getLogger("sweeps.eval")
 
@@ -41,10 +41,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(config_path=CONF_DIR, config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> Any:
-    try:
-        return evaluate(cfg)
-    except (CheckpointError, schema.ConfigError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from None
+    return one_line_errors(evaluate, cfg, log=log)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from sweeps import CONF_DIR, schema
+from sweeps.cli import one_line_errors
 from sweeps.spectral import config  # noqa: F401  (registers spectral_schema)
 
 log = logging.getLogger("sweeps.spectral")
@@ -39,11 +40,7 @@ def spectral(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(config_path=CONF_DIR, config_name="spectral", version_base="1.3")
 def main(cfg: DictConfig) -> Any:
-    try:
-        return spectral(cfg)
-    except (schema.ConfigError, ValueError, FileNotFoundError) as err:
-        log.error("%s: %s", type(err).__name__, err)
-        raise SystemExit(f"error: {err}") from None
+    return one_line_errors(spectral, cfg, log=log)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sweeps import CONF_DIR, schema
+from sweeps.cli import one_line_errors
 from sweeps.runs import atomic_write_json
 
 log = logging.getLogger("sweeps.study")
@@ -136,10 +137,7 @@ def main(cfg: DictConfig) -> Any:
     extra = [o for o in hc.overrides.task if not o.startswith(("hydra/launcher=", "plan."))]
     if cfg.get("plan") is None:
         raise SystemExit("error: this config has no plan: pick a study with experiment=<name> (conf/experiment/)")
-    try:
-        return run_study(cfg, launcher, extra)
-    except (schema.ConfigError, ValueError, RuntimeError, FileNotFoundError) as err:
-        raise SystemExit(f"error: {err}") from None
+    return one_line_errors(run_study, cfg, launcher, extra, log=log)
 
 
 if __name__ == "__main__":

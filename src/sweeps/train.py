@@ -14,7 +14,8 @@ import hydra
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
-from sweeps import CONF_DIR, schema  # schema registers the structured-config schemas
+from sweeps import CONF_DIR, schema  # noqa: F401  (schema registers the structured-config schemas)
+from sweeps.cli import one_line_errors
 from sweeps.launching import job_identity
 
 log = logging.getLogger("sweeps.train")
@@ -33,11 +34,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> Any:
-    try:
-        summary = train(cfg)
-    except (schema.ConfigError, ValueError, RuntimeError, FileNotFoundError, FloatingPointError) as err:
-        log.error("%s: %s", type(err).__name__, err)
-        raise SystemExit(f"error: {err}") from None
+    summary = one_line_errors(train, cfg, log=log)
     return {k: v for k, v in summary.items() if isinstance(v, (int, float))}
 
 
