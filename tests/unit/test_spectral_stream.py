@@ -280,3 +280,92 @@ def test_corrupted_checkpoint_is_one_line(tmp_path):
     with pytest.raises(ValueError) as err:
         Checkpoint(bad)
     assert one_line(err).startswith(f"cannot read safetensors file {bad / 'model.safetensors'}")
+
+
+# --- the eigh method's pieces: top-k eigensolver, Gram slabs, storage dtypes ------------------------
+def test_top_eigh_returns_the_known_top_eigenpairs():
+    # G = Q diag(lam) Qᵀ with a known spectrum, including a close pair (1 + 1e-9, 1) inside the
+    # top k and a gap of 1e-6 right at k: the top-4 values are exactly 5, 3, 1 + 1e-9, 1 and the
+    # vectors span Q[:, :4] (the eigenvalue order fixes which columns).
+    from sweeps.spectral.stream import _top_eigh
+
+    n = 40
+    Q = random_orthonormal(n, n, torch.Generator().manual_seed(7))  # [n, n]
+    lam = torch.cat([torch.tensor([5.0, 3.0, 1.0 + 1e-9, 1.0, 1.0 - 1e-6], dtype=torch.float64),
+                     torch.linspace(0.5, 0.0, n - 5, dtype=torch.float64)])
+    G = Q * lam @ Q.T  # [n, n]
+    for overwrite in (False, True):
+        vals, vecs = _top_eigh(G.clone(), 4, overwrite=overwrite)  # [4], [n, 4]
+        assert torch.allclose(vals, lam[:4], rtol=0, atol=1e-13)
+        assert torch.allclose(vecs.T @ vecs, torch.eye(4, dtype=torch.float64), atol=1e-12)
+        # the 1e-6 gap to the 5th eigenvalue bounds the subspace error by ~1e-16 / 1e-6
+        assert torch.linalg.svdvals(Q[:, 4:].T @ vecs).max() < 1e-8
+        assert torch.allclose((vecs[:, :2].T @ Q[:, :2]).abs(), torch.eye(2, dtype=torch.float64), atol=1e-12)
+
+
+def test_top_eigh_reads_only_the_upper_triangle_and_small_sizes_fall_back():
+    from sweeps.spectral.stream import _top_eigh
+
+    G = torch.tensor([[2.0, 1.0, 0.0], [99.0, 2.0, 0.0], [99.0, 99.0, 1.0]], dtype=torch.float64)  # lower = junk
+    vals, vecs = _top_eigh(G, 1)  # upper triangle: [[2, 1, 0], [1, 2, 0], [0, 0, 1]] -> top pair 3, (1, 1, 0)/√2
+    assert vals.item() == pytest.approx(3.0, abs=1e-14)
+    assert vecs[:, 0].abs().tolist() == pytest.approx([2 ** -0.5, 2 ** -0.5, 0.0], abs=1e-14)
+    vals2, vecs2 = _top_eigh(torch.tensor([[3.0, 0.0], [0.0, 1.0]], dtype=torch.float64), 1)  # r <= 2: scipy
+    assert vals2.item() == pytest.approx(3.0) and vecs2[:, 0].abs().tolist() == pytest.approx([1.0, 0.0], abs=1e-14)
+
+
+@pytest.mark.parametrize("shape", [(24, 70), (70, 24)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_eigh_on_stored_dtypes_in_slabs_equals_the_full_svd(monkeypatch, shape, dtype):
+    # A float32 / bf16 W is never converted whole: with 64-element slabs, W [24, 70] takes two
+    # slabs of the long side, in either orientation; the triplets equal the float64 full SVD of
+    # the same (exactly representable) values.
+    import sweeps.spectral.stream as st
+
+    monkeypatch.setattr(st, "BLOCK_ELEMENTS", 64 * 24)  # slab = 64 rows/columns of the long side
+    W, _, _, _ = synthetic(*shape, 5)
+    W = W.to(dtype)  # [m, n] as stored
+    U, S, V = decompose(W, K, Options(k=K), "eigh")
+    Uf, Sf, Vf = decompose(W.double(), K, Options(k=K), "full")
+    assert U.dtype == S.dtype == V.dtype == torch.float64
+    assert torch.allclose(S, Sf, rtol=1e-12, atol=0)
+    assert torch.allclose((U.T @ Uf).abs(), torch.eye(K, dtype=torch.float64), atol=1e-11)
+    assert torch.allclose((V.T @ Vf).abs(), torch.eye(K, dtype=torch.float64), atol=1e-11)
+
+
+def test_eigh_of_a_rank_deficient_matrix_falls_back_to_the_svd():
+    W = torch.zeros(10, 30, dtype=torch.float32)
+    W[0, 0], W[1, 1] = 2.0, 1.0  # rank 2 < k = 4
+    U, S, V = decompose(W, K, Options(k=K), "eigh")
+    assert S.tolist()[:2] == pytest.approx([2.0, 1.0], abs=1e-14) and S[2:].abs().max() < 1e-14
+    assert U[:2, :2].abs().tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_angles_only_loads_each_matrix_once_as_stored(base, monkeypatch):
+    # metrics [angles]: W_ref / W_tgt are never loaded in float64, the reference is loaded once
+    # per name (then cached), a target once per comparison; keep_target=False leaves the cache
+    # with the reference only, and the rows equal those of the default (all metrics) path.
+    tmp_path, ref, Uq = base
+    tgt = dict(ref, **{Q_NAME: plane_rotation(Uq, 1, 6, 0.2) @ ref[Q_NAME]})
+    a, b = Checkpoint(write_ckpt(tmp_path / "a", {k: v.float() for k, v in ref.items()})), \
+        Checkpoint(write_ckpt(tmp_path / "b", {k: v.float() for k, v in tgt.items()}))
+    loads = []
+    original = Checkpoint.load
+
+    def counting(self, name, device="cpu", dtype=torch.float64):
+        loads.append((self.path.name, dtype))
+        return original(self, name, device, dtype)
+
+    monkeypatch.setattr(Checkpoint, "load", counting)
+    opts = Options(k=K, metrics=("angles",))
+    cache = SVDCache(opts)
+    names = sorted(ref)
+    rows = compare(a, b, names, cache, opts, keep_target=False)
+    rows_again = compare(a, b, names, cache, opts, keep_target=False)
+    assert loads == [("a", None), ("b", None), ("a", None), ("b", None), ("b", None), ("b", None)]
+    assert list(cache.mem) == [str(a.path.resolve())] and cache.computed == 6
+    full = {r["name"]: r for r in compare(a, b, names, SVDCache(Options(k=K)), Options(k=K))}
+    for r, r2 in zip(rows, rows_again):
+        assert r == r2
+        assert r["u_angle_max"] == pytest.approx(full[r["name"]]["u_angle_max"], abs=1e-12)
+    assert {r["name"]: r["u_angle_max"] for r in rows}[Q_NAME] == pytest.approx(0.2, abs=1e-6)  # float32 storage

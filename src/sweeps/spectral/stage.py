@@ -240,11 +240,13 @@ def analyse_checkpoint(path: Path, step: int, ckpt: Path, refs: dict[str, Path |
                        cache: SVDCache, opts: Options) -> list[tuple[int, str, list[dict]]]:
     """Write one checkpoint's table against each resolved reference; returns (step, ref, rows)."""
     tgt, new = Checkpoint(ckpt), []
+    # the target's decompositions serve the other references and the next checkpoint's "previous"
+    keep = "previous" in refs or sum(p is not None for p in refs.values()) > 1
     for r, ref_path in refs.items():
         if ref_path is None:
             continue  # e.g. "previous" of an SFT run's first checkpoint
         ref = Checkpoint(ref_path)
-        rows = compare(ref, tgt, names, cache, opts)
+        rows = compare(ref, tgt, names, cache, opts, keep_target=keep)
         atomic_write_text(table_path(path, r, step), to_csv(rows))
         if r not in PER_CHECKPOINT:
             cache.persist(ref)

@@ -5,21 +5,29 @@ directories) and, for every target matrix (parameter names matched by the model 
 ``spectral_targets`` regexes), computes the configured metrics of ``METRICS`` on the pair
 (W_R, W_T) and their top-k decompositions.
 
-Memory. Tensors are read one at a time from memory-mapped safetensors files (``safe_open``), so
-at most two matrices (W_R and W_T of the current name) are materialised, never two whole
-checkpoints. The top-k decompositions (U [m, k], S [k], V [n, k], float64) live in an
+Memory. Tensors are read one at a time from memory-mapped safetensors files (``safe_open``),
+never two whole checkpoints, and only when needed: a matrix is loaded as stored (bf16, float32)
+to be decomposed when its decomposition is not cached, and in float64 only when a configured
+metric reads the matrices themselves (``NEEDS``: update_spectrum, update_energy,
+residual_outside), then both W_R and W_T of the current name are held. With metrics [angles]
+and method eigh on CPU, the largest buffers are one matrix as stored, its float64 Gram matrix
+and a 1 MB float64 slab. The top-k decompositions (U [m, k], S [k], V [n, k], float64) live in an
 ``SVDCache``: each checkpoint is decomposed once per process (a reference is shared by every
-target; a target is reused as the "previous" reference of the next checkpoint), fixed
-references can also be persisted on disk as safetensors, and the stage evicts checkpoints it no
-longer needs. LoRA runs need nothing special: their checkpoints are saved with the adapters
+target; a target is reused by the next reference and as the "previous" reference of the next
+checkpoint, unless ``compare(keep_target=False)``), fixed references can also be persisted on
+disk as safetensors, and the stage evicts checkpoints it no longer needs. LoRA runs need nothing special: their checkpoints are saved with the adapters
 merged (``sweeps.models.checkpoint``), so the analysis sees the merged weights.
 
-Decompositions (``METHODS``), all float64, on the GPU when one is present:
+Decompositions (``METHODS``) of a matrix of any float dtype, computed and returned in float64,
+on the GPU when one is present:
 - ``full``: LAPACK thin SVD, truncated to k (exact; cost O(m n min(m, n))).
 - ``eigh``: top-k eigenpairs of the smaller Gram matrix (W Wᵀ or WᵀW), with the other side as
   W V / σ. Exact up to rounding (the Gram squares the condition number, which in float64 costs
   nothing measurable for σ_k ≫ 1e-8 σ_1; a numerically rank-deficient top-k falls back to
-  ``full``) and several times cheaper than the SVD, since only k eigenvectors are formed.
+  ``full``) and several times cheaper than the SVD, since only k eigenvectors are formed. On CPU
+  the Gram matrix is accumulated by BLAS dsyrk from float64 slabs of W (a bf16/float32 W is never
+  copied whole to float64) and the top-k eigensolver is LAPACK dsytrd + dsterf + dstein +
+  dormqr (``_top_eigh``), with ``scipy.linalg.eigh(subset_by_index)`` as the fallback.
 - ``randomized``: Halko–Martinsson–Tropp subspace iteration (Gaussian start, ``oversample``
   extra columns, ``n_iter`` QR-stabilised power steps). Its accuracy depends on the spectral gap
   at k, which is small in trained weights; ``svd_error_report`` measures it against ``full``.
@@ -91,12 +99,13 @@ class Checkpoint:
     def names(self) -> list[str]:
         return list(self.files)
 
-    def load(self, name: str, device: str = "cpu") -> torch.Tensor:
-        """One tensor as float64 on ``device``; the rest of the file stays on disk."""
+    def load(self, name: str, device: str = "cpu", dtype: torch.dtype | None = torch.float64) -> torch.Tensor:
+        """One tensor on ``device`` as ``dtype`` (None: as stored); the rest of the file stays on disk."""
         from safetensors import safe_open
 
         with safe_open(str(self.files[name]), framework="pt") as fh:
-            return fh.get_tensor(name).to(device=device, dtype=torch.float64)
+            W = fh.get_tensor(name)
+        return W.to(device=device, dtype=dtype or W.dtype)
 
     def where(self, name: str) -> Path:
         return self.files[name]
@@ -171,35 +180,141 @@ def subspace_iteration(W: torch.Tensor, start: torch.Tensor, n_iter: int, k: int
 
 
 def _svd_full(W: torch.Tensor, k: int, opts: Options) -> Decomp:
-    U, S, Vh = torch.linalg.svd(W, full_matrices=False)  # [m, r], [r], [r, n]
+    U, S, Vh = torch.linalg.svd(W.to(torch.float64), full_matrices=False)  # [m, r], [r], [r, n]
     return U[:, :k], S[:k], Vh[:k].T
 
 
-def _top_eigh(G: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Largest k eigenpairs (descending) of a symmetric G [r, r]; on CPU only k vectors are formed."""
+def _top_eigh(G: torch.Tensor, k: int, overwrite: bool = False) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Largest k eigenpairs (descending) of a symmetric G [r, r]; only its upper triangle is read.
+
+    On CPU only k eigenvectors are formed: Householder tridiagonalisation (LAPACK dsytrd), every
+    eigenvalue of the tridiagonal matrix (dsterf, O(r²)), the top k eigenvectors by inverse
+    iteration (dstein), and their back-transformation by the Householder reflectors (dormqr, as
+    dormtr does). ``scipy.linalg.eigh`` with ``subset_by_index`` (dsyevr) runs the same steps but
+    finds the eigenvalues by bisection (dstebz), which at r = 512 costs about as much as the
+    reduction itself; it is the fallback. Every result is checked (residual and orthonormality of
+    the tridiagonal eigenvectors). With ``overwrite`` the reduction reuses G's memory, and a
+    failure after it returns None (the caller falls back to another method).
+    """
     r = G.shape[0]
-    if G.device.type == "cpu":
+    if G.device.type != "cpu":
+        lam, Q = torch.linalg.eigh(G, UPLO="U")  # [r], [r, r] ascending
+        return lam[-k:].flip(0), Q[:, -k:].flip(1)
+    import numpy as np
+    from scipy.linalg import lapack
+
+    ok = r > 2 and G.dtype == torch.float64 and G.is_contiguous()
+    touched = False
+    if ok:  # lower form: Q = H(1)...H(r-1), reflector i stored below the subdiagonal of column i
+        a = G.numpy().T  # [r, r] Fortran-ordered view (no copy): its lower triangle is G's upper one
+        lwork = max(r, int(lapack.dsytrd_lwork(r, lower=1)[0]))
+        c, d, e, tau, info = lapack.dsytrd(a, lower=1, lwork=lwork, overwrite_a=int(overwrite))
+        touched, ok = overwrite, info == 0
+    if ok:
+        lam, info = lapack.dsterf(d.copy(), e.copy())  # [r] ascending
+        lam = np.ascontiguousarray(lam[r - k:])  # [k] ascending
+        ok = info == 0
+    if ok:  # one unreduced block as far as dstein is concerned (it handles e_i = 0 itself)
+        iblock, isplit = np.ones(r, np.int32), np.zeros(r, np.int32)
+        isplit[0] = r
+        Z, info = lapack.dstein(d, e, lam, iblock, isplit)  # [r, k]
+        TZ = d[:, None] * Z  # [r, k]: T Z with T = tridiag(e, d, e)
+        TZ[:-1] += e[:, None] * Z[1:]
+        TZ[1:] += e[:, None] * Z[:-1]
+        scale = max(float(np.abs(lam).max()), float(np.abs(d).max()), float(np.abs(e).max(initial=0.0)), 1e-300)
+        ok = (info == 0 and np.abs(TZ - Z * lam).max() <= 1e-10 * scale
+              and np.abs(Z.T @ Z - np.eye(k)).max() <= 1e-10)
+    if ok:  # Z <- Q Z: rows 1.. of Z by the QR-form reflectors in c[1:, :-1] (what dormtr does),
+        # passed without a copy as the Fortran array [r, r-1] that starts one element into c
+        # (leading dimension r; dormqr reads only its first r-1 rows, which are c[1:, j])
+        refl = c.reshape(-1, order="F")[1:1 + r * (r - 1)].reshape(r, r - 1, order="F")
+        ok = np.shares_memory(refl, c) and refl.flags.f_contiguous
+    if ok:
+        Z = np.asfortranarray(Z)
+        Z1, _, info = lapack.dormqr("L", "N", refl, tau, Z[1:], lwork=max(1, 64 * k), overwrite_c=1)
+        Z[1:] = Z1
+        ok = info == 0 and bool(np.isfinite(Z).all())
+    if not ok and touched:
+        return None
+    if not ok:  # anything unexpected (or r <= 2): the library routine
         import scipy.linalg
 
-        lam, Q = scipy.linalg.eigh(G.numpy(), subset_by_index=[r - k, r - 1], driver="evr")
-        return torch.from_numpy(lam).flip(0), torch.from_numpy(Q).flip(1)  # [k], [r, k]
-    lam, Q = torch.linalg.eigh(G)  # [r], [r, r] ascending
-    return lam[-k:].flip(0), Q[:, -k:].flip(1)
+        Gn = G.to(torch.float64).numpy()
+        lam, Z = scipy.linalg.eigh(Gn, subset_by_index=[r - k, r - 1], driver="evr", lower=False, check_finite=False)
+    # descending; copies, since torch refuses negative strides (numpy keeps them for k = 1)
+    return torch.from_numpy(lam[::-1].copy()), torch.from_numpy(Z[:, ::-1].copy())
+
+
+BLOCK_ELEMENTS = 1 << 17  # float64 elements (1 MB) of W converted at a time by the eigh method
+
+
+def _slabs(W: torch.Tensor, tall: bool):
+    """(slice, slab as a float64 numpy array) along W's long side: rows when tall, columns when wide.
+
+    A float64 W is one slab (no copy); other dtypes (float32, bf16 as stored) are converted a
+    slab at a time, so that a float64 copy of the whole matrix never exists.
+    """
+    M, r = (W.shape[0], W.shape[1]) if tall else (W.shape[1], W.shape[0])
+    step = M if W.dtype == torch.float64 else max(64, BLOCK_ELEMENTS // max(r, 1))
+    for j in range(0, M, step):
+        sl = slice(j, min(j + step, M))
+        yield sl, (W[sl] if tall else W[:, sl]).detach().to(torch.float64).numpy()
+
+
+def _gram(W: torch.Tensor) -> torch.Tensor:
+    """Gram matrix [r, r] of W's short side (WᵀW when tall, W Wᵀ when wide) in float64.
+
+    On CPU only its upper triangle is filled (what ``_top_eigh`` reads): symmetric rank-B
+    updates (BLAS dsyrk, half the flops of a product) from float64 slabs of W, so a float32 or
+    bf16 W is never copied whole to float64 (numpy/scipy's OpenBLAS, not torch's BLAS, which is
+    several times slower on some CPUs). Elsewhere the full product of the float64 W.
+    """
+    m, n = W.shape
+    tall, r = m > n, min(m, n)
+    if W.device.type != "cpu":
+        W = W.to(torch.float64)
+        return W.T @ W if tall else W @ W.T
+    import numpy as np
+    from scipy.linalg import blas
+
+    g = np.zeros((r, r), order="F")  # [r, r]; its lower triangle is accumulated (= the C-order upper)
+    for _, Wb in _slabs(W, tall):  # Wb [B, r] (tall) or [r, B] (wide), C-ordered
+        # Wbᵀ Wb (tall) or Wb Wbᵀ (wide) from the Fortran view Wb.T, without a copy
+        g = blas.dsyrk(1.0, Wb.T, trans=0 if tall else 1, beta=1.0, c=g, lower=1, overwrite_c=1)
+    return torch.from_numpy(g.T)  # C-ordered view [r, r]
 
 
 def _svd_eigh(W: torch.Tensor, k: int, opts: Options) -> Decomp:
+    """Top-k triplets from the top-k eigenpairs of the Gram matrix of W's short side; the other
+    side is W Q / σ (computed per slab on CPU, like the Gram matrix)."""
     m, n = W.shape
     tall = m > n
-    G = W.T @ W if tall else W @ W.T  # [r, r], r = min(m, n)
-    lam, Q = _top_eigh(G, k)  # [k], [r, k]
+    if W.device.type != "cpu":
+        W = W.to(torch.float64)
+    top = _top_eigh(_gram(W), k, overwrite=True)  # ([k], [r, k]) or None (LAPACK failed)
+    if top is None:
+        return _svd_full(W, k, opts)
+    lam, Q = top
     S = lam.clamp_min(0.0).sqrt()  # [k]
     if S[-1] <= 1e-7 * S[0]:  # numerically rank-deficient top-k: W V / σ would be unstable
         return _svd_full(W, k, opts)
-    other = (W @ Q if tall else W.T @ Q) / S  # [m, k] or [n, k]
+    if W.device.type != "cpu":
+        other = W @ Q if tall else W.T @ Q  # [m, k] or [n, k]
+    else:
+        import numpy as np
+
+        Qn = Q.numpy()
+        other_n = np.empty((max(m, n), k))  # [m, k] or [n, k]
+        for sl, Wb in _slabs(W, tall):
+            np.matmul(Wb, Qn, out=other_n[sl]) if tall else np.matmul(Wb.T, Qn, out=other_n[sl])
+        del Wb
+        other = torch.from_numpy(other_n)
+    other /= S
     return (other, S, Q) if tall else (Q, S, other)
 
 
 def _svd_randomized(W: torch.Tensor, k: int, opts: Options) -> Decomp:
+    W = W.to(torch.float64)
     m, n = W.shape
     gen = torch.Generator().manual_seed(opts.seed)
     width = min(k + opts.oversample, m, n)
@@ -215,7 +330,7 @@ METHODS: dict[str, Callable[[torch.Tensor, int, Options], Decomp]] = {
 
 
 def decompose(W: torch.Tensor, k: int, opts: Options, method: str | None = None) -> Decomp:
-    """Top-k (U [m, k], S [k], V [n, k]) of W [m, n] by ``method`` (default: opts.method)."""
+    """Top-k (U [m, k], S [k], V [n, k], float64) of W [m, n] (any float dtype) by ``method`` (default: opts.method)."""
     return METHODS[method or opts.method](W, k, opts)
 
 
@@ -270,17 +385,23 @@ class SVDCache:
     def _key(path: str | Path) -> str:
         return str(Path(path).resolve())
 
-    def get(self, ckpt: Checkpoint, name: str, W: torch.Tensor | None = None) -> Decomp:
+    def get(self, ckpt: Checkpoint, name: str, W: torch.Tensor | None = None, store: bool = True) -> Decomp:
+        """The cached triplets, or W's (loaded as stored when not given), kept unless ``store=False``."""
         key = self._key(ckpt.path)
         if key not in self.mem:
-            self.mem[key] = self._load_disk(ckpt)
-        entry = self.mem[key]
-        if name not in entry:
-            W = ckpt.load(name, self.opts.device) if W is None else W  # [m, n]
-            entry[name] = decompose(W, effective_k(tuple(W.shape), self.opts), self.opts)
+            from_disk = self._load_disk(ckpt)
+            if from_disk or store:
+                self.mem[key] = from_disk
+        entry = self.mem.get(key, {})
+        if name in entry:
+            return entry[name]
+        W = ckpt.load(name, self.opts.device, dtype=None) if W is None else W  # [m, n] as stored
+        trip = decompose(W, effective_k(tuple(W.shape), self.opts), self.opts)
+        self.computed += 1
+        if store:
+            self.mem[key][name] = trip
             self.dirty.add(key)
-            self.computed += 1
-        return entry[name]
+        return trip
 
     def persist(self, ckpt: Checkpoint) -> None:
         key, f = self._key(ckpt.path), self._file(ckpt)
@@ -306,10 +427,13 @@ class SVDCache:
 # --- metrics on one pair ------------------------------------------------------------------------
 @dataclass
 class Pair:
-    """One matrix in a reference and a target checkpoint, with their top-k decompositions."""
+    """One matrix in a reference and a target checkpoint, with their top-k decompositions.
 
-    W_ref: torch.Tensor  # [m, n]
-    W_tgt: torch.Tensor  # [m, n]
+    W_ref / W_tgt (float64) are loaded only when a configured metric needs them (``NEEDS``).
+    """
+
+    W_ref: torch.Tensor | None  # [m, n]
+    W_tgt: torch.Tensor | None  # [m, n]
     ref: Decomp
     tgt: Decomp
     opts: Options
@@ -365,6 +489,10 @@ def _m_residual_outside(p: Pair) -> dict[str, float]:
     return {"residual_outside": residual_outside(p.W_tgt, p.ref[0], p.ref[2], p.ref[1])["residual"]}
 
 
+# the matrices each metric reads besides the decompositions (the others need no matrix at all)
+NEEDS: dict[str, tuple[str, ...]] = {"update_spectrum": ("ref", "tgt"), "update_energy": ("ref", "tgt"),
+                                     "residual_outside": ("tgt",)}
+
 METRICS: dict[str, Callable[[Pair], dict[str, float]]] = {
     "sv_drift": _m_sv_drift,
     "angles": _m_angles,
@@ -375,22 +503,30 @@ METRICS: dict[str, Callable[[Pair], dict[str, float]]] = {
 }
 
 
-def compare(ref: Checkpoint, tgt: Checkpoint, names: list[str], cache: SVDCache, opts: Options) -> list[dict]:
+def compare(ref: Checkpoint, tgt: Checkpoint, names: list[str], cache: SVDCache, opts: Options,
+            keep_target: bool = True) -> list[dict]:
     """One row per target matrix: layer, matrix type, shape, k and every configured metric.
 
-    Streams: each iteration loads W_ref and W_tgt of one name (float64, on opts.device), takes
-    both decompositions from the cache and drops the matrices before the next name.
+    Streams: each iteration takes both decompositions of one name from the cache (a miss loads
+    that matrix as stored and decomposes it) and loads W_ref / W_tgt in float64 only when a
+    configured metric needs them (``NEEDS``; with metrics [angles] no matrix is loaded once the
+    reference is cached); they are dropped before the next name. The target's decompositions
+    stay in the cache (for the next reference, or as the next checkpoint's "previous") unless
+    ``keep_target=False``.
     """
     unknown = [m for m in opts.metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown spectral metric(s) {unknown}: known are {sorted(METRICS)}")
     check_same_shapes(ref, tgt, names)
     rows = []
+    needs = {side for metric in opts.metrics for side in NEEDS.get(metric, ())}
     for name in names:
-        W_ref, W_tgt = ref.load(name, opts.device), tgt.load(name, opts.device)  # [m, n] each
-        pair = Pair(W_ref, W_tgt, cache.get(ref, name, W_ref), cache.get(tgt, name, W_tgt), opts)
+        W_ref = ref.load(name, opts.device) if "ref" in needs else None  # [m, n] float64
+        W_tgt = tgt.load(name, opts.device) if "tgt" in needs else None
+        pair = Pair(W_ref, W_tgt, cache.get(ref, name, W_ref), cache.get(tgt, name, W_tgt, store=keep_target), opts)
         layer, matrix = layer_and_matrix(name)
-        row = {"name": name, "layer": layer, "matrix": matrix, "m": W_ref.shape[0], "n": W_ref.shape[1], "k": pair.k}
+        m, n = ref.shapes[name]
+        row = {"name": name, "layer": layer, "matrix": matrix, "m": m, "n": n, "k": pair.k}
         for metric in opts.metrics:
             row.update(METRICS[metric](pair))
         rows.append(row)
