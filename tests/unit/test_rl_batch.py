@@ -36,3 +36,17 @@ def test_forward_logp_matches_a_manual_log_softmax(tiny):
     manual = torch.log_softmax(logits[2] / 0.5, -1)[30]       # position 2 predicts token 30
     assert torch.allclose(logp[0, 2], manual, atol=1e-5)
     assert hidden.shape == (1, model.config.hidden_size)
+
+
+def test_to_moves_every_tensor_including_extras():
+    import torch
+
+    from sweeps.rl.batch import TurnBatch
+
+    b = TurnBatch(torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.long), torch.ones(2, 2, dtype=torch.bool),
+                  torch.zeros(2, 2), torch.tensor([0, 1]), {"advantages": torch.tensor([1.0, -1.0])})
+    moved = b.to("meta")                        # a device without memory: every field must follow
+    tensors = [moved.input_ids, moved.attention_mask, moved.response_mask, moved.sampler_logp, moved.last_prompt,
+               *moved.extras.values()]
+    assert all(t.device.type == "meta" for t in tensors) and moved.extras.keys() == b.extras.keys()
+    assert all(t.device.type == "cpu" for t in (b.input_ids, b.extras["advantages"]))   # the original stays

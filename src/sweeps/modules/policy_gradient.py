@@ -52,6 +52,8 @@ class PolicyGradientModule(RLModule):
     def turn_loss(self, sub: TurnBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logp, logits, _ = forward_logp(self.model, sub, self.algo.temperature)               # [n, T]
         mask = sub.response_mask
+        if sub.extras["old_logp"] is None:                                                   # see reuses_logp
+            sub.extras["old_logp"] = logp.detach()
         loss, stats = POLICY_LOSSES[self.algo.policy_loss](
             logp, sub.extras["old_logp"], sub.extras["advantages"], mask, self.algo.clip, self.algo.agg)
         out = {f"rl/{k}": v for k, v in stats.items()}

@@ -41,8 +41,9 @@ class PPOModule(RLModule):
         self.value_head = ValueHead(model.config.hidden_size)
 
     def advantages(self, episodes: list[Any], batch: TurnBatch) -> dict[str, torch.Tensor]:
-        rewards = torch.tensor([t.reward for e in episodes for t in e.turns])                  # [N]
-        dones = torch.tensor([i == len(e.turns) - 1 for e in episodes for i in range(len(e.turns))])  # [N]
+        dev = batch.input_ids.device
+        rewards = torch.tensor([t.reward for e in episodes for t in e.turns], device=dev)     # [N]
+        dones = torch.tensor([i == len(e.turns) - 1 for e in episodes for i in range(len(e.turns))], device=dev)  # [N]
         adv, returns = gae(rewards, batch.extras["old_values"], dones, self.algo.gamma, self.algo.lam)
         if self.algo.normalize_advantages:
             adv = normalize(adv)

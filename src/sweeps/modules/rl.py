@@ -63,9 +63,9 @@ class RLModule(L.LightningModule):
         turns = [t for e in episodes for t in e.turns]
         if not turns:
             raise RuntimeError(f"RL step {step}: no episode produced a turn (prompts longer than the context?)")
-        batch = pack(turns, self.tokenizer.pad_token_id)
+        batch = pack(turns, self.tokenizer.pad_token_id).to(self.device)      # on the model's device
         self.score(batch)
-        batch.extras.update(self.advantages(episodes, batch))
+        batch.extras.update({k: v.to(self.device) for k, v in self.advantages(episodes, batch).items()})
         stats = self.update(batch, step)
         self.lr_schedulers().step()
         self.rollout.sync_weights(self.model)
@@ -73,18 +73,28 @@ class RLModule(L.LightningModule):
                              "time/rollout_s": t1 - t0, "time/update_s": time.perf_counter() - t1}
         return {"loss": torch.tensor(stats["rl/loss"])}
 
+    @property
+    def reuses_logp(self) -> bool:
+        """One update per batch and no critic: the policy that scores the batch is the one that
+        takes the update, so old_logp is the update's own forward pass, detached (filled in
+        during ``update``) and the scoring forward pass is skipped (TRL does the same when
+        ``num_iterations=1``)."""
+        return self.algo.epochs == 1 and self.algo.minibatches == 1 and not self.wants_hidden
+
     @torch.no_grad()
     def score(self, batch: TurnBatch) -> None:
         """old_logp (and ref_logp, old_values) for every turn, in micro-batches, no gradients."""
         old, ref, values = torch.zeros_like(batch.sampler_logp), torch.zeros_like(batch.sampler_logp), []
         for idx in torch.arange(len(batch)).split(self.algo.micro_batch_size):
             sub = batch.select(idx)
-            logp, _, hidden = forward_logp(self.model, sub, self.algo.temperature, want_hidden=self.wants_hidden)
-            old[idx, : logp.shape[1]] = logp
-            if self.wants_hidden:
-                values.append(self.value_head(hidden).squeeze(-1))
+            if not self.reuses_logp:
+                logp, _, hidden = forward_logp(self.model, sub, self.algo.temperature, want_hidden=self.wants_hidden)
+                old[idx, : logp.shape[1]] = logp
+                if self.wants_hidden:
+                    values.append(self.value_head(hidden).squeeze(-1))
             if self.algo.kl_coef > 0:
-                ref[idx, : logp.shape[1]] = forward_logp(self.reference(), sub, self.algo.temperature)[0]
+                ref_logp = forward_logp(self.reference(), sub, self.algo.temperature)[0]
+                ref[idx, : ref_logp.shape[1]] = ref_logp
         batch.extras.update(old_logp=old, ref_logp=ref)
         if values:
             batch.extras["old_values"] = torch.cat(values)                       # [N]
@@ -101,7 +111,11 @@ class RLModule(L.LightningModule):
                 tokens = batch.response_mask[mb].sum().clamp(min=1)
                 for micro in mb.split(self.algo.micro_batch_size):
                     sub = batch.select(micro)
+                    if self.reuses_logp:
+                        sub.extras["old_logp"] = None          # turn_loss uses its own logp, detached
                     loss, st = self.turn_loss(sub)
+                    if self.reuses_logp:
+                        batch.extras["old_logp"][micro, : sub.extras["old_logp"].shape[1]] = sub.extras["old_logp"]
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"non-finite RL loss ({loss.item()}) at RL step {step}; "
                                                  f"the last good state is the run's resume/last.ckpt")
@@ -129,9 +143,13 @@ class RLModule(L.LightningModule):
         return batch                 # task examples (plain Python), not tensors
 
     def reference(self) -> torch.nn.Module:
-        if self._ref[0] is None:
+        ref = self._ref[0]
+        if ref is None:
             raise RuntimeError("algo.kl_coef > 0 needs a reference model")
-        return self._ref[0]
+        # held in a list so Lightning neither trains nor checkpoints it, nor moves it: follow the policy
+        if next(ref.parameters()).device != self.device:
+            self._ref[0] = ref = ref.to(self.device)
+        return ref
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

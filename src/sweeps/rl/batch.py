@@ -30,6 +30,12 @@ class TurnBatch:
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
+    def to(self, device: torch.device | str) -> "TurnBatch":
+        """The batch on ``device`` (the model's): ``pack`` builds it on the CPU."""
+        return TurnBatch(self.input_ids.to(device), self.attention_mask.to(device), self.response_mask.to(device),
+                         self.sampler_logp.to(device), self.last_prompt.to(device),
+                         {k: v.to(device) for k, v in self.extras.items()})
+
     def select(self, idx: Tensor) -> "TurnBatch":
         """Rows ``idx``, trimmed to their longest sequence (extras too)."""
         L = int(self.attention_mask[idx].sum(-1).max())
