@@ -2,53 +2,48 @@
 
 Same model, prompts, lengths and sampling settings for every path, one torch thread:
 
-- **ours**: ``sweeps.generation.hf.generate`` — one left-padded batch, KV cache, per-prompt
-  Gumbel-max sampling with one seeded generator per row (batch-invariant samples).
+- **ours**: ``sweeps.generation.hf.generate`` — one left-padded batch, KV cache, identical prompts
+  prefilled once (a GRPO group's G samples share one prompt), per-prompt Gumbel-max sampling
+  with one seeded generator per row (batch-invariant samples).
 - **generate, batch 1**: ``model.generate`` called one prompt at a time (the paper's code path).
-- **generate, batched**: ``model.generate`` on the same left-padded batch with its KV cache.
+- **generate, batched**: ``model.generate`` on the same left-padded batch with its KV cache
+  (the named baseline; it prefills every row, as ``num_return_sequences`` does).
 
-Sampling: temperature 1.0, top-p 1.0, top-k 0, ``max_new_tokens`` new tokens, eos disabled (so
-every path generates exactly the same number of tokens). Shapes: ``tiny`` (4 layers, hidden
-128, MLP 384) and ``small`` (8 layers, hidden 512, MLP 1536), random init, with the project's
-tokenizer; 16 prompts x 8 samples. Prints medians over repeats and the ratios against batched
-``generate`` (the named baseline), plus machine facts.
+Two workloads: **grouped** (16 prompts x 8 samples, the RL rollout: each prompt repeated 8
+times) and **distinct** (128 different prompts, as in evaluation), where sharing the prefill
+cannot help and the comparison is the plain decode loop. Sampling: temperature 1.0, top-p 1.0,
+top-k 0, ``max_new_tokens`` new tokens, eos disabled (every path generates exactly the same
+number of tokens). Shapes: ``tiny`` (4 layers, hidden 128, MLP 384) and ``small`` (8 layers,
+hidden 512, MLP 1536), random init (the project's builder), the project's tokenizer, the
+GeneralPoints compact prompt rendered with the chat template (67-70 tokens). Medians over
+repeats (paths interleaved, one repeat of each in turn), of wall time and of this process's
+CPU time (robust to other jobs on the cores), and the ratios against batched ``generate``.
 
-    .venv/bin/python bench/generation.py            # tiny and small, 3 repeats
+    .venv/bin/python bench/generation.py            # tiny and small, 5 repeats (~4 min on 2 cores)
     .venv/bin/python bench/generation.py --tiny     # seconds (smoke)
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
-import time
+import random
+import sys
+from pathlib import Path
 
 import torch
-import transformers
 
-from sweeps.generation.base import SamplingParams
-from sweeps.generation.hf import generate
-from sweeps.models.tokenizer import build_tokenizer
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import SHAPES, clock, compose, machine_line, median, n_params, set_threads, spans  # noqa: E402
 
-SHAPES = {
-    "tiny": dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4),
-    "small": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8),
-}
+from sweeps.generation.base import SamplingParams  # noqa: E402
+from sweeps.generation.hf import generate  # noqa: E402
 
 
-def build(shape: str, tok) -> torch.nn.Module:
-    cfg = transformers.LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                   pad_token_id=tok.pad_token_id, max_position_embeddings=512,
-                                   tie_word_embeddings=True, **SHAPES[shape])
-    torch.manual_seed(0)
-    return transformers.AutoModelForCausalLM.from_config(cfg).eval()
+def prompts(tok, task, n: int) -> list[list[int]]:
+    from sweeps.episodes import chat_ids
 
-
-def prompts(tok, n: int) -> list[list[int]]:
-    texts = [f"Rule: J=10 Q=10 K=10. Cards: {i % 13 + 1} {i * 7 % 13 + 1} Q 7. Target: 24." for i in range(n)]
-    return [tok(t, add_special_tokens=False)["input_ids"][: 20 + i % 9] for i, t in enumerate(texts)]
+    rng = random.Random(0)
+    return [chat_ids(tok, [{"role": "user", "content": task.prompt(task.sample("id", rng))}], True) for _ in range(n)]
 
 
 def run_ours(model, batch, new, pad):
@@ -66,45 +61,59 @@ def run_generate(model, batch, new, pad, batch_size):
                        temperature=1.0, top_p=1.0, top_k=0, pad_token_id=pad, eos_token_id=None)
 
 
-def median_time(fn, repeats: int) -> float:
-    fn()                                                                      # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
+def interleaved(paths: dict, repeats: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, CPU) seconds per path; one warm-up each, then ``repeats`` rounds of every path."""
+    for fn in paths.values():
         fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    marks: dict[str, list[tuple[list[float], list[float]]]] = {k: [] for k in paths}
+    for _ in range(repeats):
+        for name, fn in paths.items():
+            t = clock()
+            fn()
+            marks[name].append(spans([t, clock()]))
+    return {k: (median([w[0] for w, _ in v]), median([c[0] for _, c in v])) for k, v in marks.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tiny", action="store_true", help="smoke sizes: seconds")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-batch1", action="store_true", help="skip the slow one-prompt-at-a-time path")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    tok = build_tokenizer()
+    set_threads(args.threads)
+    from sweeps.models.build import build
+    from sweeps.schema import build_task
+
+    task = build_task(compose(["task=general_points_compact"]).task)
     n_prompts, samples, new = (4, 2, 4) if args.tiny else (16, 8, 16)
     shapes = ["tiny"] if args.tiny else ["tiny", "small"]
-    batch = [p for p in prompts(tok, n_prompts) for _ in range(samples)]
     print(f"# generation bench ({'tiny sizes' if args.tiny else 'full'})")
-    print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"transformers {transformers.__version__}, threads {torch.get_num_threads()}")
-    print(f"{n_prompts} prompts x {samples} samples x {new} new tokens, temperature 1.0; medians of {args.repeats}\n")
-    print("| shape | path | s | samples/s | tokens/s | vs batched generate |")
-    print("|---|---|---|---|---|---|")
+    print(machine_line())
+    print(f"{n_prompts} prompts x {samples} samples (grouped) or {n_prompts * samples} distinct prompts, {new} new "
+          f"tokens each, temperature 1.0, eos off; medians of {args.repeats} interleaved repeats\n")
+    print("| shape | workload | path | wall s | samples/s | tokens/s | CPU s | wall: vs batched generate "
+          "| CPU: vs batched generate |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for shape in shapes:
-        model = build(shape, tok)
+        model, tok = build(compose(SHAPES[shape]).model)
+        model.eval()
         pad = tok.pad_token_id
-        paths = {
-            "generate, batch 1": lambda: run_generate(model, batch, new, pad, 1),
-            "generate, batched": lambda: run_generate(model, batch, new, pad, len(batch)),
-            "ours (sweeps hf)": lambda: run_ours(model, batch, new, pad),
-        }
-        with torch.inference_mode():
-            times = {name: median_time(fn, args.repeats) for name, fn in paths.items()}
-        base = times["generate, batched"]
-        for name, t in times.items():
-            print(f"| {shape} | {name} | {t:.3f} | {len(batch) / t:.0f} | {len(batch) * new / t:.0f} | {base / t:.2f}x |")
+        pool = prompts(tok, task, n_prompts * samples)
+        workloads = {"grouped": [p for p in pool[:n_prompts] for _ in range(samples)], "distinct": pool}
+        for wl, batch in workloads.items():
+            paths = {}
+            if not args.no_batch1 and wl == "grouped":
+                paths["generate, batch 1"] = lambda: run_generate(model, batch, new, pad, 1)
+            paths["generate, batched"] = lambda: run_generate(model, batch, new, pad, len(batch))
+            paths["ours (sweeps hf)"] = lambda: run_ours(model, batch, new, pad)
+            with torch.inference_mode():
+                times = interleaved(paths, args.repeats)
+            bw, bc = times["generate, batched"]
+            for name, (w, c) in times.items():
+                print(f"| {shape} ({n_params(model) / 1e6:.2f}M) | {wl} | {name} | {w:.3f} | {len(batch) / w:.0f} | "
+                      f"{len(batch) * new / w:.0f} | {c:.3f} | {bw / w:.2f}x | {bc / c:.2f}x |", flush=True)
+    print(f"\nat the end: {machine_line().split(', ')[-1]}")
 
 
 if __name__ == "__main__":

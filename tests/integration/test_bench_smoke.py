@@ -22,11 +22,48 @@ def test_bench_spectral_tiny_prints_the_tables():
     assert "## Qwen2.5-7B, one checkpoint pair, extrapolated" in out and "Extrapolated, not measured." in out
 
 
-def test_bench_generation_tiny_prints_the_table():
-    script = BENCH.parent / "generation.py"
-    res = subprocess.run([sys.executable, str(script), "--tiny", "--repeats", "1"], capture_output=True, text=True, timeout=600)
+def _run(script: str, *args: str, timeout: int = 900) -> str:
+    res = subprocess.run([sys.executable, str(BENCH.parent / script), *args], capture_output=True, text=True,
+                         timeout=timeout)
     assert res.returncode == 0, res.stderr[-3000:]
-    out = res.stdout
-    assert out.startswith("# generation bench (tiny sizes)") and "machine: " in out
+    return res.stdout
+
+
+def _has_trl() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("trl") is not None
+
+
+def test_bench_generation_tiny_prints_the_table():
+    out = _run("generation.py", "--tiny", "--repeats", "1")
+    assert out.startswith("# generation bench (tiny sizes)") and "machine: " in out and "torch " in out
     for path in ("generate, batch 1", "generate, batched", "ours (sweeps hf)"):
-        assert f"| tiny | {path} |" in out
+        assert f"| grouped | {path} |" in out
+    assert "| distinct | ours (sweeps hf) |" in out
+
+
+def test_bench_rl_tiny_prints_the_table():
+    out = _run("rl.py", "--tiny")
+    assert out.startswith("# rl bench (tiny sizes)") and "machine: " in out and "trl " in out
+    for beta in ("0", "0.04"):
+        assert f"| tiny | {beta} | floor (hand-written) |" in out
+        assert f"| tiny | {beta} | ours (PolicyGradientModule) |" in out
+        if _has_trl():
+            assert f"| tiny | {beta} | TRL GRPOTrainer, grad. checkpointing on (default) |" in out
+            assert f"| tiny | {beta} | TRL GRPOTrainer, grad. checkpointing off |" in out
+
+
+def test_bench_sft_tiny_prints_the_table():
+    out = _run("sft.py", "--tiny")
+    assert out.startswith("# sft bench (tiny sizes)") and "matmul peak" in out
+    assert "| ours (SFTModule) |" in out
+    if _has_trl():
+        assert "| TRL SFTTrainer, grad. checkpointing off |" in out
+
+
+def test_bench_study_tiny_times_a_run_and_a_skipping_rerun():
+    out = _run("study.py", "--tiny", timeout=1800)
+    assert out.startswith("# study bench (tiny)") and "experiment=tiny_smoke" in out
+    assert "| end to end |" in out and "| immediate re-run (all skips) |" in out
+    assert "re-run left every metrics.jsonl untouched: True" in out

@@ -43,6 +43,23 @@ def test_sampling_is_seeded_per_prompt_and_batch_invariant(tiny):
     assert a.tokens != c.tokens
 
 
+def test_repeated_prompts_share_the_prefill_and_sample_as_if_alone(tiny):
+    """A group (the same prompt G times) is prefilled once; each row still samples with its own
+    seed exactly as it would alone, with the same log-probs."""
+    model, tok = tiny
+    prompts = _prompts(tok, 3)
+    group = [p for p in prompts for _ in range(4)]                      # 3 prompts x 4 samples
+    sp = SamplingParams(max_new_tokens=8, temperature=1.0)
+    kw = dict(pad_id=tok.pad_token_id, eos_ids=[tok.eos_token_id])
+    seeds = list(range(len(group)))
+    out = generate(model, group, sp, seeds=seeds, **kw)
+    for i, p in enumerate(group):
+        alone = generate(model, [p], sp, seeds=[seeds[i]], **kw)
+        assert out.tokens[i] == alone.tokens[0]
+        assert out.logprobs[i] == pytest.approx(alone.logprobs[0], abs=1e-4)
+    assert len({tuple(t) for t in out.tokens[:4]}) > 1                # the group's samples differ
+
+
 def test_top_k_one_is_greedy(tiny):
     model, tok = tiny
     prompts = _prompts(tok)

@@ -1,7 +1,10 @@
 """Batched sampling with a KV cache on any Hugging Face causal LM.
 
 Prompts are left-padded into one batch; one forward pass fills the cache, then each step feeds
-one token per row. Rows that produced an end-of-sequence token keep receiving padding and are
+one token per row. Identical prompts (the group of a GRPO step: G samples of each prompt) are
+encoded once: the prefill runs over the distinct prompts only and its KV cache and last logits
+are copied to every row that asked for that prompt (what vLLM's prefix caching does for whole
+prompts), which halves the work of a 16 x 8 rollout on the CPU. Rows that produced an end-of-sequence token keep receiving padding and are
 masked out; the loop stops when every row is done or the budget is spent. Sampling uses the
 Gumbel-max trick with one ``torch.Generator`` per row seeded from the caller's per-prompt seed,
 so a prompt's sample does not depend on which other prompts share its batch (the same seed
@@ -36,6 +39,16 @@ def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tens
     return logits
 
 
+def _left_pad(prompts: Sequence[Sequence[int]], L: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask of ``prompts`` left-padded to length ``L``: [N, L] each."""
+    ids = torch.full((len(prompts), L), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), L), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, L - len(p):] = torch.tensor(list(p), dtype=torch.long)
+        mask[i, L - len(p):] = 1
+    return ids, mask
+
+
 def _gumbel(shape_v: int, generators: list[torch.Generator], device: torch.device) -> torch.Tensor:
     u = torch.stack([torch.rand(shape_v, generator=g) for g in generators]).to(device)  # [B, V]
     return -torch.log(-torch.log(u.clamp_(1e-20, 1.0 - 1e-7)))
@@ -64,13 +77,13 @@ def generate(
         raise ValueError("sampling needs one seed per prompt (seeds=...)")
     device = next(model.parameters()).device
     B, L = len(prompts), max(len(p) for p in prompts)
-    ids = torch.full((B, L), pad_id, dtype=torch.long)
-    mask = torch.zeros((B, L), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, L - len(p):] = torch.tensor(list(p), dtype=torch.long)
-        mask[i, L - len(p):] = 1
-    ids, mask = ids.to(device), mask.to(device)                            # [B, L]
-    positions = (mask.cumsum(-1) - 1).clamp_(min=0)                        # [B, L]
+    # Identical prompts (the G samples of a GRPO group) share one prefill row: the prompt is
+    # encoded once and its KV cache and last logits are copied to every row that asks for it.
+    first: dict[tuple[int, ...], int] = {}
+    row_of = torch.tensor([first.setdefault(tuple(p), len(first)) for p in prompts], device=device)  # [B]
+    ids, mask = _left_pad([list(k) for k in first], L, pad_id)            # [U, L] (U unique prompts)
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp_(min=0)                        # [U, L]
     eos = torch.tensor(list(eos_ids), device=device)
     gens = None if params.greedy else [torch.Generator().manual_seed(int(s)) for s in seeds]
 
@@ -84,7 +97,10 @@ def generate(
         out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
                     use_cache=True, logits_to_keep=1, **{cache_kw: cache})
         cache = out[cache_kw]
-        logits = out.logits[:, -1, :].float()                              # [B, V]
+        logits = out.logits[:, -1, :].float()                              # [B, V] ([U, V] at t = 0)
+        if t == 0 and len(first) < B:
+            cache.reorder_cache(row_of)                                    # [U, ...] -> [B, ...]
+            logits, mask, step_pos = logits[row_of], mask[row_of], step_pos[row_of]
         if params.greedy:
             nxt = logits.argmax(-1)                                        # [B]
             logp = torch.log_softmax(logits, -1)
