@@ -4,21 +4,27 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= outputs
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo bases test test-fast clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "torch==2.13.0"          # the CPU build; GPU users install their own torch first
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,bench]"   # bench: TRL, so the benchmark smoke tests run its path too
 	touch $@
 
 install: $(BIN)/.installed
 
+# The demo study: SFT (3 seeds) -> GRPO from 4 checkpoints -> spectral -> bootstrap analysis ->
+# README section and docs/tiny_demo.png regenerated from the analysis tables.
 demo: $(BIN)/.installed
-	$(BIN)/sweeps-train -m hydra/launcher=local experiment=tiny_sft seed=0,1,2 paths.output_dir=$(OUT)
-	$(BIN)/sweeps-analyze experiment=tiny_sft paths.output_dir=$(OUT)
-	$(BIN)/python -m sweeps.summary $(OUT)/tiny_sft
+	$(BIN)/sweeps-study experiment=tiny_demo hydra/launcher=local paths.output_dir=$(OUT)
+	$(BIN)/python -m sweeps.demo_report $(OUT)/tiny_demo
+
+# Rebuild the shipped tiny bases (assets/tiny_base/base<seed>/): ~17 min per seed on one thread.
+bases: $(BIN)/.installed
+	$(BIN)/sweeps-train -m hydra/launcher=local experiment=tiny_pretrain seed=0,1 paths.output_dir=$(OUT)
+	$(BIN)/python -m sweeps.models.export_base $(OUT)/tiny_pretrain
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q tests

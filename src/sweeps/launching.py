@@ -50,12 +50,10 @@ def job_identity(cfg: DictConfig) -> tuple[Any, Run, str]:
     with open_dict(cfg):
         cfg.paths.output_dir = str(Path(cfg.paths.output_dir).expanduser().resolve())
     task = schema.validate(cfg)
-    if cfg.algo.name == "sft":
-        init = "base"
-    else:
-        from sweeps.jobs.rl import init_name
+    import importlib
 
-        init = init_name(cfg)
+    # the stage's job module names its init axis (sft: "base", pretrain: "scratch", RL: the SFT step)
+    init = importlib.import_module(cfg.algo.job.rsplit(".", 1)[0]).init_name(cfg)
     run = Run(run_dir(cfg.paths.output_dir, cfg.study, cfg.algo.name, cfg.model.name, task.name, init, cfg.seed))
     return task, run, signature(OmegaConf.to_container(cfg, resolve=True))
 

@@ -51,6 +51,7 @@ class ModelConfig:
     dtype: str = "float32"
     trust_remote_code: bool = False
     init_seed: int = 0
+    base_seed: int = 0                # which shipped pretrained base (models with one base per seed)
     arch: Dict[str, Any] = field(default_factory=dict)
     lora: LoraConfig = field(default_factory=LoraConfig)
     spectral_targets: List[str] = field(default_factory=list)
@@ -84,6 +85,23 @@ class AlgoConfig:
 @dataclass
 class SFTAlgoConfig(AlgoConfig):
     """Supervised fine-tuning with a completion-only loss."""
+
+
+@dataclass
+class PretrainAlgoConfig(AlgoConfig):
+    """Pretraining a tiny base from scratch on a rule-stated mixture (``sweeps.jobs.pretrain``)."""
+
+    targets: List[int] = field(default_factory=lambda: [24])          # the target of each example
+    face_card_prob: float = 6 / 13    # each card is a J/Q/K with this probability
+    face_high_prob: float = 0.5       # each face value is drawn from 11..13 with this probability, else 1..10
+    schedule_steps: Optional[int] = None   # LR schedule length (null: trainer.max_steps); a test replays the start of a long run
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(len(self.targets) > 0 and all(t > 0 for t in self.targets), f"algo.targets must be positive integers, got {list(self.targets)}")
+        _check(0 <= self.face_card_prob <= 1, f"algo.face_card_prob must be in [0, 1], got {self.face_card_prob}")
+        _check(0 <= self.face_high_prob <= 1, f"algo.face_high_prob must be in [0, 1], got {self.face_high_prob}")
+        _check(self.schedule_steps is None or self.schedule_steps > 0, f"algo.schedule_steps must be > 0 or null, got {self.schedule_steps}")
 
 
 @dataclass
@@ -259,13 +277,26 @@ EvalJobConfig = job_schema(
 )
 
 
+def asset_path(rel: str) -> str:
+    """``${sweeps_asset:tiny_base/base0}``: a file shipped in the repository's ``assets/``, as an
+    absolute path (jobs may run in another working directory, e.g. on SLURM)."""
+    from sweeps import CONF_DIR
+
+    from pathlib import Path
+
+    return str(Path(CONF_DIR).parent / "assets" / rel)
+
+
 def register() -> None:
+    if not OmegaConf.has_resolver("sweeps_asset"):
+        OmegaConf.register_new_resolver("sweeps_asset", asset_path)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="eval_schema", node=EvalJobConfig)
     cs.store(group="model", name="model_schema", node=ModelConfig)
     cs.store(group="algo", name="sft_schema", node=SFTAlgoConfig)
     cs.store(group="algo", name="rl_schema", node=RLAlgoConfig)
+    cs.store(group="algo", name="pretrain_schema", node=PretrainAlgoConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
 

@@ -15,6 +15,8 @@ finished study costs seconds. Bad plans fail before anything is submitted.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import subprocess
 import sys
@@ -94,6 +96,19 @@ def parent_run(cfg: DictConfig) -> str | None:
     return run.info.run_id
 
 
+def inputs_fingerprint(root: Path, argv: list[str]) -> str:
+    """What a late stage (spectral, analysis) reads: the command line and every run's DONE,
+    metrics.jsonl and spectral summary (path, size, mtime). Equal before a re-run and after the
+    last run of the stage means the stage would redo identical work."""
+    h = hashlib.sha256(json.dumps(argv).encode())
+    files = [*root.glob("*/*/*/*/seed=*/DONE"), *root.glob("*/*/*/*/seed=*/metrics.jsonl"),
+             *root.glob("*/*/*/*/seed=*/spectral/summary.csv")]
+    for f in sorted(files):
+        st = f.stat()
+        h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
 def run_study(cfg: DictConfig, launcher: str, extra: list[str]) -> dict[str, Any]:
     with open_dict(cfg):
         cfg.paths.output_dir = str(Path(cfg.paths.output_dir).expanduser().resolve())
@@ -115,14 +130,24 @@ def run_study(cfg: DictConfig, launcher: str, extra: list[str]) -> dict[str, Any
     late = [("spectral", "sweeps-spectral", ["-m", f"hydra/launcher={launcher}", f"seed={seeds}",
                                              f"spectral.stages=[{','.join(algos)}]"]),
             ("analysis", "sweeps-analyze", [])]
+    root = Path(cfg.paths.output_dir) / cfg.study
+    outputs = {"spectral": None, "analysis": root / "analysis" / "analysis.json"}
     for stage, app, args in late:
         exe = Path(sys.executable).parent / app
         if not exe.exists() or not (cfg.plan.get(stage) or {}).get("enabled", True):
             log.info("stage %s: skipped (%s)", stage, "disabled" if exe.exists() else "not built yet")
             continue
-        res = subprocess.run([str(exe), *args, *extra, f"study={cfg.study}"])
+        argv = [str(exe), *args, *extra, f"study={cfg.study}"]
+        record = root / ".stages" / f"{stage}.json"
+        previous = json.loads(record.read_text()).get("fingerprint") if record.is_file() else None
+        if previous == inputs_fingerprint(root, argv[1:]) and (outputs[stage] is None or outputs[stage].is_file()):
+            log.info("stage %s: up to date (same inputs as its last run): skipped", stage)
+            done.append(stage)
+            continue
+        res = subprocess.run(argv)
         if res.returncode:
             raise RuntimeError(f"stage {stage} failed (exit {res.returncode})")
+        atomic_write_json(record, {"fingerprint": inputs_fingerprint(root, argv[1:])})
         done.append(stage)
     summary = {"study": cfg.study, "stages": done, "parent_run_id": parent}
     atomic_write_json(Path(cfg.paths.output_dir) / cfg.study / "study.json", summary)

@@ -55,6 +55,20 @@ def test_rerun_skips_every_job(finished):
     assert {p: p.stat().st_mtime for p in finished.glob("tiny_smoke/**/metrics.jsonl")} == before
     print(f"re-run of the finished study: {elapsed:.1f} s")
     assert elapsed < 90
+    # the late stages see the same inputs as their last run: no spectral jobs, no re-analysis
+    assert "stage spectral: up to date" in res.stderr and "stage analysis: up to date" in res.stderr
+
+
+def test_late_stages_rerun_when_their_inputs_change(finished, tmp_path):
+    from sweeps.study import inputs_fingerprint
+
+    root = finished / "tiny_smoke"
+    argv = ["-m", "seed=0,1"]
+    before = inputs_fingerprint(root, argv)
+    assert inputs_fingerprint(root, argv) == before and inputs_fingerprint(root, ["-m", "seed=0"]) != before
+    metrics = next(root.glob("sft/*/*/base/seed=0/metrics.jsonl"))
+    metrics.write_text(metrics.read_text())               # same bytes, new mtime: a redone job
+    assert inputs_fingerprint(root, argv) != before
 
 
 @pytest.mark.parametrize("override,message", [

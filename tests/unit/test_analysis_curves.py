@@ -220,3 +220,38 @@ def test_analyze_config_keeps_the_experiment_and_checks_fields():
     for override, message in (("analysis.confidence=1.5", "analysis.confidence"), ("analysis.stages=[sft]", "RL stages only")):
         with pytest.raises(ConfigError, match=message):
             validate(compose([override], config_name="analyze"))
+
+
+# --- the cross-fitted OOD drop ----------------------------------------------------------------------
+
+def _episodes(run, step, successes):
+    d = run / "ckpt" / f"step={step:06d}"
+    d.mkdir(parents=True)
+    (d / "episodes_ood.jsonl").write_text("".join(json.dumps({"item": i, "success": bool(s)}) + "\n"
+                                                  for i, s in enumerate(successes)))
+
+
+def test_crossfit_drop_picks_the_peak_on_one_half_and_measures_on_the_other(tmp_path):
+    from sweeps.analysis.curves import crossfit_drop
+
+    # items 0..3; even items (0, 2) and odd items (1, 3)
+    _episodes(tmp_path, 0, [0, 0, 0, 0])
+    _episodes(tmp_path, 10, [1, 0, 1, 0])   # even: 1.0, odd: 0.0
+    _episodes(tmp_path, 20, [0, 1, 0, 1])   # even: 0.0, odd: 1.0
+    _episodes(tmp_path, 30, [0, 0, 1, 1])   # end: even 0.5, odd 0.5
+    # pick on even -> step 10, measured on odd: 0.0 - 0.5 = -0.5; pick on odd -> step 20,
+    # measured on even: 0.0 - 0.5 = -0.5. The naive max - end would be 1.0 - 0.5 = +0.5 on
+    # either half: noise alone made that "decline".
+    assert crossfit_drop(tmp_path) == pytest.approx(-0.5)
+
+
+def test_crossfit_drop_of_a_real_decline_and_of_too_few_checkpoints(tmp_path):
+    from sweeps.analysis.curves import crossfit_drop
+
+    _episodes(tmp_path, 0, [1, 0, 0, 1])    # even 0.5, odd 0.5
+    _episodes(tmp_path, 10, [1, 1, 1, 1])   # the peak on both halves
+    _episodes(tmp_path, 20, [0, 0, 1, 0])   # end: even 0.5, odd 0.0
+    assert crossfit_drop(tmp_path) == pytest.approx(((1.0 - 0.0) + (1.0 - 0.5)) / 2)
+    single = tmp_path / "one"
+    _episodes(single, 5, [1, 0])
+    assert math.isnan(crossfit_drop(single))

@@ -72,3 +72,22 @@ def test_entry_points_keep_the_experiments_values(entry):
     """Their schemas merge after train.yaml + experiment and must not reset it to defaults."""
     cfg = compose(["experiment=tiny_sft"], config_name=entry)
     assert cfg.study == "tiny_sft" and cfg.eval.size == 100 and cfg.trainer.max_steps == 200
+
+
+@pytest.mark.parametrize("override,message", [
+    ("algo.face_card_prob=1.5", "algo.face_card_prob must be in [0, 1]"),
+    ("algo.face_high_prob=-0.1", "algo.face_high_prob must be in [0, 1]"),
+    ("algo.targets=[]", "algo.targets must be positive integers"),
+    ("algo.schedule_steps=0", "algo.schedule_steps must be > 0"),
+])
+def test_pretrain_checks_name_the_key(override, message):
+    cfg = compose(["experiment=tiny_pretrain", override])
+    with pytest.raises((ConfigError, ValueError)) as e:
+        validate(cfg)
+    assert message in str(e.value) and "\n" not in str(e.value).strip()
+
+
+def test_tiny_base_path_is_the_shipped_asset_of_its_base_seed():
+    cfg = compose(["model=tiny_base", "model.base_seed=1"])
+    assert cfg.model.path == str(CONF.parent / "assets" / "tiny_base" / "base1")
+    assert compose(["experiment=tiny_demo"]).model.path.endswith("assets/tiny_base/base0")

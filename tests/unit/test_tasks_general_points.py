@@ -4,9 +4,9 @@ Every reward below is worked out by hand from PAPER.md 2.1 in the comment next t
 """
 
 import itertools
+from collections import Counter
 import json
 import random
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from sweeps.tasks import Example
 from sweeps.tasks.expr import ExprError, _solve_sorted, evaluate, solve, tokenize
-from sweeps.tasks.general_points import GeneralPoints, step_class
+from sweeps.tasks.general_points import GeneralPoints, simplicity, step_class
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "task"
 GP = GeneralPoints()
@@ -160,13 +160,14 @@ def test_make_t_targets_are_drawn_from_the_list():
     assert targets == {10, 11}
 
 
-def test_sampling_1000_hands_is_fast_from_a_cold_cache():
+def test_sampling_reuses_the_solver_cache():
+    # timing belongs in bench/; here the mechanism: one solve per distinct (multiset, target)
     _solve_sorted.cache_clear()
     rng = random.Random(3)
-    start = time.perf_counter()
     for _ in range(1000):
         GP.sample("id", rng)
-    assert time.perf_counter() - start < 2.0
+    info = _solve_sorted.cache_info()
+    assert info.misses <= 715 and info.hits > info.misses   # 715 multisets of 4 values in 1..10
 
 
 # --- prompts and reference completions ---------------------------------------------------------
@@ -299,13 +300,16 @@ def test_error_classes_and_feedback_message():
 @pytest.mark.parametrize("bad,field", [({"prompt_style": "long"}, "prompt_style"),
                                        ({"id_face_values": [10, 10]}, "id_face_values"),
                                        ({"ood_min_face_cards": 5}, "ood_min_face_cards"),
-                                       ({"targets": []}, "targets"), ({"max_attempts": 0}, "max_attempts")])
+                                       ({"targets": []}, "targets"), ({"max_attempts": 0}, "max_attempts"),
+                                       ({"answer_format": "xml"}, "answer_format"), ({"reference": "best"}, "reference"),
+                                       ({"answer_format": "bare"}, "answer_format")])   # the paper prompt asks for JSON
 def test_invalid_fields_name_the_field(bad, field):
     with pytest.raises(ValueError, match=f"task.{field}"):
         GeneralPoints(**bad)
 
 
-@pytest.mark.parametrize("stem,style", [("general_points", "paper"), ("general_points_compact", "compact")])
+@pytest.mark.parametrize("stem,style", [("general_points", "paper"), ("general_points_compact", "compact"),
+                                        ("general_points_tiny", "tiny")])
 def test_yaml_configs_instantiate_with_every_field(stem, style):
     cfg = OmegaConf.load(CONF / f"{stem}.yaml")
     task = instantiate(cfg)
@@ -319,3 +323,72 @@ def test_yaml_configs_instantiate_with_every_field(stem, style):
 def test_reference_completion_of_an_unsolvable_hand_is_a_clear_error():
     with pytest.raises(ValueError, match="no solution"):
         GP.reference_completion(hand(1, 1, 1, 1))
+
+
+# --- the tiny base's variant: terse prompt, bare or values answers, pretraining draws --------------
+
+TINY = GeneralPoints(prompt_style="tiny", answer_format="bare", reference="simplest")
+
+
+def test_tiny_prompt_states_the_rule_and_bare_answer_is_graded_whole():
+    ex = Example("ood", {"cards": ["A", "10", "Q", "7"], "values": [1, 10, 12, 7], "target": 24})
+    assert TINY.prompt(ex) == "J=11 Q=12 K=13 cards A 10 Q 7 target 24"
+    # simplest solution: no division first, then fewest parentheses, then shortest
+    ref = TINY.reference_completion(ex)
+    assert TINY.grade(ex, ref).correct and "/" not in ref
+    assert TINY.grade(ex, "(12*(7-1))/(10-1)").errors == ("incorrect_number",)   # 1 used twice, A once
+    assert TINY.grade(ex, "12*(10-7-1)").reward == 5.0          # any correct formula, not the reference
+    assert TINY.grade(ex, '{"formula": "12*(10-7-1)"}').errors == ("illegal_formula",)  # bare: no JSON
+    assert TINY.grade(ex, "12*(10-7)").errors == ("incorrect_number",)                 # the A is unused
+
+
+def test_simplest_reference_prefers_no_division_then_fewer_parentheses():
+    assert simplicity("8/(3-(8/3))") > simplicity("((8+8)*3)/2")      # both divide: more parentheses loses
+    assert simplicity("(2+10)*(3-1)") < simplicity("(3-1)*12/1")       # no division beats division
+    ex = Example("id", {"cards": ["2", "3", "4", "6"], "values": [2, 3, 4, 6], "target": 24})
+    ref = TINY.reference_completion(ex)
+    assert "/" not in ref and min(simplicity(s) for s in solve([2, 3, 4, 6], 24)) == simplicity(ref)
+
+
+def test_values_answer_restates_the_values_and_grades_the_formula_after_the_semicolon():
+    task = GeneralPoints(prompt_style="tiny", answer_format="values", reference="simplest")
+    ex = Example("ood", {"cards": ["J", "2", "1", "1"], "values": [11, 2, 1, 1], "target": 24})
+    ref = task.reference_completion(ex)
+    assert ref.startswith("11 2 1 1 ; ") and task.grade(ex, ref).reward == 5.0
+    assert task.grade(ex, "10 2 1 1 ; (11+1)*2*1").reward == 5.0     # only the formula is graded
+    assert task.grade(ex, "(11+1)*2*1").errors == ("illegal_formula",)  # no ";": no formula
+
+
+def test_pretraining_draws_state_their_own_rule_with_balanced_values():
+    rng = random.Random(0)
+    counts, rules = Counter(), Counter()
+    for _ in range(3000):
+        ex = TINY.sample_pretrain(rng, tuple(range(10, 41)))
+        rule = ex.data["rule"]
+        assert TINY.prompt(ex).startswith(f"J={rule[0]} Q={rule[1]} K={rule[2]} cards ")
+        for card, value in zip(ex.cards, ex.values):
+            expected = {"J": rule[0], "Q": rule[1], "K": rule[2], "A": 1}.get(card, None)
+            assert value == (expected if expected is not None else int(card))
+        assert TINY.grade(ex, TINY.reference_completion(ex)).correct
+        counts.update(ex.values)
+        rules.update(rule)
+    # defaults f = 6/13, h = 1/2: every card value 1..13 has probability 1/13 before the
+    # solvability filter; 12000 cards -> 923 each, s.d. ~29. The filter skews it a little.
+    assert set(counts) == set(range(1, 14))
+    assert max(counts.values()) / min(counts.values()) < 1.6, counts      # was 5x for 11..13 vs 1..10
+    # half the face values come from 11..13 (each 1/6), half from 1..10 (each 1/20)
+    assert abs(sum(rules[v] for v in (11, 12, 13)) / 9000 - 0.5) < 0.03
+
+
+def test_pretraining_draws_are_a_pure_function_of_the_rng():
+    a = [TINY.sample_pretrain(random.Random(i), (10, 20)) for i in range(20)]
+    b = [TINY.sample_pretrain(random.Random(i), (10, 20)) for i in range(20)]
+    assert a == b and {e.target for e in a} == {10, 20}
+    never_high = [TINY.sample_pretrain(random.Random(i), (24,), face_high_prob=0.0) for i in range(50)]
+    assert all(max(e.data["rule"]) <= 10 for e in never_high)
+
+
+def test_splits_are_unchanged_by_the_rule_field():
+    # ID/OOD examples carry no "rule": the prompt uses the split's rule, as before
+    ex = TINY.sample("ood", random.Random(1))
+    assert "rule" not in ex.data and TINY.prompt(ex).startswith("J=11 Q=12 K=13 ")

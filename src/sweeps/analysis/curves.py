@@ -33,8 +33,10 @@ bootstrap that resamples seeds (``bootstrap.cluster_bootstrap_ci``).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -77,8 +79,41 @@ def find_peak(steps: list[int], values: list[float], tol: float) -> dict[str, An
     return {**out, "peak_step": None, "peak_value": NAN, "no_peak": reason}
 
 
+def crossfit_drop(run: Path, split: str = "ood") -> float:
+    """Peak-minus-end of one run's success curve, with the peak chosen and measured on different
+    items, so that evaluation noise cannot make a decline.
+
+    ``max_t s(t) - s(end)`` over a noisy curve is biased upwards: the max of many noisy points
+    sits above the true curve even when nothing declines. Here the evaluation items are split by
+    parity; the peak checkpoint is picked on the even items and the drop ``s(peak) - s(end)`` is
+    measured on the odd items, and vice versa; the result is the mean of the two. Under a flat
+    true curve its expectation is 0. Reads ``ckpt/step=*/episodes_<split>.jsonl``; NaN when
+    fewer than two checkpoints have them.
+    """
+    curves: list[tuple[int, np.ndarray, np.ndarray]] = []
+    for ckpt in sorted(run.glob("ckpt/step=*")):
+        f = ckpt / f"episodes_{split}.jsonl"
+        if not f.is_file():
+            continue
+        items = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        ok = np.array([bool(r["success"]) for r in items], float)
+        idx = np.array([int(r["item"]) for r in items])
+        if ok.size:
+            curves.append((int(ckpt.name.split("=", 1)[1]), ok[idx % 2 == 0], ok[idx % 2 == 1]))
+    if len(curves) < 2:
+        return NAN
+    curves.sort(key=lambda c: c[0])
+    means = np.array([[c[1].mean() if c[1].size else NAN, c[2].mean() if c[2].size else NAN] for c in curves])  # [T, 2]
+    drops = []
+    for pick, measure in ((0, 1), (1, 0)):
+        t = int(np.nanargmax(means[:, pick]))
+        drops.append(means[t, measure] - means[-1, measure])
+    return float(np.mean(drops))
+
+
 def sft_seeds(study: Study, model: str, task: str, tol: float) -> list[dict[str, Any]]:
-    """One row per finished SFT seed: peak, max, end and ID at the peak/end."""
+    """One row per finished SFT seed: peak, max, end, ID at the peak/end, and the cross-fitted
+    OOD drop (``crossfit_drop``)."""
     rows = []
     for key in study.keys(SFT):
         if (key.model, key.task) != (model, task):
@@ -86,8 +121,10 @@ def sft_seeds(study: Study, model: str, task: str, tol: float) -> list[dict[str,
         peak = find_peak(*study.curve(key, OOD), tol)
         ids = study.metrics[key].get(ID, {})
         at_peak = peak["peak_step"] if peak["peak_step"] is not None else peak["max_step"]
+        run = study.root / key.stage / key.model / key.task / key.init / f"seed={key.seed}"
         rows.append({"model": model, "task": task, "seed": key.seed, **peak,
-                     "id_at_peak": ids.get(at_peak, NAN), "id_end": ids.get(peak["end_step"], NAN)})
+                     "id_at_peak": ids.get(at_peak, NAN), "id_end": ids.get(peak["end_step"], NAN),
+                     "max_minus_end": peak["max_value"] - peak["end_value"], "drop_crossfit": crossfit_drop(run)})
     return rows
 
 
@@ -129,6 +166,7 @@ def rl_seeds(study: Study, stage: str, model: str, task: str, sft: list[dict[str
         rows.append({"stage": stage, "model": model, "task": task, "init": key.init, "init_step": key.init_step,
                      "seed": key.seed, "is_sft_end": key.init_step == end_step[key.seed], "sft_ood_at_init": ood0,
                      "init_source": src, "rl_end_step": steps[-1] if steps else None, "rl_end_ood": end,
+                     "rl_end_id": id_end,
                      "d_ood": end - ood0, "d_id": id_end - id0, "recovery_ratio": ratio, "ratio_note": why,
                      "sft_max_ood": s["max_value"], "exceeds_peak": bool(end > s["max_value"])})
     return rows
@@ -157,6 +195,10 @@ def sft_summary(opts: Options, sft: list[dict[str, Any]]) -> list[dict[str, Any]
             ci_row(opts, scope, "ood_peak_value", col(peaks, "peak_value"), none),
             ci_row(opts, scope, "ood_max_value", col(sft, "max_value")),
             ci_row(opts, scope, "ood_end_value", col(sft, "end_value")),
+            ci_row(opts, scope, "ood_max_minus_end", col(sft, "max_minus_end"),
+                   "biased upwards by evaluation noise (max of a noisy curve); see ood_drop_crossfit"),
+            ci_row(opts, scope, "ood_drop_crossfit", col(sft, "drop_crossfit"),
+                   "peak chosen on half the items, drop measured on the other half"),
             ci_row(opts, scope, "id_at_peak", col(peaks, "id_at_peak"), none),
             ci_row(opts, scope, "id_end_value", col(sft, "id_end"))]
 
@@ -170,6 +212,7 @@ def rl_summary(opts: Options, rl: list[dict[str, Any]]) -> list[dict[str, Any]]:
                  "init_step": rows[0]["init_step"], "is_sft_end": all(r["is_sft_end"] for r in rows)}
         ratio_notes = "; ".join(sorted({r["ratio_note"] for r in rows if r["ratio_note"]}))
         out += [ci_row(opts, scope, "rl_end_ood", [r["rl_end_ood"] for r in rows]),
+                ci_row(opts, scope, "rl_end_id", [r["rl_end_id"] for r in rows]),
                 ci_row(opts, scope, "d_ood", [r["d_ood"] for r in rows]),
                 ci_row(opts, scope, "d_id", [r["d_id"] for r in rows]),
                 ci_row(opts, scope, "recovery_ratio", [r["recovery_ratio"] for r in rows], ratio_notes),

@@ -9,7 +9,10 @@ One figure per (model, task) unless stated:
 - ``rotation_*`` (spectral data only): rotation scalars and the singular-value drift control vs
   the OOD drop from the peak, one colour per seed, with the least-squares line;
 - ``layers_*`` (spectral data only): mean principal angle to the reference per layer x step;
-- ``errors_*``: per-error-type step rates vs SFT step (ID and OOD), mean over seeds.
+- ``errors_*``: per-error-type step rates vs SFT step (ID and OOD), mean over seeds;
+- ``study_*``: the study in one figure: ID and OOD success vs SFT step (mean and CI bands),
+  with the OOD (and ID) success at the end of RL from each init checkpoint drawn over it (mean
+  and CI, one marker per RL stage), and the OOD peak.
 
 Each function returns the written path, or None when there is nothing to draw.
 """
@@ -154,11 +157,44 @@ def errors(res: Results, model: str, task: str, out: Path) -> Path | None:
     return _save(fig, out / f"errors_{slug(model, task)}.png")
 
 
+def study_figure(res: Results, study: Study, model: str, task: str, out: Path) -> Path | None:
+    rows = [r for r in res.curves if (r["model"], r["task"]) == (model, task)]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for metric, label, color in ((ID, "SFT: ID success", "tab:blue"), (OOD, "SFT: OOD success", "tab:red")):
+        _band(ax, [r for r in rows if r["metric"] == metric], label, color)
+    markers = iter(("s", "D", "^", "v", "P"))
+    for stage in study.rl_stages():
+        marker = next(markers, "o")
+        for metric, color, name in (("rl_end_ood", "darkred", "OOD"), ("rl_end_id", "navy", "ID")):
+            rl = sorted((r for r in res.summary if (r["model"], r["task"], r["stage"], r["metric"]) ==
+                         (model, task, stage, metric)), key=lambda r: r["init_step"])
+            if not rl:
+                continue
+            x, y = [r["init_step"] for r in rl], np.array([r["estimate"] for r in rl])
+            lo, hi = np.array([r["lo"] for r in rl], float), np.array([r["hi"] for r in rl], float)
+            err = np.where(np.isfinite(lo), [y - lo, hi - y], 0.0)
+            ax.errorbar(x, y, yerr=err, fmt=marker, ms=7, color=color, mfc="white" if name == "ID" else color,
+                        capsize=3, lw=1.2, label=f"after {stage} from that checkpoint: {name}")
+    step = _row(res, model, task, "sft", "ood_peak_step")
+    if step and math.isfinite(step["estimate"]):
+        ax.axvline(step["estimate"], color="k", ls=":", lw=1, label=f"OOD peak (mean step {step['estimate']:.0f})")
+    ax.set(xlabel="SFT step (RL: the checkpoint it started from)", ylabel="success (greedy)")
+    ax.set_title(f"{model} / {task}: SFT (mean, 95% CI over seeds) and RL from SFT checkpoints", fontsize=9)
+    top = max([r["hi"] for r in rows if math.isfinite(r["hi"])] + [r["mean"] for r in rows] +
+              [r["hi"] for r in res.summary if r.get("metric") in ("rl_end_ood", "rl_end_id") and math.isfinite(r["hi"])])
+    ax.set_ylim(-0.01, min(1.02, 1.15 * top + 0.02))      # the data's range, not 0..1: small effects stay visible
+    ax.legend(fontsize=7, loc="best")
+    return _save(fig, out / f"study_{slug(model, task)}.png")
+
+
 def draw_all(res: Results, study: Study, out: Path) -> list[tuple[str, Path]]:
     """Every figure, as (caption, path) in report order."""
     figs: list[tuple[str, Path | None]] = []
     for model, task in study.cells():
         cell = f"{model} / {task}"
+        figs.append((f"the study: SFT curves and RL from checkpoints ({cell})", study_figure(res, study, model, task, out)))
         figs.append((f"SFT ID and OOD success ({cell})", sft_curves(res, study, model, task, out)))
         figs += [(f"{stage} from SFT checkpoints ({cell})", recovery(res, stage, model, task, out)) for stage in study.rl_stages()]
         ref = next((c["reference"] for c in res.correlations if (c["model"], c["task"]) == (model, task)), None)

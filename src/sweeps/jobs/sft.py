@@ -10,6 +10,11 @@ from sweeps.jobs import common
 from sweeps.runs import Run
 
 
+def init_name(cfg: DictConfig) -> str:
+    """The run directory's init axis."""
+    return "base"
+
+
 def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
     common.set_threads(cfg.trainer.threads)
     import lightning as L

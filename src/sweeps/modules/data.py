@@ -44,14 +44,21 @@ def collate(seqs: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.T
 
 
 class SFTStream(IterableDataset):
-    """Yields collated batches of ``batch_size`` examples from batch ``start_batch()`` on."""
+    """Yields collated batches of ``batch_size`` examples from batch ``start_batch()`` on.
 
-    def __init__(self, task: Task, tokenizer: Any, seed: int, batch_size: int, start_batch: Callable[[], int]):
+    ``draw(rng)`` makes one example (default: the task's ID split); the pretraining stage passes
+    its own distribution. ``salt`` keeps the two streams' example seeds apart.
+    """
+
+    def __init__(self, task: Task, tokenizer: Any, seed: int, batch_size: int, start_batch: Callable[[], int],
+                 draw: Callable[[random.Random], Any] | None = None, salt: str = "sft"):
         self.task, self.tokenizer, self.seed = task, tokenizer, seed
         self.batch_size, self.start_batch = batch_size, start_batch
+        self.draw = draw or (lambda rng: task.sample("id", rng))
+        self.salt = salt
 
     def example(self, i: int) -> tuple[list[int], int]:
-        ex = self.task.sample("id", random.Random(derive_seed(self.seed, "sft", i)))
+        ex = self.draw(random.Random(derive_seed(self.seed, self.salt, i)))
         return tokenize_pair(self.tokenizer, self.task.prompt(ex), self.task.reference_completion(ex))
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:

@@ -55,7 +55,9 @@ FEEDBACK = {ILLEGAL_FORMULA: "illegal formula", INCORRECT_NUMBER: "incorrect num
 
 RANK_NAMES = {1: "A", 11: "J", 12: "Q", 13: "K"}
 FACE_RANKS = (11, 12, 13)
-PROMPT_STYLES = ("paper", "compact")
+PROMPT_STYLES = ("paper", "compact", "tiny")
+ANSWER_FORMATS = ("json", "bare", "values")
+REFERENCES = ("first", "simplest")
 _MAX_DRAWS = 10_000
 
 _LEGAL = re.compile(r"(?:[0-9]+|[+\-*/()])+")
@@ -66,8 +68,14 @@ def rank_name(rank: int) -> str:
     return RANK_NAMES.get(rank, str(rank))
 
 
-def extract_formula(completion: str) -> str:
-    """The reply's formula: JSON "formula", else the quote-tolerant regex, else "None"."""
+def extract_formula(completion: str, answer_format: str = "json") -> str:
+    """The reply's formula. ``json``: the JSON "formula", else the quote-tolerant regex, else
+    "None". ``bare``: the whole reply. ``values``: what follows the last ";" (the reply restates
+    the card values first: ``"3 11 5 13 ; (11-5)*(13-9)"``), else "None"."""
+    if answer_format == "bare":
+        return completion
+    if answer_format == "values":
+        return completion.rsplit(";", 1)[1] if ";" in completion else "None"
     try:
         obj = json.loads(completion)
         if isinstance(obj, dict) and isinstance(obj.get("formula"), str):
@@ -81,6 +89,12 @@ def extract_formula(completion: str) -> str:
 def normalize_formula(formula: str) -> str:
     """Cut from the first "=" on and remove every whitespace character."""
     return "".join(formula.split("=", 1)[0].split())
+
+
+def simplicity(formula: str) -> tuple[int, int, int, str]:
+    """Sort key of the "simplest" reference: no division first, then fewer parentheses, then
+    shorter, then alphabetical (a total order, so the choice is deterministic)."""
+    return ("/" in formula, formula.count("("), len(formula), formula)
 
 
 def count_violations(tokens: list[str]) -> int:
@@ -135,6 +149,8 @@ class GeneralPoints(Task):
     ood_face_values: tuple[int, ...] = (11, 12, 13)  # ... and under the OOD rule
     ood_min_face_cards: int = 1
     prompt_style: str = "paper"
+    answer_format: str = "json"   # json {"formula": ...} | bare formula | values "v1 v2 v3 v4 ; formula"
+    reference: str = "first"      # SFT target among the solver's solutions: first | simplest
     partial_credit_for_prefix: bool = True
 
     def __post_init__(self) -> None:
@@ -154,6 +170,13 @@ class GeneralPoints(Task):
             raise ValueError(f"task.ood_min_face_cards must be in 0..4, got {self.ood_min_face_cards}")
         if self.prompt_style not in PROMPT_STYLES:
             raise ValueError(f"task.prompt_style must be one of {PROMPT_STYLES}, got {self.prompt_style!r}")
+        if self.answer_format not in ANSWER_FORMATS:
+            raise ValueError(f"task.answer_format must be one of {ANSWER_FORMATS}, got {self.answer_format!r}")
+        if self.answer_format != "json" and self.prompt_style == "paper":
+            raise ValueError("task.answer_format: the paper prompt asks for JSON; use answer_format=json "
+                             "or prompt_style=compact|tiny")
+        if self.reference not in REFERENCES:
+            raise ValueError(f"task.reference must be one of {REFERENCES}, got {self.reference!r}")
         if not isinstance(self.partial_credit_for_prefix, bool):
             raise ValueError(f"task.partial_credit_for_prefix must be a bool, got {self.partial_credit_for_prefix!r}")
         self.error_classes = ERROR_CLASSES
@@ -169,24 +192,57 @@ class GeneralPoints(Task):
     def sample(self, split: str, rng: random.Random) -> Example:
         """Draw (target, ranks) until the hand is solvable under the split's rule."""
         self.check_split(split)
-        targets = self.targets or (self.target,)
+        n_face = self.ood_min_face_cards if split == "ood" else 0
+        return self._draw(split, self.face_values(split), self.targets or (self.target,), n_face, rng,
+                          "task.targets")
+
+    def sample_pretrain(self, rng: random.Random, targets: tuple[int, ...], face_card_prob: float = 6 / 13,
+                        face_high_prob: float = 0.5) -> Example:
+        """One pretraining example under a random rule stated in the prompt.
+
+        Each card is a face card (J, Q or K, uniform) with probability ``face_card_prob``, else a
+        number card A..10 (uniform). Each of J, Q, K gets its own value: uniform on 11..13 with
+        probability ``face_high_prob``, else uniform on 1..10. So the ID rule (10, 10, 10), the
+        OOD rule (11, 12, 13) and every mixture are all pretraining rules, and with the defaults
+        every card value 1..13 is equally likely: P(v <= 10) = (1 - f)/10 + f(1 - h)/10 and
+        P(v >= 11) = f h / 3, equal at f = 6/13, h = 1/2. (With face values uniform on 1..13 and
+        ranks uniform, 11..13 would be 5x rarer than the others, which makes a base better at ID
+        hands than at OOD hands before any fine-tuning.) The target is drawn from ``targets``; a
+        draw is repeated until the hand is solvable. Split "id" only labels the example: its
+        rule travels in ``data["rule"]``."""
+        for _ in range(_MAX_DRAWS):
+            rule = tuple(rng.randint(11, 13) if rng.random() < face_high_prob else rng.randint(1, 10)
+                         for _ in FACE_RANKS)
+            target = rng.choice(targets)
+            ranks = [rng.choice(FACE_RANKS) if rng.random() < face_card_prob else rng.randint(1, 10)
+                     for _ in range(4)]
+            values = [rule[r - 11] if r in FACE_RANKS else r for r in ranks]
+            if is_solvable(values, target):
+                data = {"cards": [rank_name(r) for r in ranks], "values": values, "target": target,
+                        "rule": list(rule)}
+                return Example(split="id", data=data)
+        raise ValueError(f"algo.targets: no solvable hand found in {_MAX_DRAWS} draws")
+
+    def _draw(self, split: str, rule: tuple[int, ...], targets: tuple[int, ...], n_face: int,
+              rng: random.Random, field: str) -> Example:
         for _ in range(_MAX_DRAWS):
             target = rng.choice(targets)
-            n_face = self.ood_min_face_cards if split == "ood" else 0
             ranks = [rng.randint(1, 13) for _ in range(4 - n_face)]
             ranks += [rng.choice(FACE_RANKS) for _ in range(n_face)]
             if n_face:
                 rng.shuffle(ranks)
-            values = [self.card_value(r, split) for r in ranks]
+            values = [rule[r - 11] if r in FACE_RANKS else r for r in ranks]
             if is_solvable(values, target):
-                cards = [rank_name(r) for r in ranks]
-                return Example(split=split, data={"cards": cards, "values": values, "target": target})
-        raise ValueError(f"task.targets: no solvable hand found in {_MAX_DRAWS} draws")
+                data = {"cards": [rank_name(r) for r in ranks], "values": values, "target": target}
+                return Example(split=split, data=data)
+        raise ValueError(f"{field}: no solvable hand found in {_MAX_DRAWS} draws")
 
     # --- prompt and reference -------------------------------------------------------------
     def prompt(self, example: Example) -> str:
-        jqk = self.face_values(example.split)
+        jqk = example.data.get("rule") or self.face_values(example.split)
         target, cards = example.target, example.cards
+        if self.prompt_style == "tiny":
+            return f"J={jqk[0]} Q={jqk[1]} K={jqk[2]} cards {' '.join(cards)} target {target}"
         if self.prompt_style == "compact":
             return (f"Rule: J={jqk[0]} Q={jqk[1]} K={jqk[2]}. Cards: {' '.join(cards)}. "
                     f"Target: {target}. Use each card exactly once. Answer as JSON with key formula.")
@@ -217,7 +273,11 @@ class GeneralPoints(Task):
         solutions = self.solutions(example)
         if not solutions:
             raise ValueError(f"no solution for values {example.values} and target {example.target}")
-        formula = solutions[0]
+        formula = solutions[0] if self.reference == "first" else min(solutions, key=simplicity)
+        if self.answer_format == "bare":
+            return formula
+        if self.answer_format == "values":
+            return f"{' '.join(map(str, example.values))} ; {formula}"
         if self.prompt_style == "compact":
             return json.dumps({"formula": formula})
         return json.dumps({"cards": list(example.cards), "number": list(example.values), "formula": formula})
@@ -234,7 +294,7 @@ class GeneralPoints(Task):
 
     def _penalties(self, values: list[int], target: int, completion: str) -> list[str]:
         """The triggered classes in check order (one entry per penalty, so they sum)."""
-        formula = normalize_formula(extract_formula(completion))
+        formula = normalize_formula(extract_formula(completion, self.answer_format))
         if not _LEGAL.fullmatch(formula):
             return [ILLEGAL_FORMULA]
         tokens = re.findall(r"[0-9]+|[+\-*/()]", formula)
