@@ -42,7 +42,7 @@ def test_report_references_every_figure_and_each_exists(done):
     figures = sorted((done / "syn" / "analysis" / "figures").glob("*.png"))
     assert {(report.parent / s).resolve() for s in srcs} == {f.resolve() for f in figures}
     assert all((report.parent / s).is_file() for s in srcs)
-    assert {f.name.split("_")[0] for f in figures} == {"sft", "recovery", "rotation", "layers", "errors"}
+    assert {f.name.split("_")[0] for f in figures} == {"study", "sft", "recovery", "rotation", "layers", "errors"}
     for href in re.findall(r'<a href="([^"]+)"', text):
         assert (report.parent / href).is_file()
     assert "sft-step=000100" in text and "RL run missing" in text           # the missing run is listed

@@ -182,7 +182,8 @@ def study_figure(res: Results, study: Study, model: str, task: str, out: Path) -
         ax.axvline(step["estimate"], color="k", ls=":", lw=1, label=f"OOD peak (mean step {step['estimate']:.0f})")
     ax.set(xlabel="SFT step (RL: the checkpoint it started from)", ylabel="success (greedy)")
     ax.set_title(f"{model} / {task}: SFT (mean, 95% CI over seeds) and RL from SFT checkpoints", fontsize=9)
-    top = max([r["hi"] for r in rows if math.isfinite(r["hi"])] + [r["mean"] for r in rows] +
+    shown = [r for r in rows if r["metric"] in (ID, OOD)]
+    top = max([r["hi"] for r in shown if math.isfinite(r["hi"])] + [r["mean"] for r in shown] +
               [r["hi"] for r in res.summary if r.get("metric") in ("rl_end_ood", "rl_end_id") and math.isfinite(r["hi"])])
     ax.set_ylim(-0.01, min(1.02, 1.15 * top + 0.02))      # the data's range, not 0..1: small effects stay visible
     ax.legend(fontsize=7, loc="best")
