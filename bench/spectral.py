@@ -2,6 +2,15 @@
 
     .venv/bin/python bench/spectral.py            # K=8 checkpoints of 2x512x512 + 2x512x1536, k=64 (~3 min)
     .venv/bin/python bench/spectral.py --tiny     # seconds; what tests/integration/test_bench_smoke.py runs
+    .venv/bin/python bench/spectral.py --preset qwen0.5b-layer   # one Qwen2.5-0.5B layer's shapes (~6 min)
+
+Presets (--preset; --tiny is --preset tiny): ``default`` (2x512x512 + 2x512x1536, K=8, k=64);
+``qwen0.5b-layer``: the matrix shapes of one transformer layer of Qwen2.5-0.5B (hidden 896,
+intermediate 4864, 14 heads, 2 KV heads of dim 64): q_proj 896x896, k_proj 128x896,
+v_proj 128x896, down_proj 896x4864, K=8, k=64 (k/v: exactly 128/2, no clipping needed), same
+spectrum, rotations, naive baseline, accuracy assertion, memory measurement and threads; its
+step 3 times one decomposition of each of the layer's shapes and skips the 7B extrapolation
+(which does not depend on the preset; run the default preset for it).
 
 1. Writes K synthetic safetensors checkpoints (float32) of a model with a few matrices: W_0 has
    a power-law spectrum σ_i = (i+1)^-0.5 (flat like trained weights, no gap at k), and
@@ -52,6 +61,12 @@ SIZES = {
     "tiny": {"shapes": [(64, 64), (64, 192)], "K": 3, "k": 8, "repeats": 1,
              "tiny_model": [(128, 128), (128, 384)], "tiny_k": 16,
              "big": {"square": (256, 256, 48), "wide": (128, 677, 24)}},
+    # one transformer layer of Qwen2.5-0.5B: hidden 896, intermediate 4864, 14 heads, 2 KV heads of dim 64
+    "qwen0.5b-layer": {"shapes": [(896, 896), (128, 896), (128, 896), (896, 4864)], "K": 8, "k": 64, "repeats": 3,
+                       "names": ["model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
+                                 "model.layers.0.self_attn.v_proj.weight", "model.layers.0.mlp.down_proj.weight"],
+                       "tiny_model": [(896, 896), (128, 896), (896, 4864)], "tiny_k": 64, "tiny_reps": 3,
+                       "big": {}},
 }
 QWEN7B = [("q", 3584, 3584, 1), ("k", 512, 3584, 1), ("v", 512, 3584, 1), ("down", 3584, 18944, 1)]
 LAYERS_7B, K_7B = 28, 768
@@ -73,7 +88,8 @@ def set_threads(n: int) -> None:
 
 
 # --- synthetic checkpoints -------------------------------------------------------------------------
-def make_checkpoints(root: Path, shapes: list[tuple[int, int]], K: int, eps: float = 0.01) -> list[Path]:
+def make_checkpoints(root: Path, shapes: list[tuple[int, int]], K: int, eps: float = 0.01,
+                     names: list[str] | None = None) -> list[Path]:
     import torch
     from safetensors.torch import save_file
 
@@ -86,7 +102,8 @@ def make_checkpoints(root: Path, shapes: list[tuple[int, int]], K: int, eps: flo
 
     mats = {}
     for i, (m, n) in enumerate(shapes):
-        name = f"model.layers.{i}.self_attn.q_proj.weight" if m == n else f"model.layers.{i}.mlp.down_proj.weight"
+        name = names[i] if names else (f"model.layers.{i}.self_attn.q_proj.weight" if m == n
+                                       else f"model.layers.{i}.mlp.down_proj.weight")
         r = min(m, n)
         U = torch.linalg.qr(torch.randn(m, r, generator=g, dtype=torch.float64)).Q  # [m, r]
         V = torch.linalg.qr(torch.randn(n, r, generator=g, dtype=torch.float64)).Q  # [n, r]
@@ -205,7 +222,7 @@ def spawn(which: str, d: Path, k: int, threads: int, memory: bool = False, warmu
 # --- part 1: stream vs naive -----------------------------------------------------------------------
 def compare_paths(size: dict, threads: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_spectral_") as tmp:
-        paths = make_checkpoints(Path(tmp), size["shapes"], size["K"])
+        paths = make_checkpoints(Path(tmp), size["shapes"], size["K"], names=size.get("names"))
         runs = {w: [spawn(w, Path(tmp), size["k"], threads) for _ in range(size["repeats"])]
                 for w in ("naive", *METHODS)}
         peak = {w: spawn(w, Path(tmp), size["k"], threads, memory=True)["peak_mb"] for w in runs}
@@ -288,7 +305,8 @@ def extrapolate(big: dict[str, tuple[int, int, int]], timings: dict) -> None:
 
 
 def costs(size: dict, threads: int) -> None:
-    rows = [(m, n, size["tiny_k"], 5) for m, n in size["tiny_model"]] + [(*b, 1) for b in size["big"].values()]
+    rows = ([(m, n, size["tiny_k"], size.get("tiny_reps", 5)) for m, n in size["tiny_model"]]
+            + [(*b, 1) for b in size["big"].values()])
     print("\n## one top-k decomposition per matrix (s; eigh = Gram product + top-k eigensolver)\n")
     print("| shape | k | full SVD | eigh | randomized (n_iter=4, p=10) | Gram | eigensolver |")
     print("|---|---|---|---|---|---|---|")
@@ -296,7 +314,8 @@ def costs(size: dict, threads: int) -> None:
     for m, n, k, reps in rows:
         t = timings[(m, n, k)] = per_matrix(m, n, k, reps)
         print(f"| {m}x{n} | {k} | {t['full']:.4f} | {t['eigh']:.4f} | {t['randomized']:.4f} | {t['gram']:.4f} | {t['eig']:.4f} |")
-    extrapolate(size["big"], timings)
+    if size["big"]:
+        extrapolate(size["big"], timings)
 
 
 def machine(threads: int) -> str:
@@ -312,7 +331,10 @@ def machine(threads: int) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tiny", action="store_true", help="small sizes (seconds), for the smoke test")
+    p.add_argument("--tiny", action="store_true", help="small sizes (seconds), for the smoke test; same as --preset tiny")
+    p.add_argument("--preset", choices=tuple(SIZES), default="default",
+                   help="sizes: default (2x512x512 + 2x512x1536), qwen0.5b-layer (one Qwen2.5-0.5B layer's "
+                        "q/k/v/down shapes) or tiny")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for every method (default 1)")
     p.add_argument("--worker", choices=("naive", *METHODS), help=argparse.SUPPRESS)
     p.add_argument("--dir", help=argparse.SUPPRESS)
@@ -321,9 +343,10 @@ def main() -> None:
     args = p.parse_args()
     if args.worker:
         return worker(args)
-    size = SIZES["tiny" if args.tiny else "default"]
+    preset = "tiny" if args.tiny else args.preset
+    size = SIZES[preset]
     set_threads(args.threads)
-    print(f"# spectral bench ({'tiny' if args.tiny else 'default'} sizes)\n\n{machine(args.threads)}")
+    print(f"# spectral bench ({preset} sizes)\n\n{machine(args.threads)}")
     compare_paths(size, args.threads)
     costs(size, args.threads)
 
