@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -50,6 +51,16 @@ def load() -> str:
         return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "load average n/a"
+
+
+def trl_version_or_none() -> str | None:
+    """TRL's version, or None (with a note on stderr) when the bench extra is not installed."""
+    try:
+        import trl
+    except ImportError:
+        print("TRL is not installed (pip install '.[bench]'): its rows are skipped", file=sys.stderr)
+        return None
+    return trl.__version__
 
 
 def machine_line(extra: dict[str, str] | None = None) -> str:

@@ -39,17 +39,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import random
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHAPES, clock, compose, machine_line, median, set_threads, spans  # noqa: E402
+from _common import SHAPES, clock, compose, machine_line, median, set_threads, spans, trl_version_or_none  # noqa: E402
 
 SEED = 0
 
@@ -276,14 +274,7 @@ def main() -> None:
     sz = Sizes(args.tiny)
     shapes = args.shapes or (["tiny"] if args.tiny else ["tiny", "small"])
     steps = args.steps or (1 if args.tiny else 3)
-    trl_version = None
-    if not args.no_trl:
-        try:
-            import trl
-
-            trl_version = trl.__version__
-        except ImportError:
-            print("TRL is not installed (pip install '.[bench]'): its rows are skipped", file=sys.stderr)
+    trl_version = None if args.no_trl else trl_version_or_none()
     print(f"# rl bench ({'tiny sizes' if args.tiny else 'full'})")
     print(machine_line({"trl": trl_version or "not installed"}))
     print(f"{sz.prompts} prompts x {sz.group} samples x <= {sz.new_tokens} new tokens per optimiser step, "

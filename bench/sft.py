@@ -35,7 +35,6 @@ import contextlib
 import logging
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHAPES, clock, compose, machine_line, matmul_peak, median, n_params, set_threads, spans  # noqa: E402
+from _common import (SHAPES, clock, compose, machine_line, matmul_peak, median, n_params, set_threads, spans,  # noqa: E402
+                     trl_version_or_none)
 
 SEED = 0
 
@@ -168,14 +168,7 @@ def main() -> None:
     shapes = args.shapes or (["tiny"] if args.tiny else ["tiny", "small"])
     batch = args.batch or (8 if args.tiny else 64)
     steps = args.steps or (1 if args.tiny else 5)
-    trl_version = None
-    if not args.no_trl:
-        try:
-            import trl
-
-            trl_version = trl.__version__
-        except ImportError:
-            print("TRL is not installed (pip install '.[bench]'): its rows are skipped", file=sys.stderr)
+    trl_version = None if args.no_trl else trl_version_or_none()
     peak = matmul_peak(256 if args.tiny else 1024)
     print(f"# sft bench ({'tiny sizes' if args.tiny else 'full'})")
     print(machine_line({"trl": trl_version or "not installed"}))
