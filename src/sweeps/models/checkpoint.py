@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,21 +21,15 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(model: torch.nn.Module, tokenizer: Any, path: str | os.PathLike) -> Path:
     """Write ``model`` and ``tokenizer`` to ``path`` atomically (temp dir, then rename)."""
+    from sweeps.runs import atomic_dir
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_dir(path) as tmp:
         if _is_peft(model):
             _save_merged(model, tmp)
         else:
             model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

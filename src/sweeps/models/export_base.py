@@ -17,13 +17,12 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
 
 from sweeps.models.checkpoint import check_checkpoint_dir
-from sweeps.runs import Run
+from sweeps.runs import Run, atomic_dir
 
 
 def export(study_dir: Path, dest: Path) -> list[Path]:
@@ -48,9 +47,8 @@ def export(study_dir: Path, dest: Path) -> list[Path]:
             "eval": {k: v for k, v in (evals[-1] if evals else {}).items() if k.endswith(("/success", "/n"))},
             "config": cfg,
         }
-        dest.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".base{seed}.", dir=dest))
-        try:
+        final = dest / f"base{seed}"
+        with atomic_dir(final) as tmp:
             for f in ckpt.iterdir():
                 if f.is_file() and f.name != "eval.json" and not f.name.startswith("episodes"):
                     shutil.copy2(f, tmp / f.name)
@@ -59,13 +57,6 @@ def export(study_dir: Path, dest: Path) -> list[Path]:
             os.chmod(tmp, 0o755)                                  # mkdtemp makes 0700
             for f in tmp.iterdir():
                 os.chmod(f, 0o644)
-            final = dest / f"base{seed}"
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         written.append(final)
         print(f"{final}: step {step} of {path}")
     return written
