@@ -1,8 +1,8 @@
 """Benchmark: the streaming spectral pass vs the naive path, and what a 7B model would cost.
 
-    .venv/bin/python bench/spectral.py            # K=8 checkpoints of 2x512x512 + 2x512x1536, k=64 (~3 min)
+    .venv/bin/python bench/spectral.py            # K=8 checkpoints of 2x512x512 + 2x512x1536, k=64 (~5 min)
     .venv/bin/python bench/spectral.py --tiny     # seconds; what tests/integration/test_bench_smoke.py runs
-    .venv/bin/python bench/spectral.py --preset qwen0.5b-layer   # one Qwen2.5-0.5B layer's shapes (~6 min)
+    .venv/bin/python bench/spectral.py --preset qwen0.5b-layer   # one Qwen2.5-0.5B layer's shapes (~12 min)
 
 Presets (--preset; --tiny is --preset tiny): ``default`` (2x512x512 + 2x512x1536, K=8, k=64);
 ``qwen0.5b-layer``: the matrix shapes of one transformer layer of Qwen2.5-0.5B (hidden 896,
@@ -16,14 +16,21 @@ step 3 times one decomposition of each of the layer's shapes and skips the 7B ex
    a power-law spectrum σ_i = (i+1)^-0.5 (flat like trained weights, no gap at k), and
    W_t = R_Lᵗ W_0 R_Rᵗᵀ (1 + 0.01 t) with R = expm(ε A), A skew with unit spectral norm,
    ε = 0.01: rotations of known size plus a known rescaling.
-2. Compares, for every checkpoint t >= 1 against checkpoint 0, the top-k principal angles (U and V
-   sides: mean and max) computed by
-   - naive: load both whole checkpoints, full SVD of both matrices of every pair
+2. Compares the top-k principal angles (U and V sides: mean and max) of checkpoint pairs, for two
+   workloads (--workload; both by default):
+   - ``stage``: every checkpoint t >= 1 against the references ``sweeps-spectral`` compares with
+     by default (spectral.references = [base, ood_peak, previous]): checkpoint 0, checkpoint 2
+     (``OOD_PEAK``, an early checkpoint as the SFT OOD peak is) and t - 1; 3 (K - 1) pairs;
+   - ``one``: every checkpoint t >= 1 against checkpoint 0 only; K - 1 pairs. With a single
+     comparison per target this is the stream's worst case: it still decomposes every target once.
+   computed by
+   - naive: for every pair, load both whole checkpoints, full SVD of both matrices
      (scipy.linalg.svd, thin), scipy.linalg.subspace_angles on the top-k columns;
-   - stream (sweeps.spectral.stream.compare, metrics=[angles], keep_target=False as with one
-     fixed reference): one matrix at a time from memory-mapped files, the reference's top-k
-     decomposition cached once, one top-k decomposition per target, with method full, eigh and
-     randomized.
+   - stream: the loop of sweeps.spectral.stage.analyse_run without its file writes:
+     sweeps.spectral.stream.compare (metrics=[angles]) per reference, one matrix at a time from
+     memory-mapped files, every checkpoint's top-k decomposition computed once and cached while a
+     reference or the next checkpoint's "previous" needs it (keep_target=False with one fixed
+     reference), with method full, eigh and randomized.
    Each method runs in a fresh subprocess per repeat; the time excludes interpreter start,
    imports and a warm-up: the same work on the first pair only (checkpoints 0 and 1, fresh
    caches, results dropped), for every path alike. Peak memory comes from two more runs per
@@ -130,36 +137,62 @@ def _rss_kb(field: str) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def work_naive(paths: list[Path], k: int) -> dict:
+OOD_PEAK = 2  # the checkpoint playing the SFT run's OOD-peak role in the stage workload (an early one)
+
+
+def pairs(K: int, workload: str) -> list[tuple[int, str, int]]:
+    """(target t, reference name, reference checkpoint) for targets t = 1..K-1.
+
+    ``one``: checkpoint 0 only (one fixed reference: the worst case for the stream, which then
+    decomposes every target once for a single comparison). ``stage``: what ``sweeps-spectral``
+    computes with its default ``spectral.references`` [base, ood_peak, previous]: checkpoint 0,
+    checkpoint ``OOD_PEAK`` (when it exists) and t - 1 (for t = 1 the same checkpoint as base,
+    and for t = OOD_PEAK the target itself, as in the stage, which writes every table).
+    """
+    refs = {"one": lambda t: [("base", 0)],
+            "stage": lambda t: [("base", 0)] + ([("ood_peak", OOD_PEAK)] if OOD_PEAK < K else []) + [("previous", t - 1)]}
+    return [(t, name, r) for t in range(1, K) for name, r in refs[workload](t)]
+
+
+def work_naive(paths: list[Path], k: int, workload: str = "one") -> dict:
     import numpy as np
     import scipy.linalg as sl
     from safetensors.numpy import load_file
 
     out = {}
-    for t, path in enumerate(paths[1:], 1):
-        A, B = load_file(str(paths[0] / "model.safetensors")), load_file(str(path / "model.safetensors"))
+    for t, ref, r in pairs(len(paths), workload):
+        A, B = load_file(str(paths[r] / "model.safetensors")), load_file(str(paths[t] / "model.safetensors"))
         for name in A:
             Ua, _, Vha = sl.svd(A[name].astype(np.float64), full_matrices=False)  # [m, r], [r], [r, n]
             Ub, _, Vhb = sl.svd(B[name].astype(np.float64), full_matrices=False)
             tu = sl.subspace_angles(Ua[:, :k], Ub[:, :k])  # [k] descending
             tv = sl.subspace_angles(Vha[:k].T, Vhb[:k].T)
-            out[f"{t}/{name}"] = [tu.mean(), tu.max(), tv.mean(), tv.max()]
+            out[f"{t}/{ref}/{name}"] = [tu.mean(), tu.max(), tv.mean(), tv.max()]
         del A, B
     return out
 
 
-def work_stream(paths: list[Path], k: int, method: str) -> dict:
+def work_stream(paths: list[Path], k: int, method: str, workload: str = "one") -> dict:
+    """The stage's loop (``sweeps.spectral.stage.analyse_run``) without its file writes: per
+    target, ``compare`` against each reference, keeping the target's triplets when another
+    reference or the next checkpoint's "previous" needs them, then evict all but the target and
+    the fixed references."""
     from sweeps.spectral.stream import Checkpoint, Options, SVDCache, compare, select_targets
 
     opts = Options(k=k, method=method, metrics=("angles",))
-    cache, ref = SVDCache(opts), Checkpoint(paths[0])
-    names = select_targets(ref.names(), [r"\.weight$"], ref.path)
+    cache = SVDCache(opts)
+    names = select_targets(Checkpoint(paths[0]).names(), [r"\.weight$"], paths[0])
+    todo = pairs(len(paths), workload)
+    fixed = sorted({paths[r] for _, ref, r in todo if ref != "previous"})
+    keep = workload == "stage"  # as analyse_checkpoint: more than one reference, or "previous"
     out = {}
-    for t, path in enumerate(paths[1:], 1):
-        # keep_target=False: with one fixed reference sweeps-spectral drops a target's triplets too
-        for row in compare(ref, Checkpoint(path), names, cache, opts, keep_target=False):
-            out[f"{t}/{row['name']}"] = [row["u_angle_mean"], row["u_angle_max"], row["v_angle_mean"], row["v_angle_max"]]
-        cache.retain([ref.path])
+    for t in range(1, len(paths)):
+        tgt = Checkpoint(paths[t])
+        for _, ref, r in [p for p in todo if p[0] == t]:
+            for row in compare(Checkpoint(paths[r]), tgt, names, cache, opts, keep_target=keep):
+                out[f"{t}/{ref}/{row['name']}"] = [row["u_angle_mean"], row["u_angle_max"], row["v_angle_mean"],
+                                                   row["v_angle_max"]]
+        cache.retain([paths[t], *fixed])
     return out
 
 
@@ -172,7 +205,7 @@ def warm_up(which: str, paths: list[Path] | None = None, k: int = 4) -> None:
     import numpy as np
 
     if paths is not None:
-        (work_naive(paths[:2], k) if which == "naive" else work_stream(paths[:2], k, which)).clear()
+        (work_naive(paths[:2], k) if which == "naive" else work_stream(paths[:2], k, which)).clear()  # workload one
         return
 
     if which == "naive":
@@ -200,15 +233,17 @@ def worker(args: argparse.Namespace) -> None:
         pass
     base = _rss_kb("VmRSS")
     t0 = time.perf_counter()
-    res = work_naive(paths, args.k) if args.worker == "naive" else work_stream(paths, args.k, args.worker)
+    workload = args.workload[0]  # a worker runs one
+    res = (work_naive(paths, args.k, workload) if args.worker == "naive"
+           else work_stream(paths, args.k, args.worker, workload))
     seconds = time.perf_counter() - t0
     print(json.dumps({"seconds": seconds, "peak_mb": (_rss_kb("VmHWM") - base) / 1024,
                       "results": {k: [float(x) for x in v] for k, v in res.items()}}))
 
 
-def spawn(which: str, d: Path, k: int, threads: int, memory: bool = False, warmup: str = "pair") -> dict:
+def spawn(which: str, d: Path, k: int, threads: int, workload: str, memory: bool = False, warmup: str = "pair") -> dict:
     cmd = [sys.executable, __file__, "--worker", which, "--dir", str(d), "--k", str(k), "--threads", str(threads),
-           "--warmup", warmup]
+           "--warmup", warmup, "--workload", workload]
     # memory runs: a fixed mmap threshold makes glibc return every large buffer when it is freed,
     # so the high-water mark measures live data, not heap fragmentation (it slows every path a
     # little, so timing runs go without it)
@@ -220,19 +255,30 @@ def spawn(which: str, d: Path, k: int, threads: int, memory: bool = False, warmu
 
 
 # --- part 1: stream vs naive -----------------------------------------------------------------------
-def compare_paths(size: dict, threads: int) -> None:
+WORKLOADS = ("stage", "one")
+TITLES = {"stage": "every checkpoint against base, ood_peak and previous (the stage's default references)",
+          "one": "every checkpoint against one fixed reference (checkpoint 0)"}
+
+
+def compare_paths(size: dict, threads: int, workloads: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_spectral_") as tmp:
         paths = make_checkpoints(Path(tmp), size["shapes"], size["K"], names=size.get("names"))
-        runs = {w: [spawn(w, Path(tmp), size["k"], threads) for _ in range(size["repeats"])]
-                for w in ("naive", *METHODS)}
-        peak = {w: spawn(w, Path(tmp), size["k"], threads, memory=True)["peak_mb"] for w in runs}
-        peak_cold = {w: spawn(w, Path(tmp), size["k"], threads, memory=True, warmup="small")["peak_mb"] for w in runs}
+        for workload in workloads:
+            compare_workload(size, threads, workload, Path(tmp), len(paths))
+
+
+def compare_workload(size: dict, threads: int, workload: str, d: Path, K: int) -> None:
+    runs = {w: [spawn(w, d, size["k"], threads, workload) for _ in range(size["repeats"])] for w in ("naive", *METHODS)}
+    peak = {w: spawn(w, d, size["k"], threads, workload, memory=True)["peak_mb"] for w in runs}
+    peak_cold = {w: spawn(w, d, size["k"], threads, workload, memory=True, warmup="small")["peak_mb"] for w in runs}
     naive_t = statistics.median(r["seconds"] for r in runs["naive"])
     ref = runs["naive"][0]["results"]
     pair_mb = 2 * sum(m * n for m, n in size["shapes"]) * 4 / 2**20
     shapes = ", ".join(f"{m}x{n}" for m, n in size["shapes"])
-    print(f"\n## streaming pass vs naive: K={size['K']} checkpoints ({len(paths) - 1} pairs vs checkpoint 0), "
-          f"matrices {shapes}, k={size['k']}, median of {size['repeats']} run(s)\n")
+    n_pairs = len(pairs(K, workload))
+    print(f"\n## streaming pass vs naive, workload {workload}: {TITLES[workload]}; K={K} checkpoints, "
+          f"{n_pairs} checkpoint pairs (naive: {2 * n_pairs} SVDs per matrix; stream: one decomposition per "
+          f"checkpoint, {K}), matrices {shapes}, k={size['k']}, median of {size['repeats']} run(s)\n")
     print("| path | median s | speed-up vs naive | peak MB above baseline | same, with one-time library buffers "
           "| max abs angle diff vs naive (rad) |")
     print("|---|---|---|---|---|---|")
@@ -241,9 +287,14 @@ def compare_paths(size: dict, threads: int) -> None:
         err = max(abs(a - b) for key, v in rs[0]["results"].items() for a, b in zip(v, ref[key]))
         label = "naive: full SVD of every pair + scipy subspace_angles" if w == "naive" else f"stream, method={w}"
         print(f"| {label} | {t:.3f} | {naive_t / t:.1f}x | {peak[w]:.1f} | {peak_cold[w]:.1f} | {err:.1e} |")
+        assert set(rs[0]["results"]) == set(ref), f"stream method={w} computed other pairs than naive"
         if w in ("full", "eigh"):
             assert err < TOL, f"stream method={w} disagrees with the naive angles by {err:.2e} rad"
-    print(f"\ntwo checkpoints' target matrices: {pair_mb:.1f} MB as float32 (on disk), {2 * pair_mb:.1f} MB as float64")
+    trip_mb = sum((m + n + 1) * min(size["k"], m // 2, n // 2) for m, n in size["shapes"]) * 8 / 2**20
+    held = {"stage": "base, ood_peak and previous", "one": "the reference"}[workload]
+    print(f"\ntwo checkpoints' target matrices: {pair_mb:.1f} MB as float32 (on disk), {2 * pair_mb:.1f} MB as float64; "
+          f"one checkpoint's float64 top-k triplets (U, S, V): {trip_mb:.1f} MB, of which the stream keeps "
+          f"those of {held} cached besides the current target's")
 
 
 # --- part 2: per-matrix cost and the 7B extrapolation ----------------------------------------------
@@ -340,6 +391,9 @@ def main() -> None:
     p.add_argument("--dir", help=argparse.SUPPRESS)
     p.add_argument("--k", type=int, help=argparse.SUPPRESS)
     p.add_argument("--warmup", choices=("pair", "small"), default="pair", help=argparse.SUPPRESS)
+    p.add_argument("--workload", choices=WORKLOADS, nargs="+", default=list(WORKLOADS),
+                   help="which comparisons: stage (every checkpoint against base, ood_peak and previous, "
+                        "the spectral stage's default references) and/or one (one fixed reference)")
     args = p.parse_args()
     if args.worker:
         return worker(args)
@@ -347,7 +401,7 @@ def main() -> None:
     size = SIZES[preset]
     set_threads(args.threads)
     print(f"# spectral bench ({preset} sizes)\n\n{machine(args.threads)}")
-    compare_paths(size, args.threads)
+    compare_paths(size, args.threads, args.workload)
     costs(size, args.threads)
 
 

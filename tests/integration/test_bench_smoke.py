@@ -16,9 +16,12 @@ def test_bench_spectral_tiny_prints_the_tables():
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout
     assert out.startswith("# spectral bench (tiny sizes)") and "machine: " in out and "torch " in out
-    assert "| naive: full SVD of every pair + scipy subspace_angles |" in out
+    # K = 3: the stage workload compares t = 1, 2 with base, ood_peak (checkpoint 2) and previous
+    assert "workload stage: " in out and "6 checkpoint pairs (naive: 12 SVDs per matrix; stream: one " in out
+    assert "workload one: " in out and "2 checkpoint pairs (naive: 4 SVDs per matrix; stream: one " in out
+    assert out.count("| naive: full SVD of every pair + scipy subspace_angles |") == 2
     for method in ("full", "eigh", "randomized"):
-        assert f"| stream, method={method} |" in out
+        assert out.count(f"| stream, method={method} |") == 2
     assert "## Qwen2.5-7B, one checkpoint pair, extrapolated" in out and "Extrapolated, not measured." in out
 
 

@@ -180,8 +180,21 @@ def subspace_iteration(W: torch.Tensor, start: torch.Tensor, n_iter: int, k: int
 
 
 def _svd_full(W: torch.Tensor, k: int, opts: Options) -> Decomp:
-    U, S, Vh = torch.linalg.svd(W.to(torch.float64), full_matrices=False)  # [m, r], [r], [r, n]
-    return U[:, :k], S[:k], Vh[:k].T
+    """Thin SVD truncated to k. On CPU scipy's LAPACK gesdd of the tall orientation (a wide W is
+    passed as the Fortran view of Wᵀ, no copy): torch's SVD of a wide 896x4864 float64 matrix
+    measured 2.6x slower on this project's CPUs (1.85 s vs 0.70 s, one thread)."""
+    if W.device.type != "cpu":
+        U, S, Vh = torch.linalg.svd(W.to(torch.float64), full_matrices=False)  # [m, r], [r], [r, n]
+        return U[:, :k], S[:k], Vh[:k].T
+    import scipy.linalg
+
+    Wn = W.detach().to(torch.float64).contiguous().numpy()  # [m, n]
+    wide = Wn.shape[0] < Wn.shape[1]
+    U, S, Vh = scipy.linalg.svd(Wn.T if wide else Wn, full_matrices=False, check_finite=False)  # tall: [M, r], [r], [r, r]
+    if wide:  # W = (U S Vh)ᵀ = Vhᵀ S Uᵀ
+        U, Vh = Vh.T, U.T
+    return (torch.from_numpy(U[:, :k].copy()), torch.from_numpy(S[:k].copy()),
+            torch.from_numpy(Vh[:k].T.copy()))
 
 
 def _top_eigh(G: torch.Tensor, k: int, overwrite: bool = False) -> tuple[torch.Tensor, torch.Tensor] | None:
