@@ -333,6 +333,39 @@ def test_eigh_on_stored_dtypes_in_slabs_equals_the_full_svd(monkeypatch, shape, 
     assert torch.allclose((V.T @ Vf).abs(), torch.eye(K, dtype=torch.float64), atol=1e-11)
 
 
+def test_slabs_grow_to_the_gram_size_only_with_more_blas_threads():
+    from sweeps.spectral.stream import BLOCK_ELEMENTS, slab_elements
+
+    assert BLOCK_ELEMENTS == 1 << 17  # 1 MB of float64
+    assert slab_elements(512, 1) == BLOCK_ELEMENTS  # one thread: 1 MB whatever the size
+    assert slab_elements(512, 2) == 512 * 512  # threads: as large as the Gram matrix [512, 512]
+    assert slab_elements(100, 8) == BLOCK_ELEMENTS  # never below 1 MB
+
+
+@pytest.mark.parametrize("shape", [(24, 300), (300, 24)])
+def test_eigh_with_two_blas_threads_equals_the_full_svd_and_restores_the_thread_count(monkeypatch, shape):
+    # With 2 BLAS threads (and 64-line slabs: 5 of the long side of 300) the small-k eigensolver
+    # steps run on one thread, the count is 2 again afterwards, and the triplets still equal the
+    # float64 full SVD.
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import sweeps.spectral.stream as st
+
+    monkeypatch.setattr(st, "BLOCK_ELEMENTS", 64 * 24)
+    W, _, _, _ = synthetic(*shape, 5)
+    W = W.float()  # [m, n] as stored
+    with threadpoolctl.threadpool_limits(2):
+        assert st.blas_threads() == 2
+        with st._one_blas_thread():
+            assert st.blas_threads() == 1
+        assert st.blas_threads() == 2
+        U, S, V = decompose(W, K, Options(k=K), "eigh")
+        assert st.blas_threads() == 2
+    Uf, Sf, Vf = decompose(W.double(), K, Options(k=K), "full")
+    assert torch.allclose(S, Sf, rtol=1e-12, atol=0)
+    assert torch.allclose((U.T @ Uf).abs(), torch.eye(K, dtype=torch.float64), atol=1e-11)
+    assert torch.allclose((V.T @ Vf).abs(), torch.eye(K, dtype=torch.float64), atol=1e-11)
+
+
 def test_eigh_of_a_rank_deficient_matrix_falls_back_to_the_svd():
     W = torch.zeros(10, 30, dtype=torch.float32)
     W[0, 0], W[1, 1] = 2.0, 1.0  # rank 2 < k = 4

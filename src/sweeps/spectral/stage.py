@@ -288,13 +288,10 @@ def run_stage(cfg: DictConfig) -> dict[str, Any]:
 
     threads = cfg.spectral.threads or cfg.trainer.threads
     set_threads(threads)
-    try:  # scipy's own OpenBLAS (the eigh method) follows the same limit when threadpoolctl exists
-        import scipy.linalg  # noqa: F401  (threadpoolctl limits only the libraries already loaded)
-        from threadpoolctl import threadpool_limits
+    import scipy.linalg  # noqa: F401  (threadpoolctl limits only the libraries already loaded)
+    from threadpoolctl import threadpool_limits
 
-        threadpool_limits(threads)
-    except ImportError:
-        pass
+    threadpool_limits(threads)  # scipy's and numpy's own OpenBLAS (the eigh method) follow spectral.threads too
     t0 = time.monotonic()
     opts = options(cfg.spectral, resolve_device(cfg.spectral.device))
     disk = Path(cfg.paths.output_dir) / cfg.study / "spectral_cache" if cfg.spectral.disk_cache else None

@@ -11,7 +11,8 @@ to be decomposed when its decomposition is not cached, and in float64 only when 
 metric reads the matrices themselves (``NEEDS``: update_spectrum, update_energy,
 residual_outside), then both W_R and W_T of the current name are held. With metrics [angles]
 and method eigh on CPU, the largest buffers are one matrix as stored, its float64 Gram matrix
-and a 1 MB float64 slab. The top-k decompositions (U [m, k], S [k], V [n, k], float64) live in an
+and a 1 MB float64 slab (with more BLAS threads, a slab up
+to the size of the Gram matrix). The top-k decompositions (U [m, k], S [k], V [n, k], float64) live in an
 ``SVDCache``: each checkpoint is decomposed once per process (a reference is shared by every
 target; a target is reused by the next reference and as the "previous" reference of the next
 checkpoint, unless ``compare(keep_target=False)``), fixed references can also be persisted on
@@ -197,6 +198,42 @@ def _svd_full(W: torch.Tensor, k: int, opts: Options) -> Decomp:
             torch.from_numpy(Vh[:k].T.copy()))
 
 
+_BLAS: object = None  # threadpoolctl controller of the loaded BLAS libraries (False: threadpoolctl missing)
+
+
+def _blas():
+    """threadpoolctl's controller of the BLAS libraries (scipy's and numpy's OpenBLAS), or None."""
+    global _BLAS
+    if _BLAS is None:
+        try:
+            import scipy.linalg  # noqa: F401  (the controller sees only libraries already loaded)
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS = ThreadpoolController().select(user_api="blas")
+        except ImportError:
+            _BLAS = False
+    return _BLAS or None
+
+
+def blas_threads() -> int:
+    """The BLAS thread count in effect (``spectral.threads`` as the stage sets it); 1 when unknown."""
+    ctl = _blas()
+    return max((lib.num_threads for lib in ctl.lib_controllers), default=1) if ctl else 1
+
+
+def _one_blas_thread():
+    """Context: BLAS limited to one thread (a no-op when it already is, or without threadpoolctl).
+
+    For the small-k steps after the tridiagonalisation: with 2 threads on a 2-core machine the
+    back-transformation (dormqr, r x k) took 4x longer (6.8 vs 1.6 ms at r = 512; 20.3 vs 4.9 ms
+    at r = 896) while dsytrd itself got faster (5.2 -> 4.7, 25.5 -> 17.1 ms).
+    """
+    import contextlib
+
+    ctl = _blas()
+    return ctl.limit(limits=1) if ctl and blas_threads() > 1 else contextlib.nullcontext()
+
+
 def _top_eigh(G: torch.Tensor, k: int, overwrite: bool = False) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Largest k eigenpairs (descending) of a symmetric G [r, r]; only its upper triangle is read.
 
@@ -223,30 +260,31 @@ def _top_eigh(G: torch.Tensor, k: int, overwrite: bool = False) -> tuple[torch.T
         lwork = max(r, int(lapack.dsytrd_lwork(r, lower=1)[0]))
         c, d, e, tau, info = lapack.dsytrd(a, lower=1, lwork=lwork, overwrite_a=int(overwrite))
         touched, ok = overwrite, info == 0
-    if ok:
-        lam, info = lapack.dsterf(d.copy(), e.copy())  # [r] ascending
-        lam = np.ascontiguousarray(lam[r - k:])  # [k] ascending
-        ok = info == 0
-    if ok:  # one unreduced block as far as dstein is concerned (it handles e_i = 0 itself)
-        iblock, isplit = np.ones(r, np.int32), np.zeros(r, np.int32)
-        isplit[0] = r
-        Z, info = lapack.dstein(d, e, lam, iblock, isplit)  # [r, k]
-        TZ = d[:, None] * Z  # [r, k]: T Z with T = tridiag(e, d, e)
-        TZ[:-1] += e[:, None] * Z[1:]
-        TZ[1:] += e[:, None] * Z[:-1]
-        scale = max(float(np.abs(lam).max()), float(np.abs(d).max()), float(np.abs(e).max(initial=0.0)), 1e-300)
-        ok = (info == 0 and np.abs(TZ - Z * lam).max() <= 1e-10 * scale
-              and np.abs(Z.T @ Z - np.eye(k)).max() <= 1e-10)
-    if ok:  # Z <- Q Z: rows 1.. of Z by the QR-form reflectors in c[1:, :-1] (what dormtr does),
-        # passed without a copy as the Fortran array [r, r-1] that starts one element into c
-        # (leading dimension r; dormqr reads only its first r-1 rows, which are c[1:, j])
-        refl = c.reshape(-1, order="F")[1:1 + r * (r - 1)].reshape(r, r - 1, order="F")
-        ok = np.shares_memory(refl, c) and refl.flags.f_contiguous
-    if ok:
-        Z = np.asfortranarray(Z)
-        Z1, _, info = lapack.dormqr("L", "N", refl, tau, Z[1:], lwork=max(1, 64 * k), overwrite_c=1)
-        Z[1:] = Z1
-        ok = info == 0 and bool(np.isfinite(Z).all())
+    with _one_blas_thread():  # the steps below are small-k work that BLAS threads only slow down
+        if ok:
+            lam, info = lapack.dsterf(d.copy(), e.copy())  # [r] ascending
+            lam = np.ascontiguousarray(lam[r - k:])  # [k] ascending
+            ok = info == 0
+        if ok:  # one unreduced block as far as dstein is concerned (it handles e_i = 0 itself)
+            iblock, isplit = np.ones(r, np.int32), np.zeros(r, np.int32)
+            isplit[0] = r
+            Z, info = lapack.dstein(d, e, lam, iblock, isplit)  # [r, k]
+            TZ = d[:, None] * Z  # [r, k]: T Z with T = tridiag(e, d, e)
+            TZ[:-1] += e[:, None] * Z[1:]
+            TZ[1:] += e[:, None] * Z[:-1]
+            scale = max(float(np.abs(lam).max()), float(np.abs(d).max()), float(np.abs(e).max(initial=0.0)), 1e-300)
+            ok = (info == 0 and np.abs(TZ - Z * lam).max() <= 1e-10 * scale
+                  and np.abs(Z.T @ Z - np.eye(k)).max() <= 1e-10)
+        if ok:  # Z <- Q Z: rows 1.. of Z by the QR-form reflectors in c[1:, :-1] (what dormtr does),
+            # passed without a copy as the Fortran array [r, r-1] that starts one element into c
+            # (leading dimension r; dormqr reads only its first r-1 rows, which are c[1:, j])
+            refl = c.reshape(-1, order="F")[1:1 + r * (r - 1)].reshape(r, r - 1, order="F")
+            ok = np.shares_memory(refl, c) and refl.flags.f_contiguous
+        if ok:
+            Z = np.asfortranarray(Z)
+            Z1, _, info = lapack.dormqr("L", "N", refl, tau, Z[1:], lwork=max(1, 64 * k), overwrite_c=1)
+            Z[1:] = Z1
+            ok = info == 0 and bool(np.isfinite(Z).all())
     if not ok and touched:
         return None
     if not ok:  # anything unexpected (or r <= 2): the library routine
@@ -261,14 +299,22 @@ def _top_eigh(G: torch.Tensor, k: int, overwrite: bool = False) -> tuple[torch.T
 BLOCK_ELEMENTS = 1 << 17  # float64 elements (1 MB) of W converted at a time by the eigh method
 
 
-def _slabs(W: torch.Tensor, tall: bool):
+def slab_elements(r: int, threads: int) -> int:
+    """float64 elements per slab for a Gram matrix [r, r]: 1 MB on one thread; with more BLAS
+    threads up to the Gram matrix's own size, since threaded BLAS on thin slabs is slow (Gram
+    matrix of a 896x4864 float32 W on a 2-core machine: one thread 70 ms; two threads 276 ms in
+    1 MB slabs, 72 ms in 8 MB slabs, 52 ms in 32 MB slabs)."""
+    return BLOCK_ELEMENTS if threads <= 1 else max(BLOCK_ELEMENTS, r * r)
+
+
+def _slabs(W: torch.Tensor, tall: bool, elements: int = BLOCK_ELEMENTS):
     """(slice, slab as a float64 numpy array) along W's long side: rows when tall, columns when wide.
 
     A float64 W is one slab (no copy); other dtypes (float32, bf16 as stored) are converted a
-    slab at a time, so that a float64 copy of the whole matrix never exists.
+    slab of about ``elements`` at a time, so that a float64 copy of the whole matrix never exists.
     """
     M, r = (W.shape[0], W.shape[1]) if tall else (W.shape[1], W.shape[0])
-    step = M if W.dtype == torch.float64 else max(64, BLOCK_ELEMENTS // max(r, 1))
+    step = M if W.dtype == torch.float64 else max(64, elements // max(r, 1))
     for j in range(0, M, step):
         sl = slice(j, min(j + step, M))
         yield sl, (W[sl] if tall else W[:, sl]).detach().to(torch.float64).numpy()
@@ -291,7 +337,7 @@ def _gram(W: torch.Tensor) -> torch.Tensor:
     from scipy.linalg import blas
 
     g = np.zeros((r, r), order="F")  # [r, r]; its lower triangle is accumulated (= the C-order upper)
-    for _, Wb in _slabs(W, tall):  # Wb [B, r] (tall) or [r, B] (wide), C-ordered
+    for _, Wb in _slabs(W, tall, slab_elements(r, blas_threads())):  # Wb [B, r] (tall) or [r, B] (wide), C-ordered
         # Wbᵀ Wb (tall) or Wb Wbᵀ (wide) from the Fortran view Wb.T, without a copy
         g = blas.dsyrk(1.0, Wb.T, trans=0 if tall else 1, beta=1.0, c=g, lower=1, overwrite_c=1)
     return torch.from_numpy(g.T)  # C-ordered view [r, r]
@@ -315,11 +361,15 @@ def _svd_eigh(W: torch.Tensor, k: int, opts: Options) -> Decomp:
         other = W @ Q if tall else W.T @ Q  # [m, k] or [n, k]
     else:
         import numpy as np
+        from scipy.linalg import blas
 
-        Qn = Q.numpy()
+        Qn = np.asfortranarray(Q.numpy())  # [r, k]
         other_n = np.empty((max(m, n), k))  # [m, k] or [n, k]
-        for sl, Wb in _slabs(W, tall):
-            np.matmul(Wb, Qn, out=other_n[sl]) if tall else np.matmul(Wb.T, Qn, out=other_n[sl])
+        # scipy's BLAS, like the Gram matrix: numpy's is a second OpenBLAS with its own thread pool,
+        # and two pools on the same cores made this product 3x slower with 2 threads
+        for sl, Wb in _slabs(W, tall, slab_elements(min(m, n), blas_threads())):
+            # Wb [B, r] C-ordered = Fortran [r, B] (Wbᵀ): tall W Q = (Wbᵀ)ᵀ Q; wide Wᵀ Q = Wbᵀ Q (Fortran [B, r])
+            other_n[sl] = blas.dgemm(1.0, Wb.T, Qn, trans_a=1) if tall else blas.dgemm(1.0, Wb.T, Qn)
         del Wb
         other = torch.from_numpy(other_n)
     other /= S
