@@ -11,13 +11,14 @@ to be decomposed when its decomposition is not cached, and in float64 only when 
 metric reads the matrices themselves (``NEEDS``: update_spectrum, update_energy,
 residual_outside), then both W_R and W_T of the current name are held. With metrics [angles]
 and method eigh on CPU, the largest buffers are one matrix as stored, its float64 Gram matrix
-and a 1 MB float64 slab (with more BLAS threads, a slab up
-to the size of the Gram matrix). The top-k decompositions (U [m, k], S [k], V [n, k], float64) live in an
-``SVDCache``: each checkpoint is decomposed once per process (a reference is shared by every
-target; a target is reused by the next reference and as the "previous" reference of the next
-checkpoint, unless ``compare(keep_target=False)``), fixed references can also be persisted on
-disk as safetensors, and the stage evicts checkpoints it no longer needs. LoRA runs need nothing special: their checkpoints are saved with the adapters
-merged (``sweeps.models.checkpoint``), so the analysis sees the merged weights.
+and a 1 MB float64 slab (with more BLAS threads, a slab up to the size of the Gram matrix).
+The top-k decompositions (U [m, k], S [k], V [n, k], float64) live in an ``SVDCache``: each
+checkpoint is decomposed once per process (a reference is shared by every target; a target is
+reused by the next reference and as the "previous" reference of the next checkpoint, unless
+``compare(keep_target=False)``), fixed references can also be persisted on disk as safetensors,
+and the stage evicts checkpoints it no longer needs. LoRA runs need nothing special: their
+checkpoints are saved with the adapters merged (``sweeps.models.checkpoint``), so the analysis
+sees the merged weights.
 
 Decompositions (``METHODS``) of a matrix of any float dtype, computed and returned in float64,
 on the GPU when one is present:
@@ -38,6 +39,7 @@ k-subspaces of R^n share 2k - n dimensions; ``clip_k`` lowers k per matrix inste
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -198,31 +200,22 @@ def _svd_full(W: torch.Tensor, k: int, opts: Options) -> Decomp:
             torch.from_numpy(Vh[:k].T.copy()))
 
 
-_BLAS: object = None  # threadpoolctl controller of the loaded BLAS libraries (False: threadpoolctl missing)
-
-
+@functools.cache
 def _blas():
-    """threadpoolctl's controller of the BLAS libraries (scipy's and numpy's OpenBLAS), or None."""
-    global _BLAS
-    if _BLAS is None:
-        try:
-            import scipy.linalg  # noqa: F401  (the controller sees only libraries already loaded)
-            from threadpoolctl import ThreadpoolController
+    """threadpoolctl's controller of the BLAS libraries (scipy's and numpy's OpenBLAS)."""
+    import scipy.linalg  # noqa: F401  (the controller sees only libraries already loaded)
+    from threadpoolctl import ThreadpoolController
 
-            _BLAS = ThreadpoolController().select(user_api="blas")
-        except ImportError:
-            _BLAS = False
-    return _BLAS or None
+    return ThreadpoolController().select(user_api="blas")
 
 
 def blas_threads() -> int:
-    """The BLAS thread count in effect (``spectral.threads`` as the stage sets it); 1 when unknown."""
-    ctl = _blas()
-    return max((lib.num_threads for lib in ctl.lib_controllers), default=1) if ctl else 1
+    """The BLAS thread count in effect (``spectral.threads`` as the stage sets it)."""
+    return max((lib.num_threads for lib in _blas().lib_controllers), default=1)
 
 
 def _one_blas_thread():
-    """Context: BLAS limited to one thread (a no-op when it already is, or without threadpoolctl).
+    """Context: BLAS limited to one thread (a no-op when it already is).
 
     For the small-k steps after the tridiagonalisation: with 2 threads on a 2-core machine the
     back-transformation (dormqr, r x k) took 4x longer (6.8 vs 1.6 ms at r = 512; 20.3 vs 4.9 ms
@@ -230,8 +223,7 @@ def _one_blas_thread():
     """
     import contextlib
 
-    ctl = _blas()
-    return ctl.limit(limits=1) if ctl and blas_threads() > 1 else contextlib.nullcontext()
+    return _blas().limit(limits=1) if blas_threads() > 1 else contextlib.nullcontext()
 
 
 def _top_eigh(G: torch.Tensor, k: int, overwrite: bool = False) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -365,8 +357,8 @@ def _svd_eigh(W: torch.Tensor, k: int, opts: Options) -> Decomp:
 
         Qn = np.asfortranarray(Q.numpy())  # [r, k]
         other_n = np.empty((max(m, n), k))  # [m, k] or [n, k]
-        # scipy's BLAS, like the Gram matrix: numpy's is a second OpenBLAS with its own thread pool,
-        # and two pools on the same cores made this product 3x slower with 2 threads
+        # scipy's BLAS, like the Gram matrix: numpy's is a second OpenBLAS whose own thread pool
+        # competes with scipy's for the same cores when there are several threads
         for sl, Wb in _slabs(W, tall, slab_elements(min(m, n), blas_threads())):
             # Wb [B, r] C-ordered = Fortran [r, B] (Wbᵀ): tall W Q = (Wbᵀ)ᵀ Q; wide Wᵀ Q = Wbᵀ Q (Fortran [B, r])
             other_n[sl] = blas.dgemm(1.0, Wb.T, Qn, trans_a=1) if tall else blas.dgemm(1.0, Wb.T, Qn)
