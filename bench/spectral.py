@@ -177,6 +177,7 @@ def work_stream(paths: list[Path], k: int, method: str, workload: str = "one") -
     target, ``compare`` against each reference, keeping the target's triplets when another
     reference or the next checkpoint's "previous" needs them, then evict all but the target and
     the fixed references."""
+    from sweeps.spectral.stage import keeps_target
     from sweeps.spectral.stream import Checkpoint, Options, SVDCache, compare, select_targets
 
     opts = Options(k=k, method=method, metrics=("angles",))
@@ -184,11 +185,11 @@ def work_stream(paths: list[Path], k: int, method: str, workload: str = "one") -
     names = select_targets(Checkpoint(paths[0]).names(), [r"\.weight$"], paths[0])
     todo = pairs(len(paths), workload)
     fixed = sorted({paths[r] for _, ref, r in todo if ref != "previous"})
-    keep = workload == "stage"  # as analyse_checkpoint: more than one reference, or "previous"
     out = {}
     for t in range(1, len(paths)):
-        tgt = Checkpoint(paths[t])
-        for _, ref, r in [p for p in todo if p[0] == t]:
+        tgt, mine = Checkpoint(paths[t]), [p for p in todo if p[0] == t]
+        keep = keeps_target({ref: paths[r] for _, ref, r in mine})  # the stage's rule
+        for _, ref, r in mine:
             for row in compare(Checkpoint(paths[r]), tgt, names, cache, opts, keep_target=keep):
                 out[f"{t}/{ref}/{row['name']}"] = [row["u_angle_mean"], row["u_angle_max"], row["v_angle_mean"],
                                                    row["v_angle_max"]]

@@ -347,7 +347,8 @@ def test_eigh_with_two_blas_threads_equals_the_full_svd_and_restores_the_thread_
     # With 2 BLAS threads (and 64-line slabs: 5 of the long side of 300) the small-k eigensolver
     # steps run on one thread, the count is 2 again afterwards, and the triplets still equal the
     # float64 full SVD.
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import threadpoolctl  # a declared dependency: a missing one is a failure, not a skip
+
     import sweeps.spectral.stream as st
 
     monkeypatch.setattr(st, "BLOCK_ELEMENTS", 64 * 24)

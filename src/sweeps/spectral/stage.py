@@ -236,12 +236,17 @@ def target_names(cfg: DictConfig, ctx: RunContext, opts: Options) -> list[str]:
     return names
 
 
+def keeps_target(refs: dict[str, Path | None]) -> bool:
+    """Whether a target's decompositions stay cached after its comparisons: they serve the other
+    references and the next checkpoint's "previous"."""
+    return "previous" in refs or sum(p is not None for p in refs.values()) > 1
+
+
 def analyse_checkpoint(path: Path, step: int, ckpt: Path, refs: dict[str, Path | None], names: list[str],
                        cache: SVDCache, opts: Options) -> list[tuple[int, str, list[dict]]]:
     """Write one checkpoint's table against each resolved reference; returns (step, ref, rows)."""
     tgt, new = Checkpoint(ckpt), []
-    # the target's decompositions serve the other references and the next checkpoint's "previous"
-    keep = "previous" in refs or sum(p is not None for p in refs.values()) > 1
+    keep = keeps_target(refs)
     for r, ref_path in refs.items():
         if ref_path is None:
             continue  # e.g. "previous" of an SFT run's first checkpoint
