@@ -77,13 +77,20 @@ def play(
     batch_size: int,
     max_attempts: int | None = None,
     max_length: int | None = None,
+    items: Sequence[int] | None = None,
 ) -> list[Episode]:
     """Play one episode per example to the end (see module docstring).
 
-    Sampling seeds derive from ``seed_parts + (episode index, attempt)``.
+    ``items`` are the examples' global indices (default 0, 1, ...): a rank playing its share of
+    a batch passes the indices the examples have in the whole batch. Sampling seeds derive from
+    ``seed_parts + (item, attempt)``, so an episode samples the same tokens whichever rank plays
+    it and however many ranks share the batch.
     """
     attempts = task.max_attempts if max_attempts is None else max_attempts
-    episodes = [Episode(item=i) for i in range(len(examples))]
+    items = list(range(len(examples))) if items is None else list(items)
+    if len(items) != len(examples):
+        raise ValueError(f"play: {len(items)} item indices for {len(examples)} examples")
+    episodes = [Episode(item=items[i]) for i in range(len(examples))]
     convs = [[{"role": "user", "content": task.prompt(ex)}] for ex in examples]
     active = list(range(len(examples)))
     for attempt in range(attempts):
@@ -95,13 +102,13 @@ def play(
         order = sorted(active, key=lambda i: len(prompts[i]))
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            seeds = [derive_seed(*seed_parts, i, attempt) for i in chunk]
+            seeds = [derive_seed(*seed_parts, items[i], attempt) for i in chunk]
             gen = generate([prompts[i] for i in chunk], params, seeds)
             for i, toks, lps in zip(chunk, gen.tokens, gen.logprobs):
                 text = tokenizer.decode(toks, skip_special_tokens=True)
                 grade = task.grade(examples[i], text)
                 if not math.isfinite(grade.reward):
-                    raise ValueError(f"task {task.name!r} graded item {i} with a non-finite reward "
+                    raise ValueError(f"task {task.name!r} graded item {items[i]} with a non-finite reward "
                                      f"({grade.reward}); a grader must return finite rewards")
                 episodes[i].turns.append(Turn(prompts[i], list(toks), list(lps), text, float(grade.reward),
                                               bool(grade.correct), list(grade.errors)))

@@ -14,6 +14,11 @@ derived from (run seed, checkpoint step, split, item, attempt).
 
 Evaluation sets are frozen: item i of a split is drawn from its own RNG seeded by
 (eval seed, split, i), saved once per study as JSONL, and reloaded for every checkpoint.
+
+Several processes: rank r of W plays items r, r + W, r + 2W, ... with the seeds those items
+have in a one-process evaluation; rank 0 gathers every episode, computes the metrics from the
+exact counts and writes the files, and every rank returns the same metrics. A sharded (FSDP)
+model is gathered whole once per evaluation, so ranks never wait for each other mid-sampling.
 """
 
 from __future__ import annotations
@@ -72,8 +77,16 @@ def frozen_evalset(task: Task, task_cfg: dict[str, Any], split: str, n: int, see
 # --- episodes ------------------------------------------------------------------------------
 def run_episodes(generate: Any, tokenizer: Any, task: Task, examples: Sequence[Example], params: SamplingParams,
                  seed_parts: tuple[Any, ...], batch_size: int, max_length: int | None = None) -> list[Episode]:
-    """Evaluation episodes: the shared verification loop with the task's attempt budget."""
-    return play(generate, tokenizer, task, examples, params, seed_parts, batch_size, max_length=max_length)
+    """Evaluation episodes of every item, this rank playing its share (see the module doc);
+    the whole list, in item order, on rank 0; None on the other ranks."""
+    from sweeps.parallel import world
+
+    w = world.world()
+    mine = list(range(w.rank, len(examples), w.size))
+    episodes = play(generate, tokenizer, task, [examples[i] for i in mine], params, seed_parts, batch_size,
+                    max_length=max_length, items=mine)
+    parts = world.gather(episodes)
+    return None if parts is None else sorted((e for part in parts for e in part), key=lambda e: e.item)
 
 
 def summarize(task: Task, episodes: Sequence[Episode]) -> dict[str, float]:
@@ -111,16 +124,24 @@ class Evaluator:
     def __init__(self, task: Task, task_cfg: dict[str, Any], eval_cfg: Any, evalset_root: Path, run_seed: int):
         self.task, self.eval_cfg, self.run_seed = task, eval_cfg, run_seed
         n = eval_cfg.size or task.eval_items
-        self.sets = {s: frozen_evalset(task, task_cfg, s, n, eval_cfg.seed, evalset_root) for s in eval_cfg.splits}
+        from sweeps.parallel import world
+
+        # rank 0 loads (or creates) the study's frozen sets and hands them to the other ranks
+        self.sets = {s: world.on_main(frozen_evalset, task, task_cfg, s, n, eval_cfg.seed, evalset_root)
+                     for s in eval_cfg.splits}
         self.params = SamplingParams(
             max_new_tokens=task.max_new_tokens, temperature=eval_cfg.temperature,
             top_p=eval_cfg.top_p, top_k=eval_cfg.top_k,
         )
 
     def __call__(self, model: Any, tokenizer: Any, step: int, out_dir: Path | None = None) -> dict[str, float]:
+        """Score ``model`` (every rank calls this together); writes the files on rank 0 and
+        returns the metrics on every rank."""
         import torch
 
         from sweeps.generation import hf
+        from sweeps.parallel import world
+        from sweeps.parallel.fsdp import gathered
 
         was_training = model.training
         model.eval()
@@ -131,16 +152,18 @@ class Evaluator:
 
         metrics: dict[str, float] = {}
         try:
-            with torch.inference_mode():
+            with gathered(model), torch.inference_mode():
                 for split, examples in self.sets.items():
                     episodes = run_episodes(generate, tokenizer, self.task, examples, self.params,
                                             (self.run_seed, step, split), self.eval_cfg.batch_size,
                                             max_length=max_positions(model))
+                    if episodes is None:                   # not rank 0: the metrics come below
+                        continue
                     metrics.update({f"eval/{split}/{k}": v for k, v in summarize(self.task, episodes).items()})
                     if out_dir is not None:
                         save_episodes(Path(out_dir) / f"episodes_{split}.jsonl", examples, episodes)
         finally:
             model.train(was_training)
-        if out_dir is not None:
+        if out_dir is not None and world.world().main:
             atomic_write_text(Path(out_dir) / "eval.json", json.dumps({"step": step, **metrics}, sort_keys=True, indent=1))
-        return metrics
+        return world.broadcast(metrics)

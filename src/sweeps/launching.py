@@ -11,6 +11,12 @@ submitted. The SLURM launcher also checks that the
 partition exists (``sinfo``) and that ``sacct`` answers. The launcher classes themselves are in
 ``hydra_plugins.sweeps_launchers`` (Hydra accepts launchers only from that package).
 
+Multi-process jobs: a SLURM launcher runs one task per device (``tasks_per_node`` =
+``trainer.devices``, ``nodes`` = ``trainer.num_nodes``; Lightning's SLURM environment wires the
+ranks), or one task per job that starts its own ranks on its node (``tasks_per_node: 1``,
+``nodes: 1``). The local launcher always runs one process per job, which starts its ranks.
+Every job's resources are checked against its config before anything is submitted.
+
 Preemption and time limits need nothing more. SLURM sends USR2 before the limit (and
 ``scancel --signal=USR2`` does the same); submitit then calls the launcher's ``checkpoint``,
 which resubmits the same job with the same arguments, and requeues it while ``max_num_timeout``
@@ -103,6 +109,21 @@ class SubmitUnfinished:
     def check_cluster(self) -> None:
         """Checks made once before anything is submitted (none for local processes)."""
 
+    def check_resources(self, cfg: DictConfig) -> None:
+        """One job's processes against the launcher's tasks and nodes (see the module doc)."""
+        tasks, nodes = int(self.params.get("tasks_per_node", 1)), int(self.params.get("nodes", 1))  # type: ignore[attr-defined]
+        devices, num_nodes = int(cfg.trainer.devices), int(cfg.trainer.num_nodes)
+        gpus = self.params.get("gpus_per_node")  # type: ignore[attr-defined]
+        if tasks == 1 and nodes == 1 and num_nodes == 1:        # the job starts its own ranks
+            if gpus is not None and cfg.trainer.accelerator in ("gpu", "cuda") and int(gpus) < devices:
+                raise LaunchError(f"error: trainer.devices={devices} but the launcher gives gpus_per_node={gpus}: "
+                                  f"set hydra.launcher.gpus_per_node={devices}")
+            return
+        if (tasks, nodes) != (devices, num_nodes):
+            raise LaunchError(f"error: trainer.devices={devices} x trainer.num_nodes={num_nodes} but the launcher runs "
+                              f"tasks_per_node={tasks} x nodes={nodes}: set hydra.launcher.tasks_per_node={devices} "
+                              f"hydra.launcher.nodes={num_nodes} (one task per device) or tasks_per_node=1 on one node")
+
     def _finished(self, overrides: list[str]) -> JobReturn | None:
         """A completed JobReturn for a job that is DONE with the same signature, else None."""
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)  # type: ignore[attr-defined]
@@ -112,6 +133,7 @@ class SubmitUnfinished:
             _, run, sig = job_identity(cfg)
         except JOB_ERRORS as err:
             raise LaunchError(f"error: {err}") from None
+        self.check_resources(cfg)
         stored = run.stored_signature()
         if stored is not None and stored != sig:  # the job would refuse it: say so before submitting
             raise LaunchError(f"error: run directory {run.path} holds a run with signature {stored}, this config has "

@@ -6,7 +6,8 @@ timestamp — so the same grid cell always lands in the same place. The director
 - ``config.yaml``: the resolved config; ``signature``: a hash of it without non-semantic keys
   (paths, launcher, tracking), so moving the outputs or switching launchers keeps identity;
 - ``metrics.jsonl``: every metric, the source of truth (MLflow mirrors it);
-- ``ckpt/step=NNNNNN/``: Hugging Face checkpoints; ``resume/``: trainer state for restarts;
+- ``ckpt/step=NNNNNN/``: Hugging Face checkpoints; ``resume/``: trainer state for restarts
+  (``state.json`` names the last complete one);
 - ``DONE``: written last, atomically.
 
 Same signature + DONE: skip. Same signature, no DONE: resume. Different signature: refuse.
@@ -23,8 +24,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-# Keys that do not change what a job computes (where it writes, how it is launched or tracked).
+# Keys that do not change what a job computes (where it writes, how it is launched or tracked,
+# how many processes share the work and how they shard it: the global batch is the same).
 NON_SEMANTIC = ("paths", "tracking", "hydra", "launcher", "parent_run_id", "plan")
+NON_SEMANTIC_FIELDS = (("trainer", "devices"), ("trainer", "num_nodes"), ("trainer", "strategy"),
+                       ("model", "gradient_checkpointing"))
 
 
 _UMASK = os.umask(0)
@@ -74,8 +78,12 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def signature(resolved: dict[str, Any]) -> str:
-    """Hash of the resolved config without the non-semantic top-level keys."""
+    """Hash of the resolved config without the non-semantic keys (a job run on 8 GPUs with FSDP
+    is the same job as on one, and resumes from the same directory)."""
     semantic = {k: v for k, v in resolved.items() if k not in NON_SEMANTIC}
+    for group, key in NON_SEMANTIC_FIELDS:
+        if isinstance(semantic.get(group), dict) and key in semantic[group]:
+            semantic[group] = {k: v for k, v in semantic[group].items() if k != key}
     blob = json.dumps(semantic, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -143,8 +151,9 @@ class Run:
         return sorted(found)
 
     @property
-    def resume_file(self) -> Path:
-        return self.path / "resume" / "last.ckpt"
+    def resume_dir(self) -> Path:
+        """Trainer states for restarts: ``step=N.ckpt`` and the ``state.json`` naming the last."""
+        return self.path / "resume"
 
     # --- metrics -------------------------------------------------------------------
     @property

@@ -55,6 +55,7 @@ class ModelConfig:
     arch: Dict[str, Any] = field(default_factory=dict)
     lora: LoraConfig = field(default_factory=LoraConfig)
     spectral_targets: List[str] = field(default_factory=list)
+    gradient_checkpointing: bool = False   # recompute each block's activations in backward (less memory, ~1/3 more compute)
 
     def __post_init__(self) -> None:
         _check(self.dtype in ("float32", "bfloat16", "float16"), f"model.dtype={self.dtype!r}: use float32, bfloat16 or float16")
@@ -158,6 +159,9 @@ class TrainerConfig:
     threads: int = 1                  # torch threads per process (seeds run in parallel)
     accelerator: str = "cpu"
     precision: str = "32-true"
+    devices: int = 1                  # processes (devices) per node; > 1: one rank each (sweeps.parallel)
+    num_nodes: int = 1
+    strategy: Any = None              # conf/trainer/strategy/<name>.yaml: auto, ddp, fsdp, deepspeed_stage_2
     rotation_monitor: int = 0         # log rotation/* (principal angles vs the start) every N steps; 0 = off
     rotation_k: int = 8               # top-k subspaces for the monitor (k <= n/2)
 
@@ -168,6 +172,12 @@ class TrainerConfig:
         _check(self.accumulate > 0, f"trainer.accumulate must be > 0, got {self.accumulate}")
         _check(self.log_every > 0, f"trainer.log_every must be > 0, got {self.log_every}")
         _check(self.threads > 0, f"trainer.threads must be > 0, got {self.threads}")
+        _check(self.devices > 0, f"trainer.devices must be > 0, got {self.devices}")
+        _check(self.num_nodes > 0, f"trainer.num_nodes must be > 0, got {self.num_nodes}")
+        ranks = self.devices * self.num_nodes
+        _check(self.batch_size % ranks == 0,
+               f"trainer.batch_size={self.batch_size} does not split evenly over trainer.devices x trainer.num_nodes = "
+               f"{ranks} processes: use a multiple of {ranks}")
         steps = save_steps(self.save_every, self.max_steps)
         _check(len(steps) > 0, f"trainer.save_every={self.save_every!r} gives no checkpoint within trainer.max_steps={self.max_steps}")
 
@@ -251,6 +261,12 @@ class TrainConfig:
             _check(self.trainer.batch_size % group == 0,
                    f"algo.group_size={group} does not divide trainer.batch_size={self.trainer.batch_size} "
                    f"(episodes per RL step): pick a batch size that is a multiple of the group size")
+            ranks = self.trainer.devices * self.trainer.num_nodes
+            prompts = self.trainer.batch_size // group
+            _check(prompts % ranks == 0,
+                   f"trainer.batch_size / algo.group_size = {prompts} prompts per RL step do not split evenly over "
+                   f"{ranks} processes (each rank samples whole groups): use a batch size that is a multiple of "
+                   f"{group * ranks}")
 
 
 def job_schema(name: str, **extra: tuple[Any, Any]) -> type:

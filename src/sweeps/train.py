@@ -17,19 +17,29 @@ from omegaconf import DictConfig, OmegaConf
 from sweeps import CONF_DIR, schema  # noqa: F401  (schema registers the structured-config schemas)
 from sweeps.cli import one_line_errors
 from sweeps.launching import job_identity
+from sweeps.parallel import launch, world
 
 log = logging.getLogger("sweeps.train")
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run (or skip, or resume) the job ``cfg`` describes; returns its summary metrics."""
-    task, run, sig = job_identity(cfg)
-    state = run.claim(sig, OmegaConf.to_yaml(cfg, resolve=True))
-    if state == "skip":
-        log.info("skip: %s is DONE with the same signature", run.path)
-        return json.loads((run.path / "DONE").read_text())
-    log.info("%s: %s", state, run.path)
-    return get_method(cfg.algo.job)(cfg, run, task)
+    """Run (or skip, or resume) the job ``cfg`` describes; returns its summary metrics.
+
+    With ``trainer.devices x trainer.num_nodes > 1`` every rank runs this function; rank 0
+    claims the run directory and the others follow its decision. When nothing has started the
+    ranks yet, this process starts them on this node and returns rank 0's summary.
+    """
+    if launch.needs_spawn(cfg):
+        return launch.spawn("sweeps.train.train", cfg)
+    with launch.ranks(cfg):
+        task, run, sig = job_identity(cfg)
+        state = world.on_main(run.claim, sig, OmegaConf.to_yaml(cfg, resolve=True))
+        if state == "skip":
+            log.info("skip: %s is DONE with the same signature", run.path)
+            return world.on_main(lambda: json.loads((run.path / "DONE").read_text()))
+        if world.world().main:
+            log.info("%s: %s", state, run.path)
+        return get_method(cfg.algo.job)(cfg, run, task)
 
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
+from typing import ContextManager
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,11 @@ class Rollout:
 
     ``generate`` samples continuations of token-id prompts with one seed per prompt;
     ``sync_weights`` pushes the training model's current weights into the sampler (a no-op
-    when the sampler *is* the training model). ``is_policy`` tells the RL loop whether the
-    sampler's log-probs come from the training model itself; when not, it logs the mismatch
+    when the sampler *is* the training model; every rank calls it, together). ``generating()``
+    is entered once around all of a step's ``generate`` calls, on every rank together: a
+    backend that samples from a sharded training model gathers it there, so that ranks can
+    then call ``generate`` different numbers of times. ``is_policy`` tells the RL loop whether
+    the sampler's log-probs come from the training model itself; when not, it logs the mismatch
     between sampler and trainer log-probs.
     """
 
@@ -64,3 +69,6 @@ class Rollout:
 
     def sync_weights(self, model: object) -> None:
         pass
+
+    def generating(self) -> ContextManager[object]:
+        return contextlib.nullcontext()

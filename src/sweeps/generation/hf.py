@@ -17,11 +17,11 @@ softmax when greedy).
 from __future__ import annotations
 
 import inspect
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
-from sweeps.generation.base import Generation, SamplingParams
+from sweeps.generation.base import Generation, Rollout, SamplingParams
 
 
 def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -123,8 +123,9 @@ def generate(
     return Generation(tokens=tokens, logprobs=logprobs, finished=done.tolist())
 
 
-class HFRollout:
-    """Rollout backend that samples from the training model itself (``rollout=hf``)."""
+class HFRollout(Rollout):
+    """Rollout backend that samples from the training model itself (``rollout=hf``); a
+    sharded (FSDP) model is gathered whole for the duration of a step's sampling."""
 
     is_policy = True
 
@@ -143,3 +144,8 @@ class HFRollout:
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         pass
+
+    def generating(self) -> Any:
+        from sweeps.parallel.fsdp import gathered
+
+        return gathered(self.model)

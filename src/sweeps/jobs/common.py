@@ -1,4 +1,10 @@
-"""Plumbing every training stage shares: threads, tracker, evaluator, the Lightning trainer."""
+"""Plumbing every training stage shares: threads, seeds, tracker, evaluator, the Lightning trainer.
+
+In a multi-process job every rank runs a stage's job function; rank 0 alone starts the MLflow
+run, writes metrics.jsonl, the checkpoints' files and DONE (the other ranks get a null tracker
+and a recorder that writes nothing), and every decision taken from the run directory (where to
+resume, the final summary) is taken on rank 0 and broadcast.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from sweeps.parallel import world
 from sweeps.runs import Run, latest_values
 from sweeps.schema import save_steps
 
@@ -23,8 +30,13 @@ def axis_tags(cfg: DictConfig, stage: str, init: str) -> dict[str, str]:
 
 
 def start_tracker(cfg: DictConfig, run: Run, stage: str, init: str) -> Any:
+    """The job's tracker, started (rank 0); the null tracker on the other ranks."""
     from hydra.utils import get_method
 
+    from sweeps.tracking.base import null
+
+    if not world.world().main:
+        return null()
     tracker = get_method(cfg.tracking.builder)(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     tracker.start(run.path, resolved, axis_tags(cfg, stage, init), OmegaConf.to_yaml(cfg, resolve=True))
@@ -37,6 +49,19 @@ def make_evaluator(cfg: DictConfig, task: Any) -> Any:
     root = Path(cfg.paths.output_dir) / cfg.study / "evalsets"
     task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
     return Evaluator(task, task_cfg, cfg.eval, root, cfg.seed)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch: with the run seed on rank 0 (as a one-process job), with
+    one derived from (run seed, rank) on the others, so ranks draw different dropout masks.
+    Data, prompts and sampling seeds do not come from these generators: they derive from the
+    run seed and the global index of the example, prompt or episode."""
+    import lightning as L
+
+    from sweeps.generation.base import derive_seed
+
+    rank = world.world().rank
+    L.seed_everything(seed if rank == 0 else derive_seed(seed, "rank", rank) % 2**32, workers=True, verbose=False)
 
 
 def set_threads(n: int) -> None:
@@ -71,11 +96,18 @@ def loader(stream: Any) -> Any:
 
 
 def make_trainer(cfg: DictConfig, callbacks: list[Any], **kwargs: Any) -> Any:
+    """The Lightning trainer: ``trainer.devices`` x ``trainer.num_nodes`` processes under the
+    strategy ``trainer/strategy`` names, the ranks as :mod:`sweeps.parallel.launch` found them."""
     import lightning as L
 
+    from sweeps.parallel import launch, strategies
+
     kwargs.setdefault("max_steps", cfg.trainer.max_steps)
+    env = launch.cluster_environment(cfg)
     return L.Trainer(
-        max_epochs=-1, accelerator=cfg.trainer.accelerator, devices=1,
+        max_epochs=-1, accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
+        num_nodes=cfg.trainer.num_nodes, strategy=strategies.build(cfg), plugins=[env] if env else None,
+        use_distributed_sampler=False,   # the example streams shard themselves by rank
         precision=cfg.trainer.precision, accumulate_grad_batches=cfg.trainer.accumulate,
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         callbacks=callbacks, num_sanity_val_steps=0, deterministic=False, **kwargs,
@@ -83,19 +115,24 @@ def make_trainer(cfg: DictConfig, callbacks: list[Any], **kwargs: Any) -> Any:
 
 
 def prepare_resume(run: Run, tracker: Any) -> Path | None:
-    """The resume checkpoint, if any; drops metric records logged after it (they are redone)."""
-    from sweeps.modules.callbacks import read_resume_step
+    """The resume checkpoint, if any (the same on every rank); drops metric records logged
+    after it (they are redone)."""
+    from sweeps.modules.callbacks import resume_state
 
-    step = read_resume_step(run)
-    if step is None:
-        run.truncate_metrics(lambda r: False)
-        return None
-    run.truncate_metrics(lambda r: r["step"] <= step)
-    kept = len(run.read_metrics())
-    if getattr(tracker, "pushed", 0) > kept:
-        tracker.pushed = kept
-    log.info("resuming %s from step %d", run.path, step)
-    return run.resume_file
+    def decide() -> Path | None:
+        state = resume_state(run)
+        if state is None:
+            run.truncate_metrics(lambda r: False)
+            return None
+        step, path = state
+        run.truncate_metrics(lambda r: r["step"] <= step)
+        kept = len(run.read_metrics())
+        if getattr(tracker, "pushed", 0) > kept:
+            tracker.pushed = kept
+        log.info("resuming %s from step %d", run.path, step)
+        return path
+
+    return world.on_main(decide)
 
 
 def fit_and_finish(trainer: Any, module: Any, stream: Any, resume: Path | None, run: Run, tracker: Any,
@@ -111,13 +148,17 @@ def fit_and_finish(trainer: Any, module: Any, stream: Any, resume: Path | None, 
 
 
 def finish(run: Run, tracker: Any, recorder: Any) -> dict[str, Any]:
+    """Close the records and write DONE (rank 0); every rank returns the summary."""
     recorder.close()
-    summary = {k: v for k, v in latest_values(run.read_metrics()).items()}
-    checkpoints = [s for s, _ in run.checkpoints()]
-    summary["checkpoints"] = checkpoints
-    tracker.finish("FINISHED")
-    run.mark_done(summary)
-    return summary
+
+    def done() -> dict[str, Any]:
+        summary = {k: v for k, v in latest_values(run.read_metrics()).items()}
+        summary["checkpoints"] = [s for s, _ in run.checkpoints()]
+        tracker.finish("FINISHED")
+        run.mark_done(summary)
+        return summary
+
+    return world.on_main(done)
 
 
 def checkpoint_steps(cfg: DictConfig) -> list[int]:

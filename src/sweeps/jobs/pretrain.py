@@ -31,8 +31,6 @@ def init_name(cfg: DictConfig) -> str:
 
 def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
     common.set_threads(cfg.trainer.threads)
-    import lightning as L
-
     from sweeps.models.build import build
     from sweeps.modules.callbacks import Recorder
     from sweeps.modules.data import SFTStream
@@ -41,7 +39,7 @@ def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
     if not hasattr(task, "sample_pretrain"):
         raise ValueError(f"algo=pretrain: task {task.name!r} has no pretraining distribution (sample_pretrain); "
                          "use a general_points task")
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    common.seed_everything(cfg.seed)
     tracker = common.start_tracker(cfg, run, stage="pretrain", init="scratch")
     resume = common.prepare_resume(run, tracker)
     model, tokenizer = build(cfg.model)

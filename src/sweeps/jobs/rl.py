@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from sweeps.jobs import common
+from sweeps.parallel import strategies
 from sweeps.runs import Run, ckpt_name, run_dir
 
 
@@ -65,26 +66,26 @@ def check_family(cfg: DictConfig, ckpt: Path) -> None:
 
 def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
     common.set_threads(cfg.trainer.threads)
-    import lightning as L
     from hydra.utils import get_class, get_method
 
-    from sweeps.models.build import maybe_lora
+    from sweeps.models.build import prepare
     from sweeps.models.checkpoint import load_checkpoint
     from sweeps.modules.callbacks import Recorder
     from sweeps.modules.data import PromptStream
 
     ckpt = locate_init(cfg)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    common.seed_everything(cfg.seed)
     tracker = common.start_tracker(cfg, run, stage=cfg.algo.name, init=run.path.parent.name)
     resume = common.prepare_resume(run, tracker)
     model, tokenizer = load_checkpoint(ckpt, cfg.model.dtype, cfg.model.trust_remote_code)
     model.train()
     ref = copy.deepcopy(model).eval().requires_grad_(False) if cfg.algo.kl_coef > 0 else None
-    model = maybe_lora(model, cfg.model)
+    model = prepare(model, cfg.model)
     rollout = get_method(cfg.rollout.builder)(model, tokenizer, cfg.rollout)
     module = get_class(cfg.algo.module)(model, tokenizer, task, cfg.algo, rollout, ref, cfg.seed, cfg.trainer.max_steps)
     recorder = Recorder(run, tracker)
     callbacks = common.standard_callbacks(cfg, run, task, recorder, tokenizer)
     trainer = common.make_trainer(cfg, callbacks, max_steps=cfg.trainer.max_steps * module.updates_per_step)
+    strategies.check_manual_optimization(trainer.strategy)
     prompts = PromptStream(task, cfg.seed, cfg.trainer.batch_size // cfg.algo.group_size, lambda: module.stage_step)
     return common.fit_and_finish(trainer, module, prompts, resume, run, tracker, recorder)

@@ -17,14 +17,12 @@ def init_name(cfg: DictConfig) -> str:
 
 def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
     common.set_threads(cfg.trainer.threads)
-    import lightning as L
-
     from sweeps.models.build import build
     from sweeps.modules.callbacks import Recorder
     from sweeps.modules.data import SFTStream
     from sweeps.modules.sft import SFTModule
 
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    common.seed_everything(cfg.seed)
     tracker = common.start_tracker(cfg, run, stage="sft", init="base")
     resume = common.prepare_resume(run, tracker)
     model, tokenizer = build(cfg.model)

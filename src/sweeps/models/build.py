@@ -9,7 +9,7 @@ Each builder takes the model config and returns ``(model, tokenizer)``:
   tokenizer and chat template, loaded through safetensors only; ``trust_remote_code`` stays off
   unless the config turns it on.
 
-Both apply LoRA (peft) when ``model.lora.enabled``.
+Both apply activation checkpointing and LoRA (peft) when the config asks (:func:`prepare`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def from_config(cfg: Any) -> tuple[torch.nn.Module, Any]:
         model = transformers.AutoModelForCausalLM.from_config(config, dtype=_dtype(cfg.dtype))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    return maybe_lora(model, cfg), tokenizer
+    return prepare(model, cfg), tokenizer
 
 
 def from_pretrained(cfg: Any) -> tuple[torch.nn.Module, Any]:
@@ -62,7 +62,16 @@ def from_pretrained(cfg: Any) -> tuple[torch.nn.Module, Any]:
     model = transformers.AutoModelForCausalLM.from_pretrained(
         cfg.path, dtype=_dtype(cfg.dtype), trust_remote_code=trust, use_safetensors=True
     )
-    return maybe_lora(model, cfg), tokenizer
+    return prepare(model, cfg), tokenizer
+
+
+def prepare(model: torch.nn.Module, cfg: Any) -> torch.nn.Module:
+    """The model as the training stages use it: activation checkpointing when
+    ``model.gradient_checkpointing`` (Hugging Face's, non-reentrant, so it also works with LoRA
+    and under FSDP), then LoRA adapters when ``model.lora.enabled``."""
+    if cfg.get("gradient_checkpointing"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return maybe_lora(model, cfg)
 
 
 def maybe_lora(model: torch.nn.Module, cfg: Any) -> torch.nn.Module:

@@ -3,6 +3,9 @@
 A checkpoint directory is what ``save_pretrained`` writes (config.json, model.safetensors,
 tokenizer files, generation config), so ``AutoModelForCausalLM.from_pretrained`` and vLLM load
 it as is. LoRA models are merged before saving, so every checkpoint is a full model.
+
+In a multi-process job every rank calls :func:`save_checkpoint`: sharded (FSDP) weights are
+all-gathered one tensor at a time, and rank 0 alone writes the directory.
 """
 
 from __future__ import annotations
@@ -20,27 +23,44 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(model: torch.nn.Module, tokenizer: Any, path: str | os.PathLike) -> Path:
-    """Write ``model`` and ``tokenizer`` to ``path`` atomically (temp dir, then rename)."""
+    """Write ``model`` (LoRA merged) and ``tokenizer`` to ``path`` atomically (temp dir, then
+    rename). Every rank of a job calls it; rank 0 writes, and returns once the files exist.
+
+    The weights are written in each base weight's own dtype. A LoRA weight is W + BA computed
+    out of place, one weight at a time: merge_adapter/unmerge_adapter would round the frozen
+    bf16 base weights on every save (about 1e-3 relative drift).
+    """
+    from sweeps.parallel import world
     from sweeps.runs import atomic_dir
 
     path = Path(path)
-    with atomic_dir(path) as tmp:
-        if _is_peft(model):
-            _save_merged(model, tmp)
-        else:
-            model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+    main = world.world().main
+    base = model.get_base_model() if _is_peft(model) else model
+    dtypes = {k.replace(".base_layer.", "."): v.dtype for k, v in base.state_dict().items()}
+    state = {}
+    for name, tensor in merged_weights(model):                  # all-gathers on every rank if sharded
+        if main:
+            state[name] = tensor.detach().to("cpu", dtypes[name])
+    if main:
+        with atomic_dir(path) as tmp:
+            base.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+            _fix_architectures(tmp / "config.json", base)
+            tokenizer.save_pretrained(tmp)
+    world.barrier()
     return path
 
 
-def _save_merged(model: Any, out: Path) -> None:
-    """Save a LoRA model as a plain full model. W + BA is computed out of place, one weight at
-    a time, in the base weight's dtype: merge_adapter/unmerge_adapter would round the frozen
-    bf16 base weights on every save (about 1e-3 relative drift)."""
-    base = model.get_base_model()
-    dtypes = {k.replace(".base_layer.", "."): v.dtype for k, v in base.state_dict().items()}
-    state = {name: t.to(dtypes[name]) for name, t in merged_weights(model)}
-    base.save_pretrained(out, state_dict=state, safe_serialization=True)
+def _fix_architectures(config_file: Path, model: torch.nn.Module) -> None:
+    """``save_pretrained`` records the model's class name; a sharded model's class is FSDP2's
+    wrapper (``FSDPQwen2ForCausalLM``), which neither transformers nor vLLM knows."""
+    from torch.distributed.fsdp import FSDPModule
+
+    if not isinstance(model, FSDPModule):
+        return
+    cls = next(c for c in type(model).__mro__ if not issubclass(c, FSDPModule))
+    config = json.loads(config_file.read_text())
+    config["architectures"] = [cls.__name__]
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def _lora_deltas(base: torch.nn.Module) -> dict[str, tuple[Any, list[str]]]:
@@ -62,19 +82,26 @@ def _lora_deltas(base: torch.nn.Module) -> dict[str, tuple[Any, list[str]]]:
 def merged_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     """(checkpoint name, tensor) for every weight of ``model`` with LoRA merged, named as
     ``save_checkpoint`` writes them. Plain weights are the live tensors (no copy); a LoRA-wrapped
-    weight is merged out of place, one at a time, so the training model is never modified."""
+    weight is merged out of place, one at a time, so the training model is never modified.
+
+    Sharded (FSDP) weights come whole: each is all-gathered when reached, so every rank of the
+    job must iterate this generator to the end, together.
+    """
+    from sweeps.parallel.fsdp import full_tensor, storage_key
+
     peft_model = _is_peft(model)
     base = model.get_base_model() if peft_model else model
     deltas = _lora_deltas(base) if peft_model else {}
     seen: set[int] = set()
     for name, tensor in base.state_dict().items():
-        if ".lora_" in name or tensor.data_ptr() in seen:       # adapter factors; tied duplicates
+        if ".lora_" in name or storage_key(tensor) in seen:     # adapter factors; tied duplicates
             continue
-        seen.add(tensor.data_ptr())
+        seen.add(storage_key(tensor))
+        tensor = full_tensor(tensor)
         if name in deltas:
             layer, adapters = deltas[name]
             # W + sum of scaled B @ A, in float32; the engine casts it to its own dtype.  [out, in]
-            tensor = tensor.float() + sum(layer.get_delta_weight(a).float() for a in adapters)
+            tensor = tensor.float() + sum(full_tensor(layer.get_delta_weight(a)).float() for a in adapters)
         yield name.replace(".base_layer.", "."), tensor
 
 

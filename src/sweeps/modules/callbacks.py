@@ -3,8 +3,15 @@
 ``Recorder`` appends to the run's metrics.jsonl (the source of truth) and mirrors records to
 the tracker in batches. ``CheckpointEvaluate`` does, at each checkpoint step and in this order:
 save the weights as a Hugging Face checkpoint (atomic rename), score it on the frozen ID/OOD
-sets, record the metrics, then save the trainer state for resumption (atomic rename). A job
-killed anywhere resumes from the last trainer state and redoes at most one checkpoint.
+sets, record the metrics, then save the trainer state for resumption. A job killed anywhere
+resumes from the last trainer state and redoes at most one checkpoint.
+
+In a multi-process job the callbacks run on every rank: gathering sharded weights, scoring the
+evaluation items (sharded over the ranks) and saving a sharded trainer state are collectives;
+rank 0 alone writes files and records metrics. The trainer state of step N is
+``resume/step=N.ckpt`` (a file, or a directory of per-rank shards under FSDP); ``resume/state.json``
+names the last complete one and is replaced atomically only after every rank has written it,
+so a kill at any moment leaves the previous state valid.
 """
 
 from __future__ import annotations
@@ -17,20 +24,23 @@ from typing import Any
 import lightning as L
 
 from sweeps.models.checkpoint import save_checkpoint
-from sweeps.runs import MetricsWriter, Run, atomic_write_json
+from sweeps.parallel import world
+from sweeps.runs import MetricsWriter, Run, atomic_write_json, ckpt_name
 
 log = logging.getLogger(__name__)
 
 
 class Recorder:
-    """metrics.jsonl writer with a batched mirror to the tracker."""
+    """metrics.jsonl writer with a batched mirror to the tracker (rank 0; a no-op elsewhere)."""
 
     def __init__(self, run: Run, tracker: Any, push_every: int = 50):
-        self.writer = MetricsWriter(run.metrics_file)
+        self.writer = MetricsWriter(run.metrics_file) if world.world().main else None
         self.tracker, self.push_every = tracker, push_every
         self.pending: list[dict[str, Any]] = []
 
     def record(self, step: int, metrics: dict[str, float], push: bool = False) -> None:
+        if self.writer is None:
+            return
         self.pending.append(self.writer.write(step, metrics))
         if push or len(self.pending) >= self.push_every:
             self.push()
@@ -40,8 +50,9 @@ class Recorder:
         self.pending = []
 
     def close(self) -> None:
-        self.push()
-        self.writer.close()
+        if self.writer is not None:
+            self.push()
+            self.writer.close()
 
 
 class StepLogger(L.Callback):
@@ -85,23 +96,50 @@ class CheckpointEvaluate(L.Callback):
         path = save_checkpoint(module.model, self.tokenizer, self.run.ckpt(step))
         metrics = self.evaluator(module.model, self.tokenizer, step, out_dir=path)
         self.recorder.record(step, metrics, push=True)
-        log.info("step %d: %s", step, {k: round(v, 4) for k, v in metrics.items() if k.endswith("/success")})
+        if world.world().main:
+            log.info("step %d: %s", step, {k: round(v, 4) for k, v in metrics.items() if k.endswith("/success")})
         if resume_state:
             save_resume_state(trainer, self.run, step)
 
 
 def save_resume_state(trainer: L.Trainer, run: Run, step: int) -> None:
-    """Lightning checkpoint (optimizer, scheduler, loop state) at resume/last.ckpt, atomically."""
-    target = run.resume_file
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    trainer.save_checkpoint(tmp)
-    os.replace(tmp, target)
-    atomic_write_json(target.with_name("state.json"), {"step": step})
+    """Lightning checkpoint (optimizer, scheduler, loop state) of ``step`` (see module doc).
+
+    Every rank calls it (a sharded state is written by all of them); rank 0 then points
+    ``resume/state.json`` at it and removes the older states.
+    """
+    root = run.resume_dir
+    name = f"{ckpt_name(step)}.ckpt"
+    tmp = root / f".{name}.tmp"
+    if world.world().main:
+        _remove(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+    world.barrier()
+    trainer.save_checkpoint(tmp)                 # a barrier inside: every rank has written on return
+    if world.world().main:
+        _remove(root / name)
+        os.replace(tmp, root / name)
+        atomic_write_json(root / "state.json", {"step": step, "path": name, "strategy": type(trainer.strategy).__name__})
+        for old in root.iterdir():
+            if old.name not in (name, "state.json"):
+                _remove(old)
+    world.barrier()
 
 
-def read_resume_step(run: Run) -> int | None:
-    f = run.resume_file.with_name("state.json")
-    if not (f.is_file() and run.resume_file.is_file()):
+def _remove(path: Any) -> None:
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def resume_state(run: Run) -> tuple[int, Any] | None:
+    """(step, path) of the last complete trainer state, or None (a fresh start)."""
+    f = run.resume_dir / "state.json"
+    if not f.is_file():
         return None
-    return int(json.loads(f.read_text())["step"])
+    state = json.loads(f.read_text())
+    path = run.resume_dir / state.get("path", "last.ckpt")       # "last.ckpt": states written before the sharded layout
+    return (int(state["step"]), path) if path.exists() else None

@@ -4,6 +4,10 @@ Example ``i`` is drawn from its own RNG seeded by (run seed, i), so the stream i
 function of the index: a resumed job continues exactly where the killed one stopped (the start
 index is read from the trainer's restored step when iteration begins), and two seeds see
 different data in a different order.
+
+Several processes: each rank reads its own contiguous slice of every global batch (rank r of
+W takes examples ``b*B + r*B/W ... b*B + (r+1)*B/W - 1`` of batch b), so the ranks together see
+exactly the examples a one-process job sees, whatever the number of processes.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from torch.utils.data import IterableDataset
 
 from sweeps.episodes import chat_ids
 from sweeps.generation.base import derive_seed
+from sweeps.parallel import world
 from sweeps.tasks.base import Task
 
 
@@ -62,24 +67,32 @@ class SFTStream(IterableDataset):
         return tokenize_pair(self.tokenizer, self.task.prompt(ex), self.task.reference_completion(ex))
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        w = world.world()
+        per_rank = self.batch_size // w.size
         b = self.start_batch()
         while True:
-            idx = range(b * self.batch_size, (b + 1) * self.batch_size)
-            yield collate([self.example(i) for i in idx], self.tokenizer.pad_token_id)
+            start = b * self.batch_size + w.rank * per_rank
+            yield collate([self.example(i) for i in range(start, start + per_rank)], self.tokenizer.pad_token_id)
             b += 1
 
 
 class PromptStream(IterableDataset):
-    """Yields lists of ``prompts_per_step`` ID examples for RL step ``start_step()`` on.
+    """Yields ``(first, examples)`` for RL step ``start_step()`` on: this rank's share of the
+    step's ``prompts_per_step`` ID prompts and the global index of its first one.
 
-    Prompt ``i`` of step ``s`` is drawn from its own RNG seeded by (run seed, "rl", s, i).
+    Prompt ``i`` of step ``s`` is drawn from its own RNG seeded by (run seed, "rl", s, i); rank
+    r of W takes prompts ``r*P/W ... (r+1)*P/W - 1``, whole groups each.
     """
 
     def __init__(self, task: Task, seed: int, prompts_per_step: int, start_step: Callable[[], int]):
         self.task, self.seed, self.n, self.start_step = task, seed, prompts_per_step, start_step
 
-    def __iter__(self) -> Iterator[list]:
+    def __iter__(self) -> Iterator[tuple[int, list]]:
+        w = world.world()
+        per_rank = self.n // w.size
+        first = w.rank * per_rank
         s = self.start_step()
         while True:
-            yield [self.task.sample("id", random.Random(derive_seed(self.seed, "rl-prompt", s, i))) for i in range(self.n)]
+            yield first, [self.task.sample("id", random.Random(derive_seed(self.seed, "rl-prompt", s, i)))
+                          for i in range(first, first + per_rank)]
             s += 1

@@ -5,7 +5,7 @@ the final hidden state at the last prompt token of each turn, V(s_t). Each turn 
 one step of the MDP with the grader's reward; advantages come from GAE (gamma 0.9, lambda 0.95
 by default) over the time-ordered turns, with the recursion cut at every episode end (the
 attempt budget is terminal: no bootstrapping into the next, unrelated episode), and are
-normalised over the whole buffer. The loss is the clipped surrogate (clip 0.1) plus
+normalised over the whole buffer (every rank's turns together in a multi-process job). The loss is the clipped surrogate (clip 0.1) plus
 ``vf_coef`` x the clipped value loss, with optional entropy bonus and KL to the start policy;
 ``epochs`` (4) passes over the buffer in shuffled mini-batches.
 """
@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from sweeps.modules.rl import RLModule
+from sweeps.parallel import world
 from sweeps.rl.advantages import gae, normalize
 from sweeps.rl.batch import TurnBatch, forward_logp
 from sweeps.rl.losses import clipped_surrogate, clipped_value_loss, entropy_from_logits
@@ -46,7 +47,7 @@ class PPOModule(RLModule):
         dones = torch.tensor([i == len(e.turns) - 1 for e in episodes for i in range(len(e.turns))], device=dev)  # [N]
         adv, returns = gae(rewards, batch.extras["old_values"], dones, self.algo.gamma, self.algo.lam)
         if self.algo.normalize_advantages:
-            adv = normalize(adv)
+            adv = normalize(adv, all_reduce=world.all_reduce)          # over every rank's turns
         return {"advantages": adv.float(), "returns": returns.float()}
 
     def turn_loss(self, sub: TurnBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

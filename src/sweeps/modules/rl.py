@@ -13,11 +13,18 @@ response tokens so the result equals one big token-mean. Gradients are clipped w
 Simplifications, stated: every turn of a multi-attempt episode is one training sequence (the
 conversation so far as the prompt, the answer as the response); the value of a turn is read at
 its last prompt token; the loss is per token (no 0.5 weight on the tokens before "formula").
+
+Several processes: each rank samples whole groups of its share of the step's prompts (the
+episodes keep the seeds they have in a one-process job), scores and updates on its own turns,
+and splits them into the same number of mini-batches as the others. The loss of a mini-batch
+is weighted by the response tokens of that mini-batch on *all* ranks, so the averaged gradient
+is the one-process token mean; metrics are sums and counts reduced over ranks (maxima for the
+``_max`` ones). Because the forward passes of a sharded model are collectives, every rank runs
+as many micro-batches as the rank with the most, padding with zero-weighted passes.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -27,6 +34,8 @@ import torch
 from sweeps.episodes import Episode, play
 from sweeps.evaluation import max_positions
 from sweeps.generation.base import SamplingParams, derive_seed
+from sweeps.parallel import strategies, world
+from sweeps.parallel.fsdp import total_grad_norm
 from sweeps.rl.batch import TurnBatch, forward_logp, pack
 from sweeps.rl.kl import kl_penalty
 from sweeps.rl.losses import masked_mean
@@ -51,14 +60,20 @@ class RLModule(L.LightningModule):
         """RL steps done (the trainer counts optimiser steps: ``updates_per_step`` per RL step)."""
         return self.global_step // self.updates_per_step
 
+    def configure_model(self) -> None:
+        strategies.configure(self)               # FSDP shards the policy (and critic) here
+
     # --- one RL step ---------------------------------------------------------------------
-    def training_step(self, examples: list[Any], batch_idx: int) -> dict[str, torch.Tensor]:
+    def training_step(self, prompts: tuple[int, list[Any]], batch_idx: int) -> dict[str, torch.Tensor]:
         step, G = self.stage_step, self.algo.group_size
+        first, examples = prompts                                               # this rank's share
         t0 = time.perf_counter()
         grouped = [ex for ex in examples for _ in range(G)]                     # P*G episodes
-        episodes = play(self.rollout.generate, self.tokenizer, self.task, grouped, self.params,
-                        (self.seed, "rl", step), self.algo.rollout_batch_size,
-                        max_attempts=self.algo.max_attempts, max_length=max_positions(self.model))
+        with self.rollout.generating():
+            episodes = play(self.rollout.generate, self.tokenizer, self.task, grouped, self.params,
+                            (self.seed, "rl", step), self.algo.rollout_batch_size,
+                            max_attempts=self.algo.max_attempts, max_length=max_positions(self.model),
+                            items=range(first * G, first * G + len(grouped)))
         t1 = time.perf_counter()
         turns = [t for e in episodes for t in e.turns]
         if not turns:
@@ -69,8 +84,9 @@ class RLModule(L.LightningModule):
         stats = self.update(batch, step)
         self.lr_schedulers().step()
         self.rollout.sync_weights(self.model)
+        slowest = world.all_reduce([t1 - t0, time.perf_counter() - t1], "max")     # the step waits for the slowest rank
         self.step_metrics = {**self.rollout_metrics(episodes, batch), **stats,
-                             "time/rollout_s": t1 - t0, "time/update_s": time.perf_counter() - t1}
+                             "time/rollout_s": float(slowest[0]), "time/update_s": float(slowest[1])}
         return {"loss": torch.tensor(stats["rl/loss"])}
 
     @property
@@ -85,50 +101,62 @@ class RLModule(L.LightningModule):
     def score(self, batch: TurnBatch) -> None:
         """old_logp (and ref_logp, old_values) for every turn, in micro-batches, no gradients."""
         old, ref, values = torch.zeros_like(batch.sampler_logp), torch.zeros_like(batch.sampler_logp), []
-        for idx in torch.arange(len(batch)).split(self.algo.micro_batch_size):
-            sub = batch.select(idx)
+        batch.extras.update(old_logp=old, ref_logp=ref)
+        if self.reuses_logp and self.algo.kl_coef <= 0:
+            return                                                            # nothing to score
+        rows = torch.arange(len(batch))
+        for part in world.even_splits(len(batch), self.algo.micro_batch_size):
+            idx = rows[part] if part is not None else None                    # None: a pass to keep ranks in step
+            sub = batch.select(rows[:1] if idx is None else idx)
             if not self.reuses_logp:
                 logp, _, hidden = forward_logp(self.model, sub, self.algo.temperature, want_hidden=self.wants_hidden)
-                old[idx, : logp.shape[1]] = logp
                 if self.wants_hidden:
-                    values.append(self.value_head(hidden).squeeze(-1))
-            if self.algo.kl_coef > 0:
+                    value = self.value_head(hidden).squeeze(-1)                # [n]
+                if idx is not None:
+                    old[idx, : logp.shape[1]] = logp
+                    if self.wants_hidden:
+                        values.append(value)
+            if self.algo.kl_coef > 0 and idx is not None:                     # the reference is not sharded
                 ref_logp = forward_logp(self.reference(), sub, self.algo.temperature)[0]
                 ref[idx, : ref_logp.shape[1]] = ref_logp
-        batch.extras.update(old_logp=old, ref_logp=ref)
         if values:
             batch.extras["old_values"] = torch.cat(values)                       # [N]
 
     def update(self, batch: TurnBatch, step: int) -> dict[str, float]:
+        """``epochs`` passes of ``minibatches`` optimiser steps; the loss of each mini-batch is
+        its token mean over every rank (see the module doc)."""
         opt = self.optimizers()
         sums: dict[str, float] = {}
-        n_updates = 0
+        norms = 0.0
+        size, n_updates = world.world().size, self.algo.epochs * self.algo.minibatches
         for epoch in range(self.algo.epochs):
             gen = torch.Generator().manual_seed(derive_seed(self.seed, "minibatch", step, epoch))
-            for mb in torch.randperm(len(batch), generator=gen).chunk(self.algo.minibatches):
+            for mb in torch.randperm(len(batch), generator=gen).tensor_split(self.algo.minibatches):
                 self.last_lr = opt.param_groups[0]["lr"]
                 opt.zero_grad()
-                tokens = batch.response_mask[mb].sum().clamp(min=1)
-                for micro in mb.split(self.algo.micro_batch_size):
-                    sub = batch.select(micro)
+                tokens = float(world.all_reduce([float(batch.response_mask[mb].sum())])[0])    # over every rank
+                for part in world.even_splits(len(mb), self.algo.micro_batch_size):
+                    micro = mb[part] if part is not None else None               # None: a zero-weighted pass
+                    sub = batch.select(torch.arange(1) if micro is None else micro)
                     if self.reuses_logp:
                         sub.extras["old_logp"] = None          # turn_loss uses its own logp, detached
                     loss, st = self.turn_loss(sub)
-                    if self.reuses_logp:
+                    if self.reuses_logp and micro is not None:
                         batch.extras["old_logp"][micro, : sub.extras["old_logp"].shape[1]] = sub.extras["old_logp"]
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"non-finite RL loss ({loss.item()}) at RL step {step}; "
-                                                 f"the last good state is the run's resume/last.ckpt")
-                    w = sub.response_mask.sum() / tokens
-                    self.manual_backward(loss * w)
+                                                 f"the last good state is the run's resume/ (state.json)")
+                    w = 0.0 if micro is None else float(sub.response_mask.sum()) / max(tokens, 1.0)
+                    self.manual_backward(loss * (w * size))    # ranks' gradients are averaged: undo the 1/size
                     for k, v in {"rl/loss": loss.detach(), **st}.items():
-                        sums[k] = sums.get(k, 0.0) + float(v) * float(w)
-                sums["rl/grad_norm"] = sums.get("rl/grad_norm", 0.0) + grad_norm(self.trainable_parameters())
+                        sums[k] = sums.get(k, 0.0) + float(v) * w
+                norms += total_grad_norm(self.trainable_parameters())
                 if self.algo.max_grad_norm:
                     self.clip_gradients(opt, gradient_clip_val=self.algo.max_grad_norm, gradient_clip_algorithm="norm")
                 opt.step()
-                n_updates += 1
-        return {k: v / n_updates for k, v in sums.items()}
+        keys = sorted(sums)
+        reduced = world.all_reduce([sums[k] for k in keys])                   # token-weighted sums over ranks
+        return {**{k: float(v) / n_updates for k, v in zip(keys, reduced)}, "rl/grad_norm": norms / n_updates}
 
     def kl_term(self, sub: TurnBatch, logp: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.algo.kl_coef <= 0:
@@ -155,20 +183,26 @@ class RLModule(L.LightningModule):
         return [p for p in self.parameters() if p.requires_grad]
 
     def rollout_metrics(self, episodes: list[Episode], batch: TurnBatch) -> dict[str, float]:
+        """Rollout statistics of the whole step: sums and counts reduced over ranks."""
         G = self.algo.group_size
         returns = torch.tensor([e.ret for e in episodes]).view(-1, G)           # [P, G]
         rewards = [t.reward for e in episodes for t in e.turns]
         mask = batch.response_mask
         diff = (batch.sampler_logp - batch.extras["old_logp"]).abs()[mask]
+        (reward, ret, success, mixed, turns, n_ep, groups, tokens, mismatch, n_diff) = world.all_reduce([
+            sum(rewards), float(returns.sum()), sum(e.success for e in episodes),
+            float((returns.std(dim=1) > 0).sum()) if G > 1 else 0.0, len(rewards), len(episodes), returns.shape[0],
+            float(mask.sum()), float(diff.sum()), diff.numel()]).tolist()
+        mismatch_max = float(world.all_reduce([float(diff.max()) if diff.numel() else 0.0], "max")[0])
         return {
-            "rl/reward_mean": sum(rewards) / len(rewards),
-            "rl/return_mean": float(returns.mean()),
-            "rl/success": sum(e.success for e in episodes) / len(episodes),
-            "rl/mixed_groups": float((returns.std(dim=1) > 0).float().mean()) if G > 1 else float("nan"),
-            "rl/turns_per_episode": len(rewards) / len(episodes),
-            "rl/response_len": float(mask.sum()) / len(batch),
-            "rl/logp_mismatch_mean": float(diff.mean()) if diff.numel() else 0.0,
-            "rl/logp_mismatch_max": float(diff.max()) if diff.numel() else 0.0,
+            "rl/reward_mean": reward / turns,
+            "rl/return_mean": ret / n_ep,
+            "rl/success": success / n_ep,
+            "rl/mixed_groups": mixed / groups if G > 1 else float("nan"),
+            "rl/turns_per_episode": turns / n_ep,
+            "rl/response_len": tokens / turns,
+            "rl/logp_mismatch_mean": mismatch / n_diff if n_diff else 0.0,
+            "rl/logp_mismatch_max": mismatch_max,
         }
 
     def configure_optimizers(self) -> Any:
@@ -180,7 +214,3 @@ class RLModule(L.LightningModule):
                               num_training_steps=self.max_steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-
-def grad_norm(params: list[torch.nn.Parameter]) -> float:
-    sq = sum(float(p.grad.detach().float().square().sum()) for p in params if p.grad is not None)
-    return math.sqrt(sq)

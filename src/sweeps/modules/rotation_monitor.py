@@ -22,6 +22,8 @@ exact top-k subspace; the offline stage (``sweeps-spectral``) gives exact values
 ``reference="previous"`` measures the rotation since the last measurement instead of since the
 start. After a resume the reference is the resumed weights, not the original start.
 LoRA: the weights read are the merged ones (``sweeps.models.checkpoint.merged_weights``).
+Several processes: every rank gathers the (possibly sharded) weights together; rank 0 alone
+decomposes them and records the metrics.
 
 How to add it to a job (e.g. the SFT job, behind a ``trainer.rotation_monitor`` option)::
 
@@ -38,6 +40,7 @@ from typing import Any, Callable
 import lightning as L
 import torch
 
+from sweeps.parallel import world
 from sweeps.spectral.metrics import check_k, principal_angles, top_k_svd
 from sweeps.spectral.stream import subspace_iteration
 
@@ -73,7 +76,9 @@ class RotationMonitor(L.Callback):
         return getattr(module, "model", module)
 
     def on_train_start(self, trainer: L.Trainer, module: Any) -> None:
-        weights = _weights(self._model(module), self.targets)
+        weights = _weights(self._model(module), self.targets)    # every rank: a gather when sharded
+        if not world.world().main:
+            return
         if not weights:
             raise ValueError(f"RotationMonitor: no 2-D parameter matches {self.targets}")
         for name, W in weights.items():
@@ -90,13 +95,18 @@ class RotationMonitor(L.Callback):
         if step == self._last or step == 0 or step % self.every:
             return
         self._last = step
-        self.record(step, self.measure(module))
+        metrics = self.measure(module)
+        if world.world().main:
+            self.record(step, metrics)
 
     @torch.no_grad()
     def measure(self, module: Any) -> dict[str, float]:
         """Current top-k bases (warm-started subspace iteration) vs the reference, as metrics."""
         out: dict[str, float] = {}
-        for name, W in _weights(self._model(module), self.targets).items():
+        weights = _weights(self._model(module), self.targets)    # every rank: a gather when sharded
+        if not world.world().main:
+            return out
+        for name, W in weights.items():
             if name not in self.ref:
                 continue
             W = W.detach().to(torch.float64)  # [m, n]

@@ -7,6 +7,12 @@ learning-rate schedule the config names (any ``transformers.get_scheduler`` sche
 once per optimiser step. The learning rate actually used for each step is exposed as
 ``last_lr`` and logged by the recorder callback every step, so a schedule silently overridden
 elsewhere (as happened in the paper's run) shows in the logs.
+
+Several processes: each rank holds ``batch_size / world`` examples of the global batch, and the
+loss is normalised by the completion tokens of the whole global batch (counted across ranks),
+so that averaging the ranks' gradients gives exactly the gradient of the one-process token
+mean (the same fix as Hugging Face's ``num_items_in_batch``); ``train/loss`` is that global
+mean. A plain per-rank mean would weight a rank's tokens by its share of the batch.
 """
 
 from __future__ import annotations
@@ -17,23 +23,33 @@ import lightning as L
 import torch
 from transformers import get_scheduler
 
+from sweeps.parallel import strategies, world
+
 
 class SFTModule(L.LightningModule):
     def __init__(self, model: torch.nn.Module, algo: Any, max_steps: int):
         super().__init__()
         self.model, self.algo, self.max_steps = model, algo, max_steps
-        self.last_lr = float("nan")
+        self.last_lr, self.step_metrics = float("nan"), {}
 
     @property
     def stage_step(self) -> int:
         """Steps of this stage done (one optimiser step per SFT step)."""
         return self.global_step
 
+    def configure_model(self) -> None:
+        strategies.configure(self)               # FSDP shards the model here, before the optimizer
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         self.last_lr = self.optimizers().param_groups[0]["lr"]
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
-        if not torch.isfinite(out.loss):
-            raise FloatingPointError(f"non-finite SFT loss {out.loss.item()} at step {self.global_step}")
+        size = world.world().size
+        tokens = world.all_reduce_((batch["labels"][:, 1:] != -100).sum().float())    # [] global completion tokens
+        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
+                         num_items_in_batch=tokens.clamp(min=1) / size, use_cache=False)
+        mean = world.all_reduce_(out.loss.detach().clone()) / size                    # [] the global token mean
+        if not torch.isfinite(mean):
+            raise FloatingPointError(f"non-finite SFT loss {mean.item()} at step {self.global_step}")
+        self.step_metrics = {"train/loss": float(mean)}
         return out.loss
 
     def configure_optimizers(self) -> Any:

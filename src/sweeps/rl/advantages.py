@@ -12,6 +12,8 @@ Two fixes to the paper's PPO (PAPER.md section 4) live here:
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
@@ -95,15 +97,25 @@ def group_mean_baseline(rewards: Tensor, leave_one_out: bool = False) -> Tensor:
     return centred * group / (group - 1) if leave_one_out else centred
 
 
-def normalize(x: Tensor, mask: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+def normalize(x: Tensor, mask: Tensor | None = None, eps: float = 1e-5,
+              all_reduce: Callable[[list[float]], Tensor] | None = None) -> Tensor:
     """Buffer-wide whitening (x - mean) / (std + eps) over the real entries of ``x``.
 
     This is the paper's advantage normalisation. ``mask`` (same shape as ``x``, or
     broadcastable) selects the entries that enter the mean and the POPULATION std; masked-out
     entries are returned as 0 and may hold anything, inf included. No mean is added back.
+    ``all_reduce`` (summing a vector over processes, ``sweeps.parallel.world.all_reduce``)
+    makes the buffer the union of every rank's entries: each rank's ``x`` is whitened with the
+    mean and std of all of them (two reductions: the sums, then the squared deviations).
     """
     mask = torch.ones_like(x, dtype=torch.bool) if mask is None else mask.bool().expand_as(x)
-    mean = masked_mean(x, mask)  # []
+    if all_reduce is None:
+        mean = masked_mean(x, mask)  # []
+        centred = torch.where(mask, x - mean, torch.zeros_like(x))  # same shape as x
+        std = masked_mean(centred.square(), mask).sqrt()  # []
+        return centred / (std + eps)
+    total, count = all_reduce([float(torch.where(mask, x, torch.zeros_like(x)).sum()), float(mask.sum())]).tolist()
+    mean = total / max(count, 1.0)
     centred = torch.where(mask, x - mean, torch.zeros_like(x))  # same shape as x
-    std = masked_mean(centred.square(), mask).sqrt()  # []
+    std = (float(all_reduce([float(centred.square().sum())])[0]) / max(count, 1.0)) ** 0.5
     return centred / (std + eps)
