@@ -153,6 +153,32 @@ def test_preempted_job_is_requeued_and_resumes_to_the_same_result(slurm, tmp_pat
     assert (run / "metrics.jsonl").read_text() == (run_path(ref, 0) / "metrics.jsonl").read_text()
 
 
+def test_two_task_job_runs_one_rank_per_task_and_matches_one_process(slurm, grid, tmp_path):
+    """tasks_per_node=2 with trainer.devices=2: srun starts two tasks, Lightning's SLURM
+    environment makes them ranks 0 and 1 of one DDP job; rank 0 writes; same curve as one process."""
+    two = ["seed=0", "trainer.devices=2", "trainer/strategy=ddp", "hydra.launcher.tasks_per_node=2"]
+    res = launch(slurm, tmp_path, *two)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = run_path(tmp_path, 0)
+    assert (run / "DONE").is_file()
+    job = next(p.name for p in tmp_path.glob(".hydra/*/multirun_*/.submitit/*") if p.name.isdigit())
+    logs = {rank: "".join(p.read_text(errors="replace") for p in tmp_path.glob(f".hydra/*/multirun_*/.submitit/{job}/{job}_{rank}_log.*"))
+            for rank in (0, 1)}
+    assert "rank 0 of 2 (local rank 0, SLURMEnvironment, gloo)" in logs[0]
+    assert "rank 1 of 2 (local rank 1, SLURMEnvironment, gloo)" in logs[1]
+    one, both = values(run_path(grid, 0)), values(run)
+    assert [r["step"] for r in both] == [r["step"] for r in one]           # every record once
+    for a, b in zip(one, both):
+        assert b == pytest.approx(a, rel=1e-6, abs=1e-7)
+    before = n_jobs(slurm)
+    res = launch(slurm, tmp_path, *two)                                   # finished: nothing submitted
+    assert res.returncode == 0 and "1 of 1 jobs already DONE; submitting 0" in res.stdout + res.stderr
+    res = launch(slurm, tmp_path / "bad", "seed=0", "trainer.devices=2", "hydra.launcher.tasks_per_node=3")
+    assert res.returncode != 0 and n_jobs(slurm) == before
+    assert res.stderr.strip().splitlines()[-1].startswith(
+        "error: trainer.devices=2 x trainer.num_nodes=1 but the launcher runs tasks_per_node=3 x nodes=1")
+
+
 def test_unknown_partition_fails_in_one_line_before_submitting(slurm, tmp_path):
     before = n_jobs(slurm)
     res = launch(slurm, tmp_path, "seed=0,1", "hydra.launcher.partition=nope")
@@ -178,6 +204,12 @@ def test_launcher_configs_name_a_discovered_plugin(monkeypatch):
     assert local.partition == "debug" and local.timeout_min >= 5
     assert gpu.max_num_timeout == local.max_num_timeout == 3
     assert gpu._target_ in launchers and local._target_ in launchers
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        eight = compose("train", ["hydra/launcher=slurm_8gpu"], return_hydra_config=True).hydra.launcher
+        multi = compose("train", ["hydra/launcher=slurm_2x8gpu"], return_hydra_config=True).hydra.launcher
+    assert (eight.nodes, eight.tasks_per_node, eight.gpus_per_node) == (1, 8, 8)
+    assert (multi.nodes, multi.tasks_per_node, multi.gpus_per_node, multi.partition) == (2, 8, 8, "a100")
+    assert eight._target_ in launchers and multi._target_ in launchers
 
 
 def test_tiny_study_on_slurm_has_a_parent_and_children_and_relaunch_submits_nothing(slurm, tmp_path):

@@ -70,7 +70,11 @@ def prepare(model: torch.nn.Module, cfg: Any) -> torch.nn.Module:
     ``model.gradient_checkpointing`` (Hugging Face's, non-reentrant, so it also works with LoRA
     and under FSDP), then LoRA adapters when ``model.lora.enabled``."""
     if cfg.get("gradient_checkpointing"):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable = getattr(model, "activation_checkpointing_enable", None)     # transformers >= 5.2x
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return maybe_lora(model, cfg)
 
 
