@@ -26,7 +26,7 @@ from typing import Any, Iterable, Iterator
 
 # Keys that do not change what a job computes (where it writes, how it is launched or tracked,
 # how many processes share the work and how they shard it: the global batch is the same).
-NON_SEMANTIC = ("paths", "tracking", "hydra", "launcher", "parent_run_id", "plan")
+NON_SEMANTIC = ("paths", "tracking", "hydra", "launcher", "parent_run_id", "plan", "memory")
 NON_SEMANTIC_FIELDS = (("trainer", "devices"), ("trainer", "num_nodes"), ("trainer", "strategy"),
                        ("model", "gradient_checkpointing"))
 

@@ -219,6 +219,22 @@ class EvalConfig:
 
 
 @dataclass
+class MemoryConfig:
+    """The memory plan (``sweeps-plan``; ``sweeps-train`` checks it before loading on a GPU)."""
+
+    gpu_gib: Optional[float] = None   # memory per GPU; null = the current CUDA device's
+    seq_len: Optional[int] = None     # tokens per sequence; null = measured with the model's tokenizer
+    overhead_gib: float = 2.0         # CUDA context, NCCL buffers, allocator slack
+    check: str = "warn"               # sweeps-train on a GPU: warn | refuse | off
+
+    def __post_init__(self) -> None:
+        _check(self.gpu_gib is None or self.gpu_gib > 0, f"memory.gpu_gib must be > 0 or null, got {self.gpu_gib}")
+        _check(self.seq_len is None or self.seq_len > 0, f"memory.seq_len must be > 0 or null, got {self.seq_len}")
+        _check(self.overhead_gib >= 0, f"memory.overhead_gib must be >= 0, got {self.overhead_gib}")
+        _check(self.check in ("warn", "refuse", "off"), f"memory.check={self.check!r}: use warn, refuse or off")
+
+
+@dataclass
 class TrackingConfig:
     builder: str = MISSING            # sweeps.tracking.mlflow_tracker.mlflow | sweeps.tracking.base.null
     uri: Optional[str] = None
@@ -251,6 +267,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     init: InitConfig = field(default_factory=InitConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
     plan: Any = None                  # sweeps-study: the grid of a named study (experiment files)
 
     def __post_init__(self) -> None:

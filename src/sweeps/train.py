@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from sweeps import CONF_DIR, schema  # noqa: F401  (schema registers the structured-config schemas)
 from sweeps.cli import one_line_errors
 from sweeps.launching import job_identity
-from sweeps.parallel import launch, world
+from sweeps.parallel import launch, memory, world
 
 log = logging.getLogger("sweeps.train")
 
@@ -39,6 +39,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             return world.on_main(lambda: json.loads((run.path / "DONE").read_text()))
         if world.world().main:
             log.info("%s: %s", state, run.path)
+        world.on_main(memory.preflight, cfg, task)
         return get_method(cfg.algo.job)(cfg, run, task)
 
 

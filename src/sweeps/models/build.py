@@ -32,7 +32,8 @@ def _dtype(name: str) -> torch.dtype:
         raise ValueError(f"model.dtype={name!r} is not one of float32, bfloat16, float16") from None
 
 
-def from_config(cfg: Any) -> tuple[torch.nn.Module, Any]:
+def from_config(cfg: Any, meta: bool = False) -> tuple[torch.nn.Module, Any]:
+    """``meta=True``: the same model on PyTorch's meta device (shapes only, for the memory plan)."""
     tokenizer = build_tokenizer(model_max_length=int(cfg.arch.get("max_position_embeddings", 1024)))
     arch = dict(cfg.arch)
     config_cls = getattr(transformers, arch.pop("config_class"))
@@ -43,7 +44,7 @@ def from_config(cfg: Any) -> tuple[torch.nn.Module, Any]:
         pad_token_id=tokenizer.pad_token_id,
         **arch,
     )
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), torch.device("meta" if meta else "cpu"):
         torch.manual_seed(int(cfg.init_seed))
         model = transformers.AutoModelForCausalLM.from_config(config, dtype=_dtype(cfg.dtype))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -51,10 +52,21 @@ def from_config(cfg: Any) -> tuple[torch.nn.Module, Any]:
     return prepare(model, cfg), tokenizer
 
 
-def from_pretrained(cfg: Any) -> tuple[torch.nn.Module, Any]:
+def from_pretrained(cfg: Any, meta: bool = False) -> tuple[torch.nn.Module, Any]:
+    """``meta=True``: the architecture from the config alone, on the meta device (no weights
+    read), and the tokenizer if it can be loaded (None otherwise)."""
     if not cfg.path:
         raise ValueError(f"model.path is empty for model {cfg.name!r}: set a hub id or a local directory")
     trust = bool(cfg.trust_remote_code)
+    if meta:
+        config = transformers.AutoConfig.from_pretrained(cfg.path, trust_remote_code=trust)
+        with torch.device("meta"):
+            model = transformers.AutoModelForCausalLM.from_config(config, dtype=_dtype(cfg.dtype), trust_remote_code=trust)
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(cfg.path, trust_remote_code=trust)
+        except Exception:  # noqa: BLE001 - a config without tokenizer files: the plan asks for memory.seq_len
+            tokenizer = None
+        return prepare(model, cfg), tokenizer
     tokenizer = transformers.AutoTokenizer.from_pretrained(cfg.path, trust_remote_code=trust)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -91,11 +103,12 @@ def maybe_lora(model: torch.nn.Module, cfg: Any) -> torch.nn.Module:
     return peft.get_peft_model(model, config)
 
 
-def build(cfg: Any) -> tuple[torch.nn.Module, Any]:
-    """Build the model a config names (``model.builder`` is a dotted path to a builder)."""
+def build(cfg: Any, meta: bool = False) -> tuple[torch.nn.Module, Any]:
+    """Build the model a config names (``model.builder`` is a dotted path to a builder);
+    ``meta=True`` builds it on the meta device, without weights."""
     from hydra.utils import get_method
 
-    return get_method(cfg.builder)(cfg)
+    return get_method(cfg.builder)(cfg, meta=meta) if meta else get_method(cfg.builder)(cfg)
 
 
 def expected_architecture(cfg: Any) -> dict[str, Any] | None:
