@@ -28,7 +28,7 @@ from typing import Any, Iterable, Iterator
 # how many processes share the work and how they shard it: the global batch is the same).
 NON_SEMANTIC = ("paths", "tracking", "hydra", "launcher", "parent_run_id", "plan", "memory")
 NON_SEMANTIC_FIELDS = (("trainer", "devices"), ("trainer", "num_nodes"), ("trainer", "strategy"),
-                       ("model", "gradient_checkpointing"))
+                       ("trainer", "progress_every_s"), ("model", "gradient_checkpointing"))
 
 
 _UMASK = os.umask(0)
@@ -123,12 +123,18 @@ class Run:
             return "skip"
         state = "resume" if stored == sig else "new"
         self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "FAILED").unlink(missing_ok=True)          # an earlier attempt's; this one starts now
         atomic_write_text(self.path / "config.yaml", config_yaml)
         atomic_write_text(self.path / "signature", sig + "\n")
         return state
 
     def mark_done(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.path / "DONE", summary)
+
+    def mark_failed(self, error: BaseException) -> None:
+        """``FAILED`` with the error's first line (the study driver counts it; a re-run resumes)."""
+        text = (str(error).strip().splitlines() or [""])[0]
+        atomic_write_json(self.path / "FAILED", {"error": f"{type(error).__name__}: {text}"})
 
     # --- checkpoints ---------------------------------------------------------------
     @property

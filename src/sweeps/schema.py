@@ -164,8 +164,10 @@ class TrainerConfig:
     strategy: Any = None              # conf/trainer/strategy/<name>.yaml: auto, ddp, fsdp, deepspeed_stage_2
     rotation_monitor: int = 0         # log rotation/* (principal angles vs the start) every N steps; 0 = off
     rotation_k: int = 8               # top-k subspaces for the monitor (k <= n/2)
+    progress_every_s: float = 30.0    # progress.json and, without a terminal, a log line this often
 
     def __post_init__(self) -> None:
+        _check(self.progress_every_s > 0, f"trainer.progress_every_s must be > 0, got {self.progress_every_s}")
         _check(self.rotation_monitor >= 0, f"trainer.rotation_monitor must be >= 0 (0 = off), got {self.rotation_monitor}")
         _check(self.max_steps > 0, f"trainer.max_steps must be > 0, got {self.max_steps}")
         _check(self.batch_size > 0, f"trainer.batch_size must be > 0, got {self.batch_size}")

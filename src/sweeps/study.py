@@ -27,7 +27,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sweeps import CONF_DIR, schema
+from sweeps import CONF_DIR, progress, schema
 from sweeps.cli import one_line_errors
 from sweeps.runs import atomic_write_json
 
@@ -63,6 +63,26 @@ def stage_commands(cfg: DictConfig, launcher: str, extra: list[str], parent: str
         if roles:
             cmds.append(("rl", [exe, "-m", f"algo={algos}", f"init.role={','.join(roles)}", *rl.overrides, *common]))
     return cmds
+
+
+def stage_runs(cfg: DictConfig, argv: list[str]) -> list[Path]:
+    """The run directories a stage's multirun writes (for its progress display): SFT's seeds, or
+    the RL algorithms x init checkpoints (steps, or roles resolved per seed) x seeds."""
+    from sweeps.analysis.roles import resolve
+    from sweeps.runs import ckpt_name, run_dir
+
+    def run(stage: str, init: str, seed: int) -> Path:
+        return run_dir(cfg.paths.output_dir, cfg.study, stage, cfg.model.name, cfg.task.name, init, seed)
+
+    axes = dict(a.split("=", 1) for a in argv if "=" in a and a.split("=", 1)[0] in ("algo", "init.step", "init.role"))
+    seeds = list(cfg.plan.seeds)
+    if axes.get("algo") == "sft":
+        return [run("sft", "base", s) for s in seeds]
+    algos = axes["algo"].split(",")
+    if "init.step" in axes:
+        return [run(a, f"sft-{ckpt_name(int(n))}", s) for a in algos for n in axes["init.step"].split(",") for s in seeds]
+    return [run(a, f"sft-{ckpt_name(resolve(r, run('sft', 'base', s)))}", s)
+            for a in algos for r in axes["init.role"].split(",") for s in seeds]
 
 
 def check_roles(cfg: DictConfig) -> None:
@@ -121,9 +141,9 @@ def run_study(cfg: DictConfig, launcher: str, extra: list[str]) -> dict[str, Any
         if stage == "rl" and "rl" not in done:
             check_roles(cfg)
         log.info("stage %s: %s", stage, " ".join(argv[1:]))
-        res = subprocess.run(argv)
-        if res.returncode:
-            raise RuntimeError(f"stage {stage} failed (exit {res.returncode}); re-run the same command to resume")
+        returncode = progress.watch(subprocess.Popen(argv), stage, stage_runs(cfg, argv))
+        if returncode:
+            raise RuntimeError(f"stage {stage} failed (exit {returncode}); re-run the same command to resume")
         done.append(stage)
     seeds = ",".join(map(str, cfg.plan.seeds))
     algos = ["sft", *((cfg.plan.get("rl") or {}).get("algos") or [])]

@@ -39,8 +39,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             return world.on_main(lambda: json.loads((run.path / "DONE").read_text()))
         if world.world().main:
             log.info("%s: %s", state, run.path)
-        world.on_main(memory.preflight, cfg, task)
-        return get_method(cfg.algo.job)(cfg, run, task)
+        try:
+            world.on_main(memory.preflight, cfg, task)
+            return get_method(cfg.algo.job)(cfg, run, task)
+        except BaseException as err:
+            if world.world().main:
+                run.mark_failed(err)
+            raise
 
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")

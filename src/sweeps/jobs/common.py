@@ -75,12 +75,15 @@ def set_threads(n: int) -> None:
 
 
 def standard_callbacks(cfg: DictConfig, run: Run, task: Any, recorder: Any, tokenizer: Any) -> list[Any]:
-    """Step logging, checkpoint-evaluate, and the optional online rotation monitor."""
+    """Step logging, checkpoint-evaluate, progress, and the optional online rotation monitor."""
     from sweeps.modules.callbacks import CheckpointEvaluate, StepLogger
+    from sweeps.modules.progress import Progress
 
-    callbacks = [StepLogger(recorder, cfg.trainer.log_every),
-                 CheckpointEvaluate(run, checkpoint_steps(cfg), make_evaluator(cfg, task), recorder, tokenizer,
-                                    cfg.trainer.eval_at_start)]
+    evaluate = CheckpointEvaluate(run, checkpoint_steps(cfg), make_evaluator(cfg, task), recorder, tokenizer,
+                                  cfg.trainer.eval_at_start)
+    name = "/".join(run.path.parts[-5:])                                  # stage/model/task/init/seed=s
+    callbacks = [StepLogger(recorder, cfg.trainer.log_every), evaluate,
+                 Progress(run, name, cfg.trainer.max_steps, cfg.trainer.progress_every_s, evaluate)]
     if cfg.trainer.rotation_monitor:
         from sweeps.modules.rotation_monitor import RotationMonitor
 

@@ -81,6 +81,7 @@ class CheckpointEvaluate(L.Callback):
         self.run, self.save_steps, self.evaluator = run, set(save_steps), evaluator
         self.recorder, self.tokenizer, self.eval_at_start = recorder, tokenizer, eval_at_start
         self._saved = -1
+        self.last: tuple[int, dict[str, float]] | None = None      # (step, metrics) of the latest evaluation
 
     def on_train_start(self, trainer: L.Trainer, module: Any) -> None:
         if self.eval_at_start and module.stage_step == 0:
@@ -96,6 +97,7 @@ class CheckpointEvaluate(L.Callback):
         path = save_checkpoint(module.model, self.tokenizer, self.run.ckpt(step))
         metrics = self.evaluator(module.model, self.tokenizer, step, out_dir=path)
         self.recorder.record(step, metrics, push=True)
+        self.last = (step, metrics)
         if world.world().main:
             log.info("step %d: %s", step, {k: round(v, 4) for k, v in metrics.items() if k.endswith("/success")})
         if resume_state:
