@@ -129,7 +129,7 @@ class HFRollout(Rollout):
 
     is_policy = True
 
-    def __init__(self, model: torch.nn.Module, tokenizer: object, cfg: object = None):
+    def __init__(self, model: torch.nn.Module, tokenizer: object, cfg: object = None, weights_dir: object = None):
         from sweeps.evaluation import eos_ids
 
         self.model, self.pad_id, self.eos = model, tokenizer.pad_token_id, eos_ids(tokenizer, model)

@@ -1,8 +1,19 @@
 """Rollouts sampled by an in-process vLLM engine that holds a copy of the training weights.
 
-``VLLMRollout`` saves the training model once (LoRA merged) as a Hugging Face checkpoint in a
-temporary directory and starts ``vllm.LLM`` from it, in this process, on the same GPU as the
-trainer (``gpu_memory_utilization`` caps the engine's share: weights, activations, KV cache).
+``VLLMRollout`` starts ``vllm.LLM`` in this process, on the same GPU as the trainer
+(``gpu_memory_utilization`` caps the engine's share: weights, activations, KV cache), from the
+RL job's start checkpoint (``weights_dir``; without one, the model is first saved, LoRA merged,
+to a temporary directory). The job pushes the live weights before its first step, so a resumed
+job never samples from the start checkpoint's weights.
+
+Several processes (TRL's "colocate" mode): every rank runs its own engine on its own GPU with
+``distributed_executor_backend="external_launcher"`` (vLLM then uses the job's process group
+instead of starting workers) and ``tensor_parallel_size=1``: each rank samples its own share of
+the prompts. Tensor parallelism across ranks is not built: within a TP group every rank would
+have to send the same prompts the same number of times, which the per-rank verification loop
+does not do (a 7B model fits one GPU). With ``enable_sleep_mode`` the engine sleeps (level 1:
+weights to CPU memory, KV cache freed) between a step's sampling and its next weight push, so
+the update has the GPU to itself; the push wakes the weights, the next sampling the KV cache.
 ``generate`` sends one request per prompt, as token ids, each with its own seed (greedy when
 the temperature is 0), stops at the tokenizer's end-of-sequence ids and returns the sampled
 ids (eos included when produced), their log-probabilities and whether eos ended the sequence,
@@ -47,6 +58,7 @@ against a real vLLM here (the GPU tests in tests/gpu/test_vllm_rollout.py do tha
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import os
@@ -54,7 +66,7 @@ import shutil
 import tempfile
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -64,7 +76,10 @@ from sweeps.models.checkpoint import save_checkpoint
 
 MISSING_VLLM = "rollout=vllm needs vLLM on a CUDA machine: pip install '.[vllm]' (or choose rollout=hf)"
 NO_CUDA = "rollout=vllm needs a CUDA GPU but torch.cuda.is_available() is False: run it on a GPU node (or choose rollout=hf)"
-DEFAULTS = dict(gpu_memory_utilization=0.3, dtype="bfloat16", enforce_eager=True, max_model_len=2048, engine_seed=0)
+DEFAULTS = dict(gpu_memory_utilization=0.3, dtype="bfloat16", enforce_eager=True, max_model_len=2048, engine_seed=0,
+                tensor_parallel_size=1, enable_sleep_mode=False, sleep_level=1)
+NO_TP = ("rollout.tensor_parallel_size={} is not built: each rank runs its own engine (tensor_parallel_size=1); "
+         "shard the trainer with trainer/strategy=fsdp instead")
 
 
 def _import_vllm() -> Any:
@@ -80,14 +95,19 @@ class VLLMRollout(Rollout):
 
     is_policy = False
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, cfg: Any = None):
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, cfg: Any = None, weights_dir: Any = None):
+        opt = {k: getattr(cfg, k, v) if cfg is not None else v for k, v in DEFAULTS.items()}
+        if int(opt["tensor_parallel_size"]) != 1:
+            raise ValueError(NO_TP.format(opt["tensor_parallel_size"]))
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engine core in this process (read when LLM starts)
         vllm = _import_vllm()
         if not torch.cuda.is_available():
             raise RuntimeError(NO_CUDA)
         from sweeps.evaluation import eos_ids
+        from sweeps.parallel import world
 
-        opt = {k: getattr(cfg, k, v) if cfg is not None else v for k, v in DEFAULTS.items()}
+        self.sleep_level = int(opt["sleep_level"]) if opt["enable_sleep_mode"] else 0
+        self.asleep: set[str] = set()                  # parts of the engine asleep: "weights", "kv_cache"
         self._vllm, self.llm = vllm, None
         self.eos = eos_ids(tokenizer, model)
         self.vocab_size = int(getattr(getattr(model, "config", None), "vocab_size", 0) or len(tokenizer))
@@ -95,14 +115,23 @@ class VLLMRollout(Rollout):
         self._tmp = Path(tempfile.mkdtemp(prefix="sweeps-vllm-"))
         self._remove_tmp = weakref.finalize(self, shutil.rmtree, self._tmp, True)  # also if close() is never called
         try:
-            path = save_checkpoint(model, tokenizer, self._tmp / "weights")
+            w = world.world()
+            if weights_dir is None and w.size > 1:
+                raise ValueError("rollout=vllm in a multi-process job needs the start checkpoint's directory (weights_dir)")
+            path = weights_dir if weights_dir is not None else save_checkpoint(model, tokenizer, self._tmp / "weights")
             kwargs = dict(
                 model=str(path), dtype=str(opt["dtype"]), seed=int(opt["engine_seed"]),
                 gpu_memory_utilization=float(opt["gpu_memory_utilization"]),
                 enforce_eager=bool(opt["enforce_eager"]), max_model_len=int(opt["max_model_len"]),
             )
-            if "logprobs_mode" in {f.name for f in dataclasses.fields(vllm.EngineArgs)}:
+            fields = {f.name for f in dataclasses.fields(vllm.EngineArgs)}
+            if "logprobs_mode" in fields:
                 kwargs["logprobs_mode"] = "processed_logprobs"
+            if self.sleep_level:
+                kwargs["enable_sleep_mode"] = True
+            if w.size > 1:                        # colocate: the job's process group, one engine per rank
+                kwargs.update(distributed_executor_backend="external_launcher", tensor_parallel_size=1)
+                os.environ.update(RANK=str(w.rank), LOCAL_RANK=str(w.local_rank), WORLD_SIZE=str(w.size))
             self.llm = vllm.LLM(**kwargs)
             probe = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else self.eos[0]
             self.processed_logprobs = self._probe_processed_logprobs(int(probe))
@@ -166,12 +195,33 @@ class VLLMRollout(Rollout):
         top = [max(float(lp.logprob) for lp in out.outputs[0].logprobs[0].values()) for out in outs]
         return top[1] < top[0] - 1e-3
 
+    # --- sleep mode ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def generating(self) -> Iterator[None]:
+        """Around a step's sampling: wake the engine (sleep mode), and put it back to sleep after."""
+        self._wake("weights", "kv_cache")
+        try:
+            yield
+        finally:
+            if self.sleep_level:
+                self.llm.sleep(level=self.sleep_level)
+                self.asleep = {"weights", "kv_cache"}
+
+    def _wake(self, *tags: str) -> None:
+        """Wake the sleeping parts among ``tags`` (vLLM maps memory again for each woken tag)."""
+        todo = [t for t in tags if t in self.asleep]
+        if todo:
+            self.llm.wake_up(tags=todo)
+            self.asleep -= set(todo)
+
     # --- weights ------------------------------------------------------------------------
     def sync_weights(self, model: torch.nn.Module) -> None:
-        """Copy every weight of ``model`` (LoRA merged) into the engine, then drop stale KV."""
+        """Copy every weight of ``model`` (LoRA merged; gathered whole when sharded: every rank
+        calls this together) into the engine, then drop stale KV."""
         def load(engine_model: torch.nn.Module) -> None:
             engine_model.load_weights(hf_weights(model))    # copies in place; nothing shipped back
 
+        self._wake("weights")                                # the KV cache wakes when sampling starts
         with torch.no_grad():
             self._on_engine_model(load)
         reset = getattr(self.llm, "reset_prefix_cache", None) or self.llm.llm_engine.reset_prefix_cache
@@ -179,15 +229,17 @@ class VLLMRollout(Rollout):
             raise RuntimeError("vLLM refused to reset its prefix cache after a weight push (requests still running?)")
 
     def _on_engine_model(self, fn: Callable[[torch.nn.Module], Any]) -> Any:
-        engine = self.llm.llm_engine
-        # apply_model works in process: via llm_engine.apply_model (V1, vLLM >= 0.9.1) or via
-        # llm_engine.model_executor (V0, and V1 in-process engines that keep that alias).
-        if hasattr(self.llm, "apply_model") and (hasattr(engine, "apply_model") or hasattr(engine, "model_executor")):
+        """``fn(engine model)``. In-process engines (ours: multiprocessing off) keep the V0 alias
+        ``llm_engine.model_executor``, whose driver worker forwards ``model_runner`` to the V1
+        worker: TRL's colocate mode reaches the model this way. ``LLM.apply_model`` (V1 from
+        0.9.1, through collective_rpc) is the fallback."""
+        executor = getattr(self.llm.llm_engine, "model_executor", None)
+        runner = getattr(getattr(executor, "driver_worker", None), "model_runner", None)
+        if runner is not None:
+            return [fn(runner.model)]
+        if hasattr(self.llm, "apply_model"):
             return self.llm.apply_model(fn)
-        executor = getattr(engine, "model_executor", None)
-        if executor is None:
-            raise RuntimeError("rollout=vllm cannot reach the engine's model: this vLLM has no LLM.apply_model and no in-process executor")
-        return [fn(executor.driver_worker.model_runner.model)]
+        raise RuntimeError("rollout=vllm cannot reach the engine's model: no in-process executor and no LLM.apply_model")
 
     # --- teardown -----------------------------------------------------------------------
     def close(self) -> None:

@@ -81,7 +81,7 @@ def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
     model.train()
     ref = copy.deepcopy(model).eval().requires_grad_(False) if cfg.algo.kl_coef > 0 else None
     model = prepare(model, cfg.model)
-    rollout = get_method(cfg.rollout.builder)(model, tokenizer, cfg.rollout)
+    rollout = get_method(cfg.rollout.builder)(model, tokenizer, cfg.rollout, weights_dir=ckpt)
     module = get_class(cfg.algo.module)(model, tokenizer, task, cfg.algo, rollout, ref, cfg.seed, cfg.trainer.max_steps)
     recorder = Recorder(run, tracker)
     callbacks = common.standard_callbacks(cfg, run, task, recorder, tokenizer)

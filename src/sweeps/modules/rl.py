@@ -63,6 +63,9 @@ class RLModule(L.LightningModule):
     def configure_model(self) -> None:
         strategies.configure(self)               # FSDP shards the policy (and critic) here
 
+    def on_train_start(self) -> None:
+        self.rollout.sync_weights(self.model)    # a resumed job's weights, not the start checkpoint's
+
     # --- one RL step ---------------------------------------------------------------------
     def training_step(self, prompts: tuple[int, list[Any]], batch_idx: int) -> dict[str, torch.Tensor]:
         step, G = self.stage_step, self.algo.group_size
