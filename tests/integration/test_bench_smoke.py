@@ -70,3 +70,12 @@ def test_bench_study_tiny_times_a_run_and_a_skipping_rerun():
     assert out.startswith("# study bench (tiny)") and "experiment=tiny_smoke" in out
     assert "| end to end |" in out and "| immediate re-run (all skips) |" in out
     assert "re-run left every metrics.jsonl untouched: True" in out
+
+
+def test_bench_multiprocess_tiny_prints_one_row_per_layout():
+    out = _run("multiprocess.py", "--tiny")
+    assert "machine: " in out and "global batch 8 sequences" in out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "x" in line.split("|")[1]]
+    assert [r.split("|")[1].strip() for r in rows] == ["baseline 1 x 1", "1 x 2 threads", "2 x 1 ddp", "2 x 1 fsdp"]
+    assert [r.split("|")[2].strip() for r in rows] == ["1", "1", "2", "2"]
+    assert rows[0].rstrip().endswith("| 1.00x | 1.00x |")                 # the baseline against itself
