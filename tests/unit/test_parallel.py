@@ -215,3 +215,25 @@ def test_fsdp_mixed_precision_follows_the_trainer_precision(precision, param, re
 
     policy = mixed_precision(precision)
     assert policy.param_dtype == param and policy.reduce_dtype == reduce
+
+
+def test_a_sharded_state_resumes_only_under_its_strategy(tmp_path):
+    from sweeps.modules.callbacks import check_resume_format
+    from sweeps.runs import Run
+
+    class FSDPStrategy:
+        pass
+
+    class DDPStrategy:
+        pass
+
+    run = Run(tmp_path)
+    (tmp_path / "resume" / "step=000004.ckpt").mkdir(parents=True)
+    (tmp_path / "resume" / "state.json").write_text(json.dumps({"step": 4, "path": "step=000004.ckpt", "strategy": "FSDPStrategy"}))
+    shards = tmp_path / "resume" / "step=000004.ckpt"
+    check_resume_format(run, shards, FSDPStrategy())                      # any number of processes
+    with pytest.raises(ValueError, match="sharded trainer state written by FSDPStrategy; this job runs DDPStrategy"):
+        check_resume_format(run, shards, DDPStrategy())
+    (tmp_path / "resume" / "state.json").write_text(json.dumps({"step": 4, "path": "x.ckpt", "strategy": "DDPStrategy"}))
+    (tmp_path / "resume" / "x.ckpt").write_text("one file")
+    check_resume_format(run, tmp_path / "resume" / "x.ckpt", FSDPStrategy())   # one-file states load anywhere

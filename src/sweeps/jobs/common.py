@@ -141,6 +141,10 @@ def prepare_resume(run: Run, tracker: Any) -> Path | None:
 def fit_and_finish(trainer: Any, module: Any, stream: Any, resume: Path | None, run: Run, tracker: Any,
                    recorder: Any) -> dict[str, Any]:
     """Train (resuming if a state exists); on any failure close the mirror as FAILED and re-raise."""
+    from sweeps.modules.callbacks import check_resume_format
+
+    if resume is not None:
+        check_resume_format(run, resume, trainer.strategy)
     try:
         trainer.fit(module, train_dataloaders=loader(stream), ckpt_path=str(resume) if resume else None)
     except BaseException:

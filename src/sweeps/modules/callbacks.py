@@ -145,3 +145,14 @@ def resume_state(run: Run) -> tuple[int, Any] | None:
     state = json.loads(f.read_text())
     path = run.resume_dir / state.get("path", "last.ckpt")       # "last.ckpt": states written before the sharded layout
     return (int(state["step"]), path) if path.exists() else None
+
+
+
+def check_resume_format(run: Run, path: Any, strategy: Any) -> None:
+    """A sharded state (a directory of per-rank shards) resumes only under the strategy that
+    wrote it (any number of processes); one-file states resume under any file-writing strategy."""
+    written = json.loads((run.resume_dir / "state.json").read_text()).get("strategy")
+    if path.is_dir() and written and written != type(strategy).__name__:
+        raise ValueError(f"{path} is a sharded trainer state written by {written}; this job runs "
+                         f"{type(strategy).__name__}: resume with the same trainer/strategy, or delete {run.resume_dir} "
+                         "to start the run over")
