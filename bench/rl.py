@@ -69,11 +69,12 @@ def config(shape: str, beta: float, sz: Sizes) -> Any:
 
 
 def step_prompts(cfg: Any, task: Any, n_steps: int, sz: Sizes) -> list[list[Any]]:
-    """The examples of RL steps 0..n-1, exactly as ``PromptStream`` yields them."""
+    """The examples of RL steps 0..n-1, exactly as ``PromptStream`` yields them (one process:
+    all of them, from global index 0)."""
     from sweeps.modules.data import PromptStream
 
     it = iter(PromptStream(task, SEED, sz.prompts, lambda: 0))
-    return [next(it) for _ in range(n_steps)]
+    return [next(it)[1] for _ in range(n_steps)]
 
 
 class GenTimer:

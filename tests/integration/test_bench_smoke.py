@@ -72,8 +72,8 @@ def test_bench_study_tiny_times_a_run_and_a_skipping_rerun():
     assert "re-run left every metrics.jsonl untouched: True" in out
 
 
-def test_bench_multiprocess_tiny_prints_one_row_per_layout():
-    out = _run("multiprocess.py", "--tiny")
+def test_bench_scaling_tiny_prints_one_row_per_layout():
+    out = _run("scaling.py", "--tiny")
     assert "machine: " in out and "global batch 8 sequences" in out
     rows = [line for line in out.splitlines() if line.startswith("| ") and "x" in line.split("|")[1]]
     assert [r.split("|")[1].strip() for r in rows] == ["baseline 1 x 1", "1 x 2 threads", "2 x 1 ddp", "2 x 1 fsdp"]

@@ -92,3 +92,15 @@ def test_a_tokenizer_measures_the_sequences_of_the_tiny_model():
     with pytest.raises(ValueError, match="memory.seq_len"):
         c = compose(["model=qwen2_5_7b", "model.path=${sweeps_asset:configs/qwen2_5_7b}"])
         memory.for_job(c, build_task(c.task))                      # config only: no tokenizer files
+
+
+def test_a_sleeping_vllm_engine_counts_only_while_sampling():
+    base = ["algo=grpo", "init.step=10", "trainer.devices=8", "trainer/strategy=fsdp", "memory.gpu_gib=80",
+            "model.gradient_checkpointing=true", "rollout=vllm"]
+    awake, asleep = planned(*base), planned(*base, "rollout.enable_sleep_mode=true")
+    assert [p for p, c, _, _ in awake.rows if c == "vLLM engine"] == ["fixed"]
+    assert [p for p, c, _, _ in asleep.rows if c == "vLLM engine"] == ["generation"]
+    # awake: states 5.32 + training 33.93 (grads 1.77 + units 2.90 + activations 6.06 + logits 23.20)
+    # + engine 24 + overhead 2 = 65.26 GiB; asleep: 5.32 + generation (14.19 + 14.00 + 24) + 2 = 59.50 GiB
+    assert awake.total / GIB == pytest.approx(65.26, abs=0.01) and asleep.total / GIB == pytest.approx(59.50, abs=0.01)
+    assert asleep.total == asleep.phase("states") + asleep.phase("generation") + asleep.phase("fixed")

@@ -22,8 +22,9 @@ so that a reader can redo it by hand (bytes per GPU, W = trainer.devices x train
 - **generation peak** (evaluation at checkpoints, HF rollouts) instead of the training one:
   the whole model gathered in the compute dtype under FSDP, and the KV cache
   ``2 L d_kv x gen_batch x T`` values;
-- **fixed**: vLLM's ``gpu_memory_utilization`` share of the GPU (``rollout=vllm``), and
-  ``memory.overhead_gib`` (CUDA context, NCCL buffers, allocator slack).
+- **fixed**: vLLM's ``gpu_memory_utilization`` share of the GPU (``rollout=vllm``; in the
+  generation peak instead with ``rollout.enable_sleep_mode=true``, which frees it while the
+  trainer updates), and ``memory.overhead_gib`` (CUDA context, NCCL buffers, allocator slack).
 
 Total = states + max(training, generation) + fixed. The estimate ignores the allocator's
 fragmentation beyond the overhead and CPU offload; it is an estimate for choosing knobs, with
@@ -112,7 +113,8 @@ def sharding(strategy_cfg: Any) -> tuple[bool, bool, bool]:
 
 def plan(s: Shapes, *, gpus: int, sharded: tuple[bool, bool, bool], param_dtype: str, compute_bytes: int, mixed: bool,
          micro_batch: int, seq_len: int, gen_batch: int, gen_len: int, checkpointing: bool, eager_attention: bool,
-         kl_reference: bool, vllm_fraction: float, capacity_gib: float | None, overhead_gib: float) -> Plan:
+         kl_reference: bool, vllm_fraction: float, capacity_gib: float | None, overhead_gib: float,
+         vllm_sleeps: bool = False) -> Plan:
     """The per-GPU plan (see the module doc); ``sharded`` as :func:`sharding` gives it."""
     b = DTYPE_BYTES[param_dtype]
     shard_params, shard_grads, shard_opt = (gpus if flag else 1 for flag in sharded)
@@ -147,7 +149,8 @@ def plan(s: Shapes, *, gpus: int, sharded: tuple[bool, bool, bool], param_dtype:
     if vllm_fraction:
         if capacity_gib is None:
             raise ValueError("rollout=vllm reserves a share of the GPU: set memory.gpu_gib=<GiB per GPU> to plan it")
-        p.add("fixed", "vLLM engine", vllm_fraction * capacity_gib * GIB, f"rollout.gpu_memory_utilization={vllm_fraction}")
+        p.add("generation" if vllm_sleeps else "fixed", "vLLM engine", vllm_fraction * capacity_gib * GIB,
+              f"rollout.gpu_memory_utilization={vllm_fraction}" + (", asleep while training" if vllm_sleeps else ""))
     p.add("fixed", "overhead", overhead_gib * GIB, "memory.overhead_gib (CUDA context, NCCL, allocator)")
     return p
 
@@ -241,7 +244,8 @@ def for_job(cfg: Any, task: Any) -> Plan:
                 compute_bytes=compute, mixed=mixed, micro_batch=micro, seq_len=train_len, gen_batch=gen_batch,
                 gen_len=gen_len, checkpointing=bool(cfg.model.gradient_checkpointing), eager_attention=attention == "eager",
                 kl_reference=rl and float(cfg.algo.kl_coef) > 0, vllm_fraction=vllm,
-                capacity_gib=capacity_gib(cfg), overhead_gib=float(cfg.memory.overhead_gib))
+                capacity_gib=capacity_gib(cfg), overhead_gib=float(cfg.memory.overhead_gib),
+                vllm_sleeps=bool(vllm and cfg.rollout.get("enable_sleep_mode")))
 
 
 def capacity_gib(cfg: Any) -> float | None:

@@ -17,8 +17,8 @@ ratios are against the baseline, measured in the same run. On a CPU the two proc
 the machine's cores and memory bandwidth: this measures the cost of the collectives and the
 per-rank bookkeeping, not a GPU cluster's scaling.
 
-    .venv/bin/python bench/multiprocess.py            # ~2 min on 2 cores
-    .venv/bin/python bench/multiprocess.py --tiny     # smoke: 3 steps, batch 8
+    .venv/bin/python bench/scaling.py            # ~2 min on 2 cores
+    .venv/bin/python bench/scaling.py --tiny     # smoke: 3 steps, batch 8
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def train(cfg: Any) -> dict[str, Any]:
 def measure(cfg: Any, warmup: int) -> dict[str, float]:
     from sweeps.parallel import launch
 
-    ranks = launch.spawn("multiprocess.rank_job", cfg) if launch.needs_spawn(cfg) else rank_job(cfg)
+    ranks = launch.spawn("scaling.rank_job", cfg) if launch.needs_spawn(cfg) else rank_job(cfg)
     per_process = []
     for r in ranks:
         steps = r["steps"][warmup:]
