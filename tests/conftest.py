@@ -51,3 +51,21 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip)
+
+
+def run_and_kill(cmd: list[str], run: Path, after_step: int, timeout: float = 300) -> None:
+    """Start ``cmd`` in its own session; SIGKILL the whole session (agent and ranks included)
+    once ``run`` has a resume state and metrics of step ``after_step``."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        metrics = (run / "metrics.jsonl").read_text() if (run / "metrics.jsonl").exists() else ""
+        if (run / "resume" / "state.json").exists() and f'"step": {after_step}' in metrics:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

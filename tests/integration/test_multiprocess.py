@@ -11,14 +11,13 @@ two-process job resumes to the same result, and a rank's bad input is one line.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import run_and_kill
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -147,16 +146,7 @@ def test_sigkill_of_a_two_process_job_resumes_to_the_same_result(tmp_path):
     sweeps(args, tmp_path / "ref")
     out = tmp_path / "killed"
     run = sft_run(out, 3)
-    proc = subprocess.Popen([str(BIN / "sweeps-train"), *args, f"paths.output_dir={out}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:                   # kill after step 4's state, before step 8's
-        metrics = (run / "metrics.jsonl").read_text() if (run / "metrics.jsonl").exists() else ""
-        if (run / "resume" / "state.json").exists() and '"step": 6' in metrics:
-            break
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)                  # the agent and both ranks
-    proc.wait()
+    run_and_kill([str(BIN / "sweeps-train"), *args, f"paths.output_dir={out}"], run, 6)   # the agent and both ranks
     assert not (run / "DONE").exists()
     assert json.loads((run / "resume" / "state.json").read_text())["step"] == 4
     res = sweeps(args, out)

@@ -157,11 +157,10 @@ def test_ppo_multi_attempt_episodes_train_on_every_turn(sft_bases):
 
 
 def test_sigkill_mid_rl_resumes_to_the_same_result(sft_bases):
-    import os
-    import signal
     import subprocess
     import sys
-    import time
+
+    from tests.conftest import run_and_kill
 
     exe = str(Path(sys.executable).parent / "sweeps-train")
 
@@ -171,16 +170,7 @@ def test_sigkill_mid_rl_resumes_to_the_same_result(sft_bases):
 
     assert subprocess.run([exe, *args("rl_ref")], capture_output=True, timeout=600).returncode == 0
     run = sft_bases / "rl_kill/grpo/tiny/determinant_small/sft-step=000080/seed=0"
-    proc = subprocess.Popen([exe, *args("rl_kill")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:                    # after step 2's state, before step 4's
-        metrics = (run / "metrics.jsonl").read_text() if (run / "metrics.jsonl").exists() else ""
-        if (run / "resume" / "state.json").exists() and '"step": 3' in metrics:
-            break
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    run_and_kill([exe, *args("rl_kill")], run, 3)          # after step 2's state, before step 4's
     assert json.loads((run / "resume/state.json").read_text())["step"] == 2 and not (run / "DONE").exists()
     res = subprocess.run([exe, *args("rl_kill")], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0 and "resuming" in res.stdout + res.stderr
