@@ -59,8 +59,9 @@ class StageState:
 
     @property
     def eta(self) -> float | None:
-        if self.fraction <= 0 or self.fraction >= 1:
-            return None if self.fraction <= 0 else 0.0
+        """Elapsed x (1 - f) / f; unknown below 2 % of the steps (start-up dominates there)."""
+        if self.fraction < 0.02 or self.fraction >= 1:
+            return None if self.fraction < 1 else 0.0
         return self.elapsed * (1 - self.fraction) / self.fraction
 
     def line(self, stage: str) -> str:

@@ -38,9 +38,17 @@ def wanted(cfg: DictConfig) -> int:
     return int(cfg.trainer.devices) * int(cfg.trainer.num_nodes)
 
 
+def _multi_process_env() -> bool:
+    """torchrun's or a multi-task SLURM job's variables are set (read without importing Lightning)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or (
+        int(os.environ.get("SLURM_NTASKS", "1")) > 1 and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"))
+
+
 def cluster_environment(cfg: DictConfig) -> Any:
     """Lightning's cluster environment of this process when it is one rank of a multi-process
     job, else None. Raises a one-line ValueError when the job's ranks and its config disagree."""
+    if not _multi_process_env():
+        return None
     from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 
     if TorchElasticEnvironment.detect():

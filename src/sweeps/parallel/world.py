@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TypeVar
-
-import torch
-import torch.distributed as dist
 
 T = TypeVar("T")
 _CONTROL: Any = None          # the gloo group for Python objects (None: the default group is gloo)
@@ -38,8 +36,18 @@ class World:
         return self.rank == 0
 
 
+def _dist() -> Any:
+    """``torch.distributed``, imported when first needed (see :func:`initialized`)."""
+    import torch.distributed
+
+    return torch.distributed
+
+
 def initialized() -> bool:
-    return dist.is_available() and dist.is_initialized()
+    """True inside a process group. Never imports torch itself: a job that only skips (DONE)
+    must stay a sub-second affair."""
+    dist = sys.modules.get("torch.distributed")
+    return dist is not None and dist.is_available() and dist.is_initialized()
 
 
 def world() -> World:
@@ -47,7 +55,7 @@ def world() -> World:
     if not initialized():
         return World()
     local = int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", 0)))
-    return World(dist.get_rank(), dist.get_world_size(), local)
+    return World(_dist().get_rank(), _dist().get_world_size(), local)
 
 
 def init(rank: int, size: int, address: str, port: int, backend: str, timeout_s: float = 1800) -> None:
@@ -55,20 +63,22 @@ def init(rank: int, size: int, address: str, port: int, backend: str, timeout_s:
     global _CONTROL
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = address, str(port)
     timeout = datetime.timedelta(seconds=timeout_s)
-    dist.init_process_group(backend, rank=rank, world_size=size, timeout=timeout)
-    _CONTROL = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else None
+    _dist().init_process_group(backend, rank=rank, world_size=size, timeout=timeout)
+    _CONTROL = _dist().new_group(backend="gloo", timeout=timeout) if backend != "gloo" else None
 
 
 def shutdown() -> None:
     global _CONTROL
     if initialized():
-        dist.destroy_process_group()
+        _dist().destroy_process_group()
     _CONTROL = None
 
 
-def _device() -> torch.device:
+def _device() -> Any:
     """Where tensors of the default group must live (the current GPU under NCCL)."""
-    if initialized() and dist.get_backend() == "nccl":
+    import torch
+
+    if initialized() and _dist().get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
 
@@ -79,7 +89,7 @@ def broadcast(obj: T, src: int = 0) -> T:
     if not initialized():
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=src, group=_CONTROL)
+    _dist().broadcast_object_list(box, src=src, group=_CONTROL)
     return box[0]
 
 
@@ -87,14 +97,14 @@ def gather(obj: T) -> list[T] | None:
     """Every rank's ``obj``, in rank order, on rank 0; None on the other ranks."""
     if not initialized():
         return [obj]
-    out: list[Any] | None = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
-    dist.gather_object(obj, out, dst=0, group=_CONTROL)
+    out: list[Any] | None = [None] * _dist().get_world_size() if _dist().get_rank() == 0 else None
+    _dist().gather_object(obj, out, dst=0, group=_CONTROL)
     return out
 
 
 def barrier() -> None:
     if initialized():
-        dist.barrier(group=_CONTROL)
+        _dist().barrier(group=_CONTROL)
 
 
 def on_main(fn: Callable[..., T], *args: Any) -> T:
@@ -106,7 +116,7 @@ def on_main(fn: Callable[..., T], *args: Any) -> T:
     if not initialized():
         return fn(*args)
     result: tuple[bool, Any] = (True, None)
-    if dist.get_rank() == 0:
+    if world().main:
         try:
             result = (True, fn(*args))
         except Exception as err:  # noqa: BLE001 - re-raised on every rank below
@@ -118,21 +128,23 @@ def on_main(fn: Callable[..., T], *args: Any) -> T:
 
 
 # --- tensors (default group) --------------------------------------------------------------
-def all_reduce(values: Sequence[float] | torch.Tensor, op: str = "sum") -> torch.Tensor:
+def all_reduce(values: Sequence[float] | Any, op: str = "sum") -> Any:
     """Element-wise sum (or max, min) over ranks of a float64 vector, returned on the CPU."""
+    import torch
+
     t = torch.as_tensor(values, dtype=torch.float64).detach().clone()
     if not initialized():
         return t
-    ops = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
+    ops = {"sum": _dist().ReduceOp.SUM, "max": _dist().ReduceOp.MAX, "min": _dist().ReduceOp.MIN}
     t = t.to(_device())
-    dist.all_reduce(t, op=ops[op])
+    _dist().all_reduce(t, op=ops[op])
     return t.cpu()
 
 
-def all_reduce_(t: torch.Tensor) -> torch.Tensor:
+def all_reduce_(t: Any) -> Any:
     """In-place sum over ranks of a tensor already on the training device (keeps the graph out)."""
     if initialized():
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        _dist().all_reduce(t, op=_dist().ReduceOp.SUM)
     return t
 
 
