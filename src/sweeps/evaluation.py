@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 from pathlib import Path
 from typing import Any, Sequence
@@ -68,7 +69,13 @@ def frozen_evalset(task: Task, task_cfg: dict[str, Any], split: str, n: int, see
     """Load the study's frozen evaluation set for ``split``, creating it once (atomically)."""
     path = evalset_path(root, task_cfg, split, n, seed)
     if path.is_file():
-        return [Example.from_json(json.loads(line)) for line in path.read_text().splitlines() if line]
+        try:
+            examples = [Example.from_json(json.loads(line)) for line in path.read_text().splitlines() if line]
+        except (ValueError, KeyError, TypeError, AttributeError):    # torn or edited: it is only a cache
+            examples = []
+        if len(examples) == n:
+            return examples
+        logging.getLogger(__name__).warning("%s is unreadable or incomplete: drawing the set again", path)
     examples = [task.sample(split, random.Random(derive_seed(seed, split, i))) for i in range(n)]
     atomic_write_text(path, "".join(json.dumps(e.to_json(), sort_keys=True) + "\n" for e in examples))
     return examples
@@ -134,7 +141,8 @@ class Evaluator:
             top_p=eval_cfg.top_p, top_k=eval_cfg.top_k,
         )
 
-    def __call__(self, model: Any, tokenizer: Any, step: int, out_dir: Path | None = None) -> dict[str, float]:
+    def __call__(self, model: Any, tokenizer: Any, step: int, out_dir: Path | None = None,
+                 stop_check: Any = None) -> dict[str, float]:
         """Score ``model`` (every rank calls this together); writes the files on rank 0 and
         returns the metrics on every rank."""
         import torch
@@ -148,6 +156,8 @@ class Evaluator:
         eos = eos_ids(tokenizer, model)
 
         def generate(prompts: list[list[int]], params: SamplingParams, seeds: list[int]) -> Any:
+            if stop_check is not None:
+                stop_check(step)                     # SIGTERM: stop between batches (one process)
             return hf.generate(model, prompts, params, pad_id=tokenizer.pad_token_id, eos_ids=eos, seeds=seeds)
 
         metrics: dict[str, float] = {}

@@ -145,6 +145,9 @@ class RLAlgoConfig(AlgoConfig):
         _check(self.agg in ("token-mean", "seq-mean"), f"algo.agg={self.agg!r}: use token-mean or seq-mean")
         _check(self.advantage in ("group_norm", "group_mean", "gae"), f"algo.advantage={self.advantage!r}: use group_norm, group_mean or gae")
         _check(self.policy_loss in ("clipped", "vanilla"), f"algo.policy_loss={self.policy_loss!r}: use clipped or vanilla")
+        _check(self.advantage == "gae" or self.group_size >= 2,
+               f"algo.group_size={self.group_size} with algo.advantage={self.advantage}: a group baseline over one "
+               f"episode makes every advantage 0 (nothing to learn): use algo.group_size >= 2")
 
 
 @dataclass
@@ -165,8 +168,15 @@ class TrainerConfig:
     rotation_monitor: int = 0         # log rotation/* (principal angles vs the start) every N steps; 0 = off
     rotation_k: int = 8               # top-k subspaces for the monitor (k <= n/2)
     progress_every_s: float = 30.0    # progress.json and, without a terminal, a log line this often
+    # caps for quick runs (trainer=smoke); null = the eval's and the task's own (see apply_caps)
+    eval_size: Optional[int] = None       # evaluation items per split, at most
+    max_attempts: Optional[int] = None    # graded attempts per episode (evaluation and RL), at most
+    max_new_tokens: Optional[int] = None  # tokens per reply, at most
 
     def __post_init__(self) -> None:
+        for cap in ("eval_size", "max_attempts", "max_new_tokens"):
+            value = getattr(self, cap)
+            _check(value is None or value > 0, f"trainer.{cap} must be > 0 or null (no cap), got {value}")
         _check(self.progress_every_s > 0, f"trainer.progress_every_s must be > 0, got {self.progress_every_s}")
         _check(self.rotation_monitor >= 0, f"trainer.rotation_monitor must be >= 0 (0 = off), got {self.rotation_monitor}")
         _check(self.max_steps > 0, f"trainer.max_steps must be > 0, got {self.max_steps}")
@@ -216,6 +226,7 @@ class EvalConfig:
         _check(self.batch_size > 0, f"eval.batch_size must be > 0, got {self.batch_size}")
         from sweeps.tasks.base import SPLITS
 
+        _check(len(self.splits) > 0, f"eval.splits is empty: nothing would be evaluated; name at least one of {list(SPLITS)}")
         bad = [s for s in self.splits if s not in SPLITS]
         _check(not bad, f"eval.splits has unknown split(s) {bad}: the tasks know {list(SPLITS)}")
 
@@ -345,8 +356,48 @@ def validate(cfg: DictConfig) -> Any:
     Returns the instantiated task. Raises ConfigError (or the task's ValueError) with a
     one-line message naming the key.
     """
+    check_keys(cfg)
     OmegaConf.to_object(cfg)          # instantiates the dataclasses: runs __post_init__
+    apply_caps(cfg)
     return build_task(cfg.task)
+
+
+def check_keys(node: Any, prefix: str = "") -> None:
+    """Refuse a key that is not a field of its node's schema. Hydra refuses ``trainer.max_stepz=3``
+    but suggests ``+trainer.max_stepz=3``, which it accepts and OmegaConf then keeps silently."""
+    import dataclasses
+    import difflib
+
+    cls = OmegaConf.get_type(node)
+    known = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else None
+    for key, value in node.items_ex(resolve=False):
+        if known is not None and key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            fix = f"did you mean {prefix}{close[0]}?" if close else f"the keys are {known}"
+            raise ConfigError(f"{prefix}{key} is not a key of {cls.__name__}: {fix}")
+        if isinstance(value, DictConfig):
+            check_keys(value, f"{prefix}{key}.")
+
+
+def apply_caps(cfg: DictConfig) -> None:
+    """Lower ``eval.size``, ``task.max_attempts``, ``algo.max_attempts`` and ``task.max_new_tokens``
+    to the trainer's caps (``trainer=smoke`` sets them), in ``cfg`` itself, so the run's
+    config.yaml, signature and MLflow params show what actually ran."""
+    from omegaconf import open_dict
+
+    trainer = cfg.get("trainer")
+    if trainer is None:
+        return
+    with open_dict(cfg):
+        if trainer.get("eval_size") and "eval" in cfg:
+            n = cfg.eval.size or cfg.task.get("eval_items")
+            cfg.eval.size = min(n, trainer.eval_size) if n else trainer.eval_size
+        if trainer.get("max_attempts"):
+            for node in (cfg.task, cfg.get("algo")):
+                if node is not None and node.get("max_attempts") is not None:
+                    node.max_attempts = min(node.max_attempts, trainer.max_attempts)
+        if trainer.get("max_new_tokens") and cfg.task.get("max_new_tokens") is not None:
+            cfg.task.max_new_tokens = min(cfg.task.max_new_tokens, trainer.max_new_tokens)
 
 
 def build_task(task_cfg: DictConfig) -> Any:
@@ -367,6 +418,23 @@ def build_task(task_cfg: DictConfig) -> Any:
     if unknown:
         raise ConfigError(f"task.{unknown[0]} is not a field of {cls.__name__} (fields: {sorted(fields)})")
     try:
-        return cls(**params)
+        task = cls(**params)
     except (TypeError, ValueError) as err:
         raise ConfigError(str(err)) from None
+    check_splits(task)
+    return task
+
+
+def check_splits(task: Any) -> None:
+    """Draw one example of each split, so settings that admit no example (targets no hand can
+    reach, an empty value range) fail here, before any run directory or model exists."""
+    import random
+
+    from sweeps.tasks.base import SPLITS
+
+    for split in SPLITS:
+        try:
+            task.sample(split, random.Random(0))
+        except (ValueError, RuntimeError) as err:
+            raise ConfigError(f"task {task.name}: its {split} split is empty ({err}): change the task's "
+                              f"{split} settings") from None

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
-from sweeps import CONF_DIR, schema  # noqa: F401  (schema registers the structured-config schemas)
+from sweeps import CONF_DIR, schema, secrets  # noqa: F401  (schema registers the structured-config schemas)
 from sweeps.cli import one_line_errors
 from sweeps.launching import job_identity
 from sweeps.parallel import launch, memory, world
@@ -33,7 +34,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         return launch.spawn("sweeps.train.train", cfg)
     with launch.ranks(cfg):
         task, run, sig = job_identity(cfg)
-        state = world.on_main(run.claim, sig, OmegaConf.to_yaml(cfg, resolve=True))
+        world.on_main(check_writable, run.path)
+        state = world.on_main(run.claim, sig, secrets.config_yaml(cfg))
         if state == "skip":
             log.info("skip: %s is DONE with the same signature", run.path)
             return world.on_main(lambda: json.loads((run.path / "DONE").read_text()))
@@ -46,6 +48,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             if world.world().main:
                 run.mark_failed(err)
             raise
+
+
+def check_writable(run_path: Path) -> None:
+    """Fail before anything starts when the run directory cannot be created or written
+    (read-only or full file system, a file where a folder should be)."""
+    import tempfile
+
+    try:
+        run_path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=run_path, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise ValueError(f"paths.output_dir: cannot write the run directory {run_path} ({err.strerror or err}): "
+                         "choose a writable paths.output_dir") from None
 
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")

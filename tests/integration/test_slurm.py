@@ -153,6 +153,44 @@ def test_preempted_job_is_requeued_and_resumes_to_the_same_result(slurm, tmp_pat
     assert (run / "metrics.jsonl").read_text() == (run_path(ref, 0) / "metrics.jsonl").read_text()
 
 
+def test_sigterm_on_slurm_saves_the_step_and_the_relaunch_resumes(slurm, tmp_path):
+    """SLURM's SIGTERM (scancel, preemption) reaches the job's task: it saves the trainer state of
+    the step in progress and exits; launching the same grid again resumes it to the result of an
+    uninterrupted run."""
+    args = [*GRID, "trainer.max_steps=24", "trainer.save_every=8", "tracking=none", "seed=0"]
+    ref = tmp_path / "ref"
+    res = subprocess.run([str(BIN / "sweeps-train"), *args, f"paths.output_dir={ref}"], capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = tmp_path / "term"
+    run = run_path(out, 0)
+    cmd = [str(BIN / "sweeps-train"), "-m", "hydra/launcher=slurm_local", *args, f"paths.output_dir={out}"]
+    out.mkdir(parents=True)
+    with open(out / "launch.log", "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=slurm)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        text = (run / "metrics.jsonl").read_text() if (run / "metrics.jsonl").exists() else ""
+        if '"step": 10,' in text:
+            break
+        time.sleep(0.05)
+    job = next(p.name for p in out.glob(".hydra/*/multirun_*/.submitit/*") if p.name.isdigit())
+    subprocess.run(["scancel", "--signal=TERM", job], check=True, env=slurm)
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    log = job_log(out, job)
+    step = json.loads((run / "resume" / "state.json").read_text())["step"]
+    assert 10 <= step < 16 and not (run / "DONE").exists(), log[-3000:]
+    assert f"SIGTERM: stopped at step {step} with its trainer state saved" in log, log[-3000:]
+    res = launch(slurm, out, "trainer.max_steps=24", "trainer.save_every=8", "tracking=none", "seed=0")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (run / "DONE").is_file()
+    assert values(run) == values(run_path(ref, 0))
+
+
 def test_two_task_job_runs_one_rank_per_task_and_matches_one_process(slurm, grid, tmp_path):
     """tasks_per_node=2 with trainer.devices=2: srun starts two tasks, Lightning's SLURM
     environment makes them ranks 0 and 1 of one DDP job; rank 0 writes; same curve as one process."""

@@ -231,6 +231,9 @@ def test_a_sharded_state_resumes_only_under_its_strategy(tmp_path):
     (tmp_path / "resume" / "step=000004.ckpt").mkdir(parents=True)
     (tmp_path / "resume" / "state.json").write_text(json.dumps({"step": 4, "path": "step=000004.ckpt", "strategy": "FSDPStrategy"}))
     shards = tmp_path / "resume" / "step=000004.ckpt"
+    import pickle
+
+    (shards / ".metadata").write_bytes(pickle.dumps({"planner_data": {}}))   # passes the allow-list
     check_resume_format(run, shards, FSDPStrategy())                      # any number of processes
     with pytest.raises(ValueError, match="sharded trainer state written by FSDPStrategy; this job runs DDPStrategy"):
         check_resume_format(run, shards, DDPStrategy())

@@ -9,6 +9,7 @@ resume, the final summary) is taken on rank 0 and broadcast.
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,11 @@ def start_tracker(cfg: DictConfig, run: Run, stage: str, init: str) -> Any:
 
     if not world.world().main:
         return null()
+    from sweeps.secrets import config_yaml, redact
+
     tracker = get_method(cfg.tracking.builder)(cfg)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    tracker.start(run.path, resolved, axis_tags(cfg, stage, init), OmegaConf.to_yaml(cfg, resolve=True))
+    resolved = redact(OmegaConf.to_container(cfg, resolve=True))         # params and artifact: no secrets
+    tracker.start(run.path, resolved, axis_tags(cfg, stage, init), config_yaml(cfg))
     return tracker
 
 
@@ -75,8 +78,10 @@ def set_threads(n: int) -> None:
 
 
 def standard_callbacks(cfg: DictConfig, run: Run, task: Any, recorder: Any, tokenizer: Any) -> list[Any]:
-    """Step logging, checkpoint-evaluate, progress, and the optional online rotation monitor."""
+    """Step logging, checkpoint-evaluate, progress, the optional online rotation monitor, and
+    the SIGTERM stop (last, so a checkpoint step saves before it)."""
     from sweeps.modules.callbacks import CheckpointEvaluate, StepLogger
+    from sweeps.modules.preemption import StopOnSigterm
     from sweeps.modules.progress import Progress
 
     evaluate = CheckpointEvaluate(run, checkpoint_steps(cfg), make_evaluator(cfg, task), recorder, tokenizer,
@@ -89,6 +94,7 @@ def standard_callbacks(cfg: DictConfig, run: Run, task: Any, recorder: Any, toke
 
         callbacks.append(RotationMonitor(recorder.record, every_n_steps=cfg.trainer.rotation_monitor,
                                          targets=list(cfg.model.spectral_targets), k=cfg.trainer.rotation_k))
+    callbacks.append(StopOnSigterm(run, evaluate, cfg.trainer.max_steps))   # last: after this step's checkpoint
     return callbacks
 
 
@@ -140,16 +146,26 @@ def prepare_resume(run: Run, tracker: Any) -> Path | None:
 
 def fit_and_finish(trainer: Any, module: Any, stream: Any, resume: Path | None, run: Run, tracker: Any,
                    recorder: Any) -> dict[str, Any]:
-    """Train (resuming if a state exists); on any failure close the mirror as FAILED and re-raise."""
+    """Train (resuming if a state exists); on any failure close the mirror as FAILED (KILLED on
+    SIGTERM) and re-raise. The trainer state is unpickled with ``weights_only=True`` (tensors and
+    plain containers only: a resume file cannot run code), a sharded one after its metadata
+    passed :func:`~sweeps.modules.callbacks.check_sharded_metadata`."""
     from sweeps.modules.callbacks import check_resume_format
+    from sweeps.modules.preemption import Preempted
 
     if resume is not None:
         check_resume_format(run, resume, trainer.strategy)
     try:
-        trainer.fit(module, train_dataloaders=loader(stream), ckpt_path=str(resume) if resume else None)
-    except BaseException:
+        try:
+            trainer.fit(module, train_dataloaders=loader(stream), ckpt_path=str(resume) if resume else None,
+                        weights_only=True)
+        except pickle.UnpicklingError as err:       # torch's "Weights only load failed ..." (many lines)
+            first = (str(err).strip().splitlines() or [""])[0]
+            raise ValueError(f"{resume}: the trainer state holds more than tensors and plain containers, refused "
+                             f"({first[:200]}); delete {run.resume_dir} to start the run over") from None
+    except BaseException as err:
         recorder.close()
-        tracker.finish("FAILED")
+        tracker.finish("KILLED" if isinstance(err, Preempted) else "FAILED")
         raise
     return finish(run, tracker, recorder)
 

@@ -95,7 +95,9 @@ class CheckpointEvaluate(L.Callback):
 
     def checkpoint(self, trainer: L.Trainer, module: Any, step: int, resume_state: bool) -> None:
         path = save_checkpoint(module.model, self.tokenizer, self.run.ckpt(step))
-        metrics = self.evaluator(module.model, self.tokenizer, step, out_dir=path)
+        from sweeps.modules.preemption import check_during_evaluation
+
+        metrics = self.evaluator(module.model, self.tokenizer, step, out_dir=path, stop_check=check_during_evaluation)
         self.recorder.record(step, metrics, push=True)
         self.last = (step, metrics)
         if world.world().main:
@@ -117,7 +119,9 @@ def save_resume_state(trainer: L.Trainer, run: Run, step: int) -> None:
         _remove(tmp)
         root.mkdir(parents=True, exist_ok=True)
     world.barrier()
-    trainer.save_checkpoint(tmp)                 # a barrier inside: every rank has written on return
+    # the whole state (optimizer, loops), tensors and plain containers only: fit() loads it back
+    # with weights_only=True; a barrier inside: every rank has written on return
+    trainer.save_checkpoint(tmp, weights_only=False)
     if world.world().main:
         _remove(root / name)
         os.replace(tmp, root / name)
@@ -156,3 +160,37 @@ def check_resume_format(run: Run, path: Any, strategy: Any) -> None:
         raise ValueError(f"{path} is a sharded trainer state written by {written}; this job runs "
                          f"{type(strategy).__name__}: resume with the same trainer/strategy, or delete {run.resume_dir} "
                          "to start the run over")
+    if path.is_dir():
+        check_sharded_metadata(path / ".metadata", run.resume_dir)
+
+
+# What the metadata pickle of a torch.distributed.checkpoint directory refers to; anything else
+# (os.system, builtins.eval, ...) is refused before torch unpickles it.
+_DCP_GLOBALS = {("pathlib", "PosixPath"), ("pathlib", "PurePosixPath"), ("pathlib", "WindowsPath"),
+                ("pathlib", "PureWindowsPath"), ("torch", "Size"), ("torch.serialization", "_get_layout"),
+                ("collections", "OrderedDict")}
+
+
+def check_sharded_metadata(path: Any, resume_dir: Any) -> None:
+    """torch.distributed.checkpoint reads a sharded state's ``.metadata`` with plain
+    ``pickle.load`` (its shards' objects it loads with ``weights_only=True``). Unpickle it here
+    first with only DCP's metadata classes, ``torch.Size`` and dtypes allowed, so a planted
+    file cannot run code; a refused or unreadable one is a one-line error naming it."""
+    import pickle
+
+    import torch
+
+    class Restricted(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            allowed = ((module, name) in _DCP_GLOBALS or module.startswith("torch.distributed.checkpoint.")
+                       or (module == "torch" and isinstance(getattr(torch, name, None), torch.dtype)))
+            if not allowed:
+                raise pickle.UnpicklingError(f"refers to {module}.{name}")
+            return super().find_class(module, name)
+
+    try:
+        with open(path, "rb") as f:
+            Restricted(f).load()
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError) as err:
+        raise ValueError(f"{path}: not a sharded trainer state's metadata that is safe to load ({err}); "
+                         f"delete {resume_dir} to start the run over") from None

@@ -108,8 +108,11 @@ def ranks(cfg: DictConfig) -> Iterator[Any]:
 def spawn(entry: str, cfg: DictConfig) -> Any:
     """Run ``entry(cfg)`` (a dotted path) in ``trainer.devices`` local ranks under a torch
     elastic agent; returns rank 0's result. A failed rank becomes one RuntimeError."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    from sweeps.cli import Preempted
 
     n = int(cfg.trainer.devices)
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=n, run_id=f"sweeps-{uuid.uuid4().hex[:8]}",
@@ -121,7 +124,14 @@ def spawn(entry: str, cfg: DictConfig) -> Any:
         results = elastic_launch(config, _rank_main)(entry, container)
     except ChildFailedError as err:
         rank, failure = err.get_first_failure()
+        if failure.exitcode == Preempted.exit_code or "Preempted" in _one_line(failure):
+            raise Preempted(f"rank {rank} of {n}: {_one_line(failure)}") from None
         raise RuntimeError(f"rank {rank} of {n} failed: {_one_line(failure)}") from None
+    except SignalException as err:
+        # the agent got the signal and passed it on to the ranks (SIGKILL after 30 s): each saved
+        # its step's trainer state if it reached the end of the step by then
+        raise Preempted(f"signal {err.sigval} to the job: its {n} ranks were stopped; re-run the same "
+                        "command (or requeue) to resume from the last saved trainer state") from None
     return results[0]
 
 
