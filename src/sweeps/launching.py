@@ -26,7 +26,6 @@ resumes from the trainer state its last checkpoint saved atomically.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -37,7 +36,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from sweeps import schema
-from sweeps.runs import Run, run_dir, signature
+from sweeps.runs import DONE_FIX, Run, read_json, run_dir, signature
 
 log = logging.getLogger(__name__)
 JOB_ERRORS = (ValueError, RuntimeError, FileNotFoundError)  # what sweeps-train reports in one line
@@ -95,6 +94,9 @@ class SubmitUnfinished:
     """Mixin for BaseSubmititLauncher: submit only the jobs not DONE with the same signature."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        if not job_overrides and initial_job_idx == 0:          # Hydra would report success having run nothing
+            raise LaunchError("error: this multirun expands to no jobs: a swept key has no values (e.g. "
+                              "seed='range(0,0)'); give every swept key at least one value")
         self.check_cluster()
         if self.config.hydra.job.name != "train":               # other apps (sweeps-spectral) have no run identity
             return super().launch(job_overrides, initial_job_idx)  # type: ignore[misc]
@@ -141,7 +143,10 @@ class SubmitUnfinished:
         if not (run.done and stored == sig):
             return None
         log.info("skip: %s is DONE with the same signature", run.path)
-        summary = json.loads((run.path / "DONE").read_text())
+        try:
+            summary = read_json(run.path / "DONE", DONE_FIX)
+        except ValueError as err:
+            raise LaunchError(f"error: {err}") from None
         value = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
         return JobReturn(overrides=overrides, cfg=cfg, working_dir=str(run.path), task_name="train",
                          status=JobStatus.COMPLETED, _return_value=value)

@@ -39,6 +39,23 @@ class RunConflictError(RuntimeError):
     """An existing run directory holds a run of a different config."""
 
 
+DONE_FIX = "delete it and re-run the same command (the job resumes from its last state and writes DONE again)"
+STATE_FIX = "delete {resume} and re-run the same command to start the run over"
+
+
+def read_json(path: str | os.PathLike, fix: str) -> dict[str, Any]:
+    """A run's JSON file (DONE, resume/state.json) as a dict; an unreadable or torn one is a
+    one-line ValueError naming the file and ``fix``."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}): {fix}") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} is not a JSON object: {fix}")
+    return obj
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` so readers see the old or the new file, never half of one."""
     path = Path(path)
@@ -119,6 +136,10 @@ class Run:
                 f"run directory {self.path} holds a run with signature {stored}, this config has {sig}: "
                 f"use another paths.output_dir or study name, or delete the directory"
             )
+        if stored == sig:                                       # a torn file here: one line naming it
+            for f, fix in ((self.path / "DONE", DONE_FIX), (self.resume_dir / "state.json", STATE_FIX)):
+                if f.is_file():
+                    read_json(f, fix.format(resume=self.resume_dir))
         if stored == sig and self.done:
             return "skip"
         state = "resume" if stored == sig else "new"
@@ -187,9 +208,11 @@ def iter_metrics(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
             if not line:
                 continue
             try:
-                yield json.loads(line)
+                rec = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(rec, dict) and isinstance(rec.get("step"), int):   # a record, not a fragment
+                yield rec
 
 
 class MetricsWriter:

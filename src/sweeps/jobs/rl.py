@@ -47,7 +47,9 @@ def locate_init(cfg: DictConfig) -> Path:
             f"RL init checkpoint {path} does not exist: produce it with `sweeps-train algo=sft "
             f"model={cfg.model.name} task={cfg.task.name} seed={cfg.seed} study={study} "
             f"paths.output_dir={cfg.paths.output_dir}` (with step {init_step(cfg)} in trainer.save_every)")
-    return path
+    from sweeps.models.checkpoint import check_checkpoint_dir
+
+    return check_checkpoint_dir(path)                         # corrupted, pickle-only, no config.json: one line
 
 
 def check_family(cfg: DictConfig, ckpt: Path) -> None:

@@ -14,8 +14,9 @@ Both apply activation checkpointing and LoRA (peft) when the config asks (:func:
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import transformers
@@ -59,7 +60,8 @@ def from_pretrained(cfg: Any, meta: bool = False) -> tuple[torch.nn.Module, Any]
         raise ValueError(f"model.path is empty for model {cfg.name!r}: set a hub id or a local directory")
     trust = bool(cfg.trust_remote_code)
     if meta:
-        config = transformers.AutoConfig.from_pretrained(cfg.path, trust_remote_code=trust)
+        with _hub_errors(cfg, "config"):
+            config = transformers.AutoConfig.from_pretrained(cfg.path, trust_remote_code=trust)
         with torch.device("meta"):
             model = transformers.AutoModelForCausalLM.from_config(config, dtype=_dtype(cfg.dtype), trust_remote_code=trust)
         try:
@@ -67,14 +69,28 @@ def from_pretrained(cfg: Any, meta: bool = False) -> tuple[torch.nn.Module, Any]
         except Exception:  # noqa: BLE001 - a config without tokenizer files: the plan asks for memory.seq_len
             tokenizer = None
         return prepare(model, cfg), tokenizer
-    tokenizer = transformers.AutoTokenizer.from_pretrained(cfg.path, trust_remote_code=trust)
+    with _hub_errors(cfg, "tokenizer"):
+        tokenizer = transformers.AutoTokenizer.from_pretrained(cfg.path, trust_remote_code=trust)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        cfg.path, dtype=_dtype(cfg.dtype), trust_remote_code=trust, use_safetensors=True
-    )
+    with _hub_errors(cfg, "weights"):
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            cfg.path, dtype=_dtype(cfg.dtype), trust_remote_code=trust, use_safetensors=True
+        )
     return prepare(model, cfg), tokenizer
+
+
+@contextlib.contextmanager
+def _hub_errors(cfg: Any, what: str) -> Iterator[None]:
+    """transformers' errors for a path that is neither a local model directory nor a reachable hub
+    id (several lines, an OSError) as one line naming ``model.path``."""
+    try:
+        yield
+    except (OSError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise ValueError(f"model.path={cfg.path!r} (model {cfg.name}): cannot load its {what} ({first}): set model.path "
+                         "to a local model directory, or to a hub id that is downloaded or reachable") from None
 
 
 def prepare(model: torch.nn.Module, cfg: Any) -> torch.nn.Module:
@@ -117,7 +133,8 @@ def expected_architecture(cfg: Any) -> dict[str, Any] | None:
         arch = dict(cfg.arch)
         model_type = getattr(transformers, arch["config_class"]).model_type
         keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
-        return {"model_type": model_type, **{k: arch[k] for k in keys if k in arch}}
+        return {"model_type": model_type, **{k: arch[k] for k in keys if k in arch},
+                "vocab_size": len(build_tokenizer())}       # the project's own tokenizer: another vocabulary is another model
     try:
         config = transformers.AutoConfig.from_pretrained(cfg.path, trust_remote_code=bool(cfg.trust_remote_code))
     except Exception:  # noqa: BLE001 - offline and not cached: the check is skipped

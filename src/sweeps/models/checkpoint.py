@@ -122,8 +122,19 @@ def check_checkpoint_dir(path: str | os.PathLike) -> Path:
         raise CheckpointError(f"checkpoint directory {path} does not exist: check the path or run the job that writes it")
     if not (path / "config.json").is_file():
         raise CheckpointError(f"checkpoint directory {path} has no config.json: it is not a Hugging Face checkpoint")
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise CheckpointError(f"{path / 'config.json'} is not valid JSON ({err}): re-save or delete this checkpoint") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path / 'config.json'} is not a JSON object: re-save or delete this checkpoint")
     weights = sorted(path.glob("*.safetensors"))
     if not weights:
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+        if pickles:
+            raise CheckpointError(
+                f"checkpoint directory {path} has only pickle weights ({', '.join(pickles)}), which are refused "
+                "(unpickling can run code): convert them to safetensors with save_pretrained(safe_serialization=True)")
         raise CheckpointError(
             f"checkpoint directory {path} has no *.safetensors weights: save it with save_pretrained(safe_serialization=True)"
         )
@@ -132,8 +143,16 @@ def check_checkpoint_dir(path: str | os.PathLike) -> Path:
     return path
 
 
-def _check_safetensors(file: Path) -> None:
-    """Validate the header and the data length of one safetensors file without loading it."""
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+# bytes per element of each safetensors dtype (sub-byte and exotic ones: not checked)
+_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "F8_E4M3FNUZ": 1,
+                "F8_E5M2FNUZ": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4,
+                "C64": 8, "F64": 8, "I64": 8, "U64": 8}
+
+
+def _check_safetensors(file: Path) -> dict[str, Any]:
+    """Validate the header, each tensor's byte span (dtype x shape) and the data length of one
+    safetensors file without loading it; returns the header."""
     try:
         size = file.stat().st_size
         with open(file, "rb") as fh:
@@ -141,11 +160,45 @@ def _check_safetensors(file: Path) -> None:
             if n <= 0 or 8 + n > size:
                 raise ValueError("header length out of range")
             header = json.loads(fh.read(n))
-        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+        end = 0
+        for name, v in header.items():
+            if name == "__metadata__":
+                continue
+            begin, stop = (int(x) for x in v["data_offsets"])
+            width = _DTYPE_BYTES.get(v["dtype"])
+            numel = 1
+            for d in v["shape"]:
+                numel *= int(d)
+            if v["dtype"] not in _DTYPE_BYTES and not str(v["dtype"]).startswith("F"):
+                raise ValueError(f"tensor {name} has unknown dtype {v['dtype']!r}")
+            if not 0 <= begin <= stop or (width is not None and stop - begin != numel * width):
+                raise ValueError(f"tensor {name} ({v['dtype']} {v['shape']}) does not fit its data offsets {[begin, stop]}")
+            end = max(end, stop)
         if 8 + n + end != size:
             raise ValueError(f"file is {size} bytes, header says {8 + n + end}")
     except Exception as err:  # noqa: BLE001 - any failure means a corrupted file
         raise CheckpointError(f"corrupted safetensors file {file}: {err}; re-save or delete this checkpoint") from None
+    return header
+
+
+def _check_shapes(path: Path, config: Any, trust_remote_code: bool) -> None:
+    """Every weight in the files has the shape config.json gives it (a config.json of another
+    model size or vocabulary next to these weights); checked on the meta device, nothing loaded."""
+    import transformers
+
+    if getattr(config, "quantization_config", None):          # packed weights: shapes differ by design
+        return
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    want = {k: list(v.shape) for k, v in model.state_dict().items()}
+    for file in sorted(path.glob("*.safetensors")):
+        for name, v in _check_safetensors(file).items():
+            if name in want and list(v["shape"]) != want[name]:
+                raise CheckpointError(
+                    f"checkpoint {path}: {file.name} holds {name} of shape {list(v['shape'])} but config.json makes it "
+                    f"{want[name]}: config.json and the weights are of different models; re-save this checkpoint")
 
 
 def load_checkpoint(path: str | os.PathLike, dtype: str = "float32", trust_remote_code: bool = False) -> tuple[torch.nn.Module, Any]:
@@ -155,11 +208,28 @@ def load_checkpoint(path: str | os.PathLike, dtype: str = "float32", trust_remot
     from sweeps.models.build import _dtype
 
     path = check_checkpoint_dir(path)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    try:
+        config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{path / 'config.json'} is not a config transformers can read ({_first_line(err)}): "
+                              "re-save or delete this checkpoint") from None
+    _check_shapes(path, config, trust_remote_code)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"checkpoint directory {path}: cannot load its tokenizer ({_first_line(err)}): a "
+                              "checkpoint holds the tokenizer files too (tokenizer.save_pretrained)") from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code, use_safetensors=True
-    )
+    try:
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code, use_safetensors=True
+        )
+    except (OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint directory {path}: cannot load the weights ({_first_line(err)})") from None
     return model, tokenizer
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
