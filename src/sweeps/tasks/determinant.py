@@ -17,9 +17,11 @@ column (flipping the sign); if none exists the determinant is 0. The last pivot 
 
 Grading (strict). The answer is the "answer" key of the reply parsed as a JSON object (an
 integer, or a string holding one integer), else the first match of the regex
-``"answer"\\s*:\\s*(-?\\d+)`` not followed by a decimal point or exponent. Nothing else counts
-(never the first integer anywhere, which could be echoed from the matrix). Reward +5 if it
-equals the truth, else -1, with error "wrong_answer", or "format_error" when no answer parses.
+``"answer"\\s*:\\s*(-?\\d+)`` not continued into something else: not followed by a decimal point, a
+letter, digit or underscore (``2.5``, ``1e5``, ``0x18``, ``1_000``), nor, after optional spaces, by
+an arithmetic operator (``1/2``, ``2**3``, ``2 - 1``). Nothing else counts (never the first integer
+anywhere, which could be echoed from the matrix). Reward +5 if it equals the truth, else -1, with
+error "wrong_answer", or "format_error" when no answer parses.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ MATRIX_ERROR_CLASSES = (FORMAT_ERROR, WRONG_ANSWER)
 CORRECT_REWARD, WRONG_REWARD = 5.0, -1.0
 _MAX_DRAWS = 10_000
 
-_ANSWER_RE = re.compile(r'"answer"\s*:\s*(-?[0-9]+)(?![0-9.eE])')
+_ANSWER_RE = re.compile(r'"answer"\s*:\s*(-?[0-9]+)(?![\w.]|\s*[-+*/^])')
 _INT_STRING = re.compile(r"\s*-?[0-9]+\s*")
 
 

@@ -7,8 +7,10 @@ precedence (``*`` and ``/`` bind tighter than ``+`` and ``-``, all left-associat
 is Dijkstra's shunting-yard algorithm run iteratively: an operand stack, an operator stack, and a
 flag saying whether an operand or an operator comes next, so no nesting depth can overflow the
 Python stack. There is no unary minus. Every failure (unknown character, empty input, an operator
-where an operand belongs, unbalanced parentheses, division by zero, an absurdly long literal)
-raises ``ExprError``. Python's ``eval`` is never used.
+where an operand belongs, unbalanced parentheses, division by zero, an absurdly long literal, an
+intermediate value whose numerator or denominator exceeds ``_MAX_VALUE_BITS`` bits) raises
+``ExprError``; the value cap keeps the time linear in the text's length (a chain of long products
+or quotients was quadratic). Python's ``eval`` is never used.
 
 Solver. ``solve(values, target)`` returns every way to write ``target`` from four card values:
 each distinct ordering of the values x each operator triple from ``+-*/`` x each of the five
@@ -34,6 +36,7 @@ OPERATORS = "+-*/"
 _TOKEN = re.compile(r"[0-9]+|[+\-*/()]")
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
 _MAX_LITERAL_DIGITS = 1000  # longer literals are rejected instead of parsed
+_MAX_VALUE_BITS = 16_384    # larger values are rejected (four maximal literals multiply to ~13,300 bits)
 
 
 class ExprError(ValueError):
@@ -75,7 +78,10 @@ def evaluate(text: str) -> Fraction:
 
     def reduce_top() -> None:
         right, left = values.pop(), values.pop()
-        values.append(_apply(pending.pop(), left, right))
+        value = _apply(pending.pop(), left, right)
+        if max(value.numerator.bit_length(), value.denominator.bit_length()) > _MAX_VALUE_BITS:
+            raise ExprError("intermediate value too large")  # else a product chain grows quadratically
+        values.append(value)
 
     expect_operand = True
     for token in tokenize(text):
