@@ -30,16 +30,20 @@ def sync_run(run_path: Path, uri: str | None = None) -> int:
     if not uri:
         raise ValueError(f"{run_path}/config.yaml has no tracking.uri: pass --uri")
     run = Run(run_path)
-    tracker = MlflowTracker(uri, cfg.tracking.get("experiment") or cfg.study, cfg.get("parent_run_id"))
+    tracker = MlflowTracker(uri, cfg.tracking.get("experiment") or cfg.study, cfg.get("parent_run_id"),
+                            warn=False)
     init = run_path.parent.name
-    tracker.start(run_path, OmegaConf.to_container(cfg), axis_tags(cfg, cfg.algo.name, init), OmegaConf.to_yaml(cfg))
+    tracker.start(run_path, OmegaConf.to_container(cfg), axis_tags(cfg, cfg.algo.name, init), OmegaConf.to_yaml(cfg),
+                  reopen=False)
     if not tracker.enabled:
-        raise RuntimeError(f"could not reach the MLflow store {uri} for {run_path}")
+        raise RuntimeError(f"could not mirror {run_path} into the MLflow store {uri} ({tracker.error})")
     records = run.read_metrics()
     todo = records[tracker.pushed :]
-    tracker.log_metrics(todo)
-    if run.done:
+    tracker.log_metrics(todo)          # less what a lost reply had pushed already
+    if run.done and tracker.status != "FINISHED":
         tracker.finish("FINISHED")
+    if not tracker.enabled:
+        raise RuntimeError(f"could not mirror {run_path} into the MLflow store {uri} ({tracker.error})")
     return len(todo)
 
 
@@ -56,13 +60,19 @@ def main(argv: list[str] | None = None) -> int:
     if not args.root.exists():
         raise SystemExit(f"error: {args.root} does not exist")
     runs = find_runs(args.root)
-    total = 0
+    total, failed = 0, 0
     for r in runs:
-        n = sync_run(r, args.uri)
+        try:
+            n = sync_run(r, args.uri)
+        except (RuntimeError, ValueError) as err:    # one line a run, the others still sync
+            failed += 1
+            log.error("%s: %s", r, err)
+            continue
         total += n
         log.info("%s: %d new records", r, n)
-    log.info("synced %d run(s), %d record(s)", len(runs), total)
-    return 0
+    log.info("synced %d run(s), %d record(s)%s", len(runs) - failed, total,
+             f"; {failed} run(s) failed" if failed else "")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
