@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -11,10 +12,14 @@ import pytest
 
 pytestmark = pytest.mark.slow
 EXE = str(Path(sys.executable).parent / "sweeps-study")
+# Credentials as a user's shell holds them: none may end up in any file the study writes.
+PLANTED = {"HF_TOKEN": "hf_plantedToken9f3c1", "MLFLOW_TRACKING_PASSWORD": "planted-mlflow-pw-77",
+           "WANDB_API_KEY": "planted0apikey0123456789", "AWS_SECRET_ACCESS_KEY": "planted/aws+secret/key42"}
 
 
 def study(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([EXE, "experiment=tiny_smoke", *args], capture_output=True, text=True, timeout=1200)
+    return subprocess.run([EXE, "experiment=tiny_smoke", *args], capture_output=True, text=True, timeout=1200,
+                          env={**os.environ, **PLANTED})
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +28,17 @@ def finished(tmp_path_factory):
     res = study(f"paths.output_dir={out}")
     assert res.returncode == 0, res.stderr[-3000:]
     return out
+
+
+def test_no_planted_secret_in_any_file_the_study_wrote(finished):
+    """Run directories, the MLflow store and artifacts, Hydra's and submitit's files."""
+    files = [p for p in finished.rglob("*") if p.is_file()]
+    assert len(files) > 100 and any(p.name == "mlflow.db" for p in files)
+    assert any(p.name == "overrides.yaml" for p in files)
+    for p in files:
+        data = p.read_bytes()
+        for name, value in PLANTED.items():
+            assert value.encode() not in data, f"{name}'s value is in {p}"
 
 
 def test_all_stages_and_jobs_finish(finished):
