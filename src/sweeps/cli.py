@@ -20,6 +20,13 @@ USER_ERRORS = (ValueError, RuntimeError, FileNotFoundError, FloatingPointError)
 _NOISE = ("reference_type=", "object_type=", "Set the environment variable HYDRA_FULL_ERROR")
 
 
+def first_line(err: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type's name when empty), at most ``limit``
+    characters: for one-line errors that quote a library's many-line message."""
+    text = (str(err).strip().splitlines() or [""])[0] or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def one_line(text: Any) -> str:
     """A message as one line: blank and OmegaConf type lines dropped, the rest joined with '; ';
     a tab-indented list after a line ending in ':' (Hydra's group options, schemas left out)

@@ -154,8 +154,10 @@ class Run:
 
     def mark_failed(self, error: BaseException) -> None:
         """``FAILED`` with the error's first line (the study driver counts it; a re-run resumes)."""
-        text = (str(error).strip().splitlines() or [""])[0]
-        atomic_write_json(self.path / "FAILED", {"error": f"{type(error).__name__}: {text}"})
+        from sweeps.cli import first_line
+
+        name = type(error).__name__
+        atomic_write_json(self.path / "FAILED", {"error": f"{name}: {first_line(error, 10_000)}" if str(error).strip() else name})
 
     # --- checkpoints ---------------------------------------------------------------
     @property

@@ -160,9 +160,10 @@ def fit_and_finish(trainer: Any, module: Any, stream: Any, resume: Path | None, 
             trainer.fit(module, train_dataloaders=loader(stream), ckpt_path=str(resume) if resume else None,
                         weights_only=True)
         except pickle.UnpicklingError as err:       # torch's "Weights only load failed ..." (many lines)
-            first = (str(err).strip().splitlines() or [""])[0]
+            from sweeps.cli import first_line
+
             raise ValueError(f"{resume}: the trainer state holds more than tensors and plain containers, refused "
-                             f"({first[:200]}); delete {run.resume_dir} to start the run over") from None
+                             f"({first_line(err, 200)}); delete {run.resume_dir} to start the run over") from None
     except BaseException as err:
         recorder.close()
         tracker.finish("KILLED" if isinstance(err, Preempted) else "FAILED")

@@ -88,8 +88,9 @@ def _hub_errors(cfg: Any, what: str) -> Iterator[None]:
     try:
         yield
     except (OSError, ValueError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-        raise ValueError(f"model.path={cfg.path!r} (model {cfg.name}): cannot load its {what} ({first}): set model.path "
+        from sweeps.cli import first_line
+
+        raise ValueError(f"model.path={cfg.path!r} (model {cfg.name}): cannot load its {what} ({first_line(err)}): set model.path "
                          "to a local model directory, or to a hub id that is downloaded or reachable") from None
 
 

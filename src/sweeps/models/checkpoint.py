@@ -17,6 +17,8 @@ from typing import Any, Iterator
 
 import torch
 
+from sweeps.cli import first_line
+
 
 class CheckpointError(ValueError):
     """A checkpoint directory that cannot be used; the message names the path and the fix."""
@@ -211,13 +213,13 @@ def load_checkpoint(path: str | os.PathLike, dtype: str = "float32", trust_remot
     try:
         config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as err:
-        raise CheckpointError(f"{path / 'config.json'} is not a config transformers can read ({_first_line(err)}): "
+        raise CheckpointError(f"{path / 'config.json'} is not a config transformers can read ({first_line(err)}): "
                               "re-save or delete this checkpoint") from None
     _check_shapes(path, config, trust_remote_code)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"checkpoint directory {path}: cannot load its tokenizer ({_first_line(err)}): a "
+        raise CheckpointError(f"checkpoint directory {path}: cannot load its tokenizer ({first_line(err)}): a "
                               "checkpoint holds the tokenizer files too (tokenizer.save_pretrained)") from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -227,9 +229,5 @@ def load_checkpoint(path: str | os.PathLike, dtype: str = "float32", trust_remot
             path, dtype=_dtype(dtype), trust_remote_code=trust_remote_code, use_safetensors=True
         )
     except (OSError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"checkpoint directory {path}: cannot load the weights ({_first_line(err)})") from None
+        raise CheckpointError(f"checkpoint directory {path}: cannot load the weights ({first_line(err)})") from None
     return model, tokenizer
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]

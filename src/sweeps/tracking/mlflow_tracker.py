@@ -120,8 +120,10 @@ def check_server(uri: str, timeout: float = CONNECT_TIMEOUT) -> None:
 def _first_line(err: BaseException, limit: int = 200) -> str:
     """A short account of ``err``: MLflow's HTTP failures ("API request to <url> failed with
     exception HTTPConnectionPool(...): Max retries exceeded ...") as the API path and the cause."""
+    from sweeps.cli import first_line
+
     full = str(err).strip()
-    text = (full.splitlines() or [""])[0] or type(err).__name__
+    text = first_line(err, 10_000)
     api = re.match(r"API request to \S*?(/api/\S+) failed with (timeout )?exception", text)
     if api:
         cause = ("connection refused" if "Connection refused" in full
