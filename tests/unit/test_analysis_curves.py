@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweeps.analysis.curves import Options, analyse, find_peak, recovery_ratio
+from sweeps.analysis.curves import Options, analyse, find_peak, recovery_ratio, recovery_window
 from sweeps.analysis.tables import read_study
 from sweeps.runs import run_dir
 
@@ -151,6 +151,15 @@ def test_recovery_ratio_guard():
     assert recovery_ratio(0.16, 0.10, 0.20, 1e-6) == (pytest.approx(0.6), "")
     ratio, why = recovery_ratio(0.2, 0.2, 0.2, 1e-6)
     assert math.isnan(ratio) and "no OOD lost" in why
+
+
+def test_recovery_window_ignores_rounding_above_zero():
+    # the mean of -0.015, 0, +0.015 came out as 4.6e-18 in the null control study: not a gain
+    rows = [{"metric": "d_ood", "init_step": t, "estimate": est, "lo": lo, "hi": 0.1}
+            for t, est, lo in ((10, 4.6e-18, -0.015), (20, 0.02, 3e-18), (30, 0.05, 0.02))]
+    w = recovery_window(rows, tol=1e-6)
+    assert w["window"] == [30] and w["positive_estimate"] == [20, 30]
+    assert recovery_window(rows)["positive_estimate"] == [10, 20, 30]     # tol 0: the old, literal reading
 
 
 def test_missing_rl_runs_are_reported_not_fatal(tmp_path):

@@ -21,7 +21,7 @@ class AnalysisConfig:
     n_resamples: int = 9999           # bootstrap resamples (and sign-flip draws when 2^n is larger)
     seed: int = 0                     # seeds every resampling: same input + seed = same CIs
     method: str = "percentile"        # percentile | BCa | basic (scipy.stats.bootstrap)
-    flat_tolerance: float = 1e-6      # OOD differences at or below this are "flat" (no peak, no loss)
+    flat_tolerance: float = 1e-6      # OOD differences at or below this are "flat" (no peak, no loss, no gain)
     stages: List[str] = field(default_factory=list)   # RL stages to analyse; [] = every one found
 
     def __post_init__(self) -> None:

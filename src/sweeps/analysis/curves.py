@@ -19,7 +19,7 @@ SFT(t)): the share of the OOD lost by t that RL won back; at t = SFT_End it is t
 at t) it is nan, with the reason. RL **exceeds the peak** when OOD(RL end) > SFT_MaxOOD.
 
 Across seeds every mean gets a seeded bootstrap CI (``bootstrap.bootstrap_ci``). The **recovery
-window** is the set of init checkpoints whose ΔOOD CI lies above 0, with its first and last
+window** is the set of init checkpoints whose ΔOOD CI lies above 0 (above ``tol``), with its first and last
 step; "RL never surpasses the SFT peak" is tested on the per-seed differences max_t RL_End(t) -
 SFT_MaxOOD with a paired CI and a sign-flip test.
 
@@ -220,11 +220,13 @@ def rl_summary(opts: Options, rl: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def recovery_window(summary: list[dict[str, Any]]) -> dict[str, Any]:
-    """Init checkpoints whose ΔOOD CI lies above 0 (``lo > 0``), with bounds and contiguity."""
+def recovery_window(summary: list[dict[str, Any]], tol: float = 0.0) -> dict[str, Any]:
+    """Init checkpoints whose ΔOOD CI lies above 0 (``lo > tol``), with bounds and contiguity;
+    ``positive_estimate``: those whose mean ΔOOD is above ``tol`` (a mean of seeds that cancel
+    is 0 up to rounding, e.g. 5e-18, and is not a gain)."""
     rows = sorted((r for r in summary if r["metric"] == "d_ood"), key=lambda r: r["init_step"])
-    inside = [r["init_step"] for r in rows if math.isfinite(r["lo"]) and r["lo"] > 0]
-    positive = [r["init_step"] for r in rows if math.isfinite(r["estimate"]) and r["estimate"] > 0]
+    inside = [r["init_step"] for r in rows if math.isfinite(r["lo"]) and r["lo"] > tol]
+    positive = [r["init_step"] for r in rows if math.isfinite(r["estimate"]) and r["estimate"] > tol]
     no_ci = [r["init_step"] for r in rows if not math.isfinite(r["lo"])]
     order = [r["init_step"] for r in rows]
     idx = [order.index(s) for s in inside]
@@ -394,7 +396,7 @@ def analyse(study: Study, opts: Options) -> Results:
             res.rl_seeds += rl
             summary = rl_summary(opts, rl)
             res.summary += summary
-            res.windows.append({"stage": stage, **cell, **recovery_window(summary)})
+            res.windows.append({"stage": stage, **cell, **recovery_window(summary, opts.flat_tolerance)})
             res.tests.append(peak_test(opts, rl))
         points, ref = rotation_points(study, model, task, sft)
         res.points += points
