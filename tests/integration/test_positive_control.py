@@ -20,8 +20,10 @@ from sweeps.analysis.synthetic import check_study
 pytestmark = pytest.mark.slow
 
 
-def control(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sweeps.analysis.synthetic", *args], capture_output=True, text=True, timeout=600)
+def control(out, *args: str) -> subprocess.CompletedProcess:
+    """The control's command on ``out``, run there (sweeps-analyze's Hydra files go under its cwd)."""
+    return subprocess.run([sys.executable, "-m", "sweeps.analysis.synthetic", str(out), *args], cwd=out,
+                          capture_output=True, text=True, timeout=600)
 
 
 def table(study, name):
@@ -32,7 +34,7 @@ def table(study, name):
 @pytest.fixture(scope="module")
 def out(tmp_path_factory):
     out = tmp_path_factory.mktemp("control")
-    res = control(str(out), "--n-resamples", "999")
+    res = control(out, "analysis.n_resamples=999")
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]
     assert "ok control_peak" in res.stdout and "ok control_null" in res.stdout, res.stdout
     return out
@@ -77,10 +79,10 @@ def test_a_planted_answer_the_analysis_did_not_find_fails(out, tmp_path, field, 
     planted = tmp_path / "control_peak" / "planted.json"
     planted.write_text(json.dumps({**json.loads(planted.read_text()), field: value}))
     assert any(message in b for b in check_study(tmp_path / "control_peak"))
-    res = control(str(tmp_path), "--check-only")
+    res = control(tmp_path, "--check-only")
     assert res.returncode == 1 and "FAIL control_peak" in res.stdout and "ok control_null" in res.stdout, res.stdout
 
 
 def test_an_existing_study_is_not_overwritten(out):
-    res = control(str(out))
+    res = control(out)
     assert res.returncode == 1 and res.stderr.strip().splitlines()[-1].startswith("error:") and "exists" in res.stderr

@@ -1,8 +1,8 @@
 """The analysis's positive control: synthetic studies with a planted answer.
 
-    python -m sweeps.analysis.synthetic outputs               # write both studies, run sweeps-analyze, check
-    python -m sweeps.analysis.synthetic outputs --write-only  # then e.g. sweeps-analyze study=outputs/control_peak
-    python -m sweeps.analysis.synthetic outputs --check-only  #   analysis.method=BCa, and check its tables
+    python -m sweeps.analysis.synthetic outputs/control                     # write, sweeps-analyze, check
+    python -m sweeps.analysis.synthetic outputs/control2 analysis.method=BCa  # any sweeps-analyze override
+    python -m sweeps.analysis.synthetic outputs/control --check-only        # the tables already there
 
 A study whose answer is known tells whether ``sweeps-analyze`` can see an OOD peak and a
 recovery window when they are there, and sees none when they are not, so that "no recovery"
@@ -384,8 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--write-only", action="store_true", help="only write the studies")
     mode.add_argument("--check-only", action="store_true",
                       help="only compare the tables an earlier sweeps-analyze wrote with planted.json")
-    ap.add_argument("--n-resamples", type=int, default=9999, help="analysis.n_resamples for sweeps-analyze")
+    ap.add_argument("overrides", nargs="*", help="sweeps-analyze overrides, e.g. analysis.method=BCa")
     args = ap.parse_args(argv)
+    tracking = [] if any(o.startswith("tracking=") for o in args.overrides) else ["tracking=none"]
     exe = str(Path(sys.executable).parent / "sweeps-analyze")
     failed = 0
     for plant in CONTROLS:
@@ -397,8 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {root} (planted: peak {plant.peak}, window {list(plant.window)})")
             if args.write_only:
                 continue
-            res = subprocess.run([exe, f"study={root}", "tracking=none", f"analysis.n_resamples={args.n_resamples}"],
-                                 capture_output=True, text=True)
+            res = subprocess.run([exe, f"study={root}", *tracking, *args.overrides], capture_output=True, text=True)
             if res.returncode != 0:
                 print(f"FAIL {plant.name}: sweeps-analyze exited {res.returncode}: {res.stderr.strip()[-500:]}")
                 failed += 1
