@@ -17,7 +17,7 @@ import pytest
 
 from sweeps.analysis import curves
 from sweeps.analysis.curves import Options, analyse
-from sweeps.analysis.synthetic import NULL, PEAK, Plant, check, seed_values, write_study
+from sweeps.analysis.synthetic import NULL, PEAK, check, seed_values, write_study
 from sweeps.analysis.tables import ID, OOD, Study, read_study
 
 OPTS = Options(n_resamples=999)
@@ -198,6 +198,7 @@ def test_a_moved_plant_is_found_and_the_old_answer_fails(tmp_path):
     ({"window": (80, 100)}, "init 60 is out of the window"),
     ({"window": (60, 80, 100, 150)}, "init 150 is in the window"),
     ({"d_id": 0.0333}, "not a multiple of 1/200"),
+    ({"d_ood": {**PLANTED_D_OOD, 50: 0.1}}, "RL inits must be SFT checkpoints"),
 ])
 def test_a_plant_that_contradicts_its_answer_is_refused(change, message):
     with pytest.raises(ValueError, match=message):
@@ -209,4 +210,3 @@ def test_the_truth_file(roots):
     assert truth == json.loads(json.dumps(PEAK.truth()))
     assert (truth["peak_step"], truth["window"], truth["d_ood"]["80"]) == (40, [60, 80, 100], 0.10)
     assert truth["recovery_ratio"]["150"] == pytest.approx(0.005 / 0.20) and "40" not in truth["recovery_ratio"]
-    assert isinstance(PEAK, Plant)

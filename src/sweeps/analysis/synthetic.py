@@ -131,6 +131,11 @@ class SeedValues:
 
 def seed_values(plant: Plant) -> dict[int, SeedValues]:
     """Every seed's rates (module doc), checked against the plant's stated answer."""
+    if plant.steps[0] != 0 or list(plant.steps) != sorted(set(plant.steps)) or len(plant.ood) != len(plant.steps) \
+            or len(plant.id) != len(plant.steps):
+        raise ValueError(f"plant {plant.name}: steps must start at 0 and increase, with one ood and id value each")
+    if set(plant.d_ood) - set(plant.steps) or plant.rl_steps[0] != 0 or len(plant.rl_steps) < 2:
+        raise ValueError(f"plant {plant.name}: RL inits must be SFT checkpoints, rl_steps must start at 0 and end later")
     rng = np.random.default_rng(plant.rng_seed)
     n = len(plant.seeds)
     c_ood, c_id = offsets(n, plant.seed_spread, rng), offsets(n, plant.seed_spread, rng)
@@ -160,11 +165,6 @@ def _ramp(start: float, end: float, steps: Sequence[int], bump: float, items: in
 
 def _check_plant(plant: Plant, values: dict[int, SeedValues]) -> None:
     """Refuse a plant whose stated answer its own numbers do not imply, or that files cannot hold."""
-    if plant.steps[0] != 0 or list(plant.steps) != sorted(set(plant.steps)) or len(plant.ood) != len(plant.steps) \
-            or len(plant.id) != len(plant.steps):
-        raise ValueError(f"plant {plant.name}: steps must start at 0 and increase, with one ood and id value each")
-    if set(plant.d_ood) - set(plant.steps) or plant.rl_steps[0] != 0:
-        raise ValueError(f"plant {plant.name}: RL inits must be SFT checkpoints and rl_steps must start at 0")
     for seed, v in values.items():
         rates = v.ood + v.id + [x for r in (*v.rl_ood.values(), *v.rl_id.values()) for x in r]
         for x in rates:
@@ -202,7 +202,8 @@ def compose(plant: Plant, output_dir: Path, rl: bool) -> Any:
         rl_over = [*cfg.plan.rl.overrides, f"trainer.max_steps={plant.rl_steps[-1]}",
                    f"trainer.save_every=[{','.join(map(str, plant.rl_steps[1:]))}]", "trainer.eval_at_start=true"]
         if rl:
-            cfg = hydra_compose(config_name="train", overrides=[*over, f"algo={plant.rl_algo}", f"init.step={min(plant.d_ood)}", *rl_over])
+            rl_init = [f"algo={plant.rl_algo}", f"init.step={min(plant.d_ood)}"]       # write_study sets each init
+            cfg = hydra_compose(config_name="train", overrides=[*over, *rl_init, *rl_over])
     cfg.plan.rl.overrides = rl_over               # what a study would pass to these RL runs
     return cfg
 
