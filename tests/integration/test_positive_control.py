@@ -1,7 +1,7 @@
 """The analysis's positive control through its command and ``sweeps-analyze``'s CLI (slow).
 
-``python -m sweeps.analysis.synthetic OUT`` writes the planted studies (peak at step 40, recovery
-window {60, 80, 100}; and a null study with neither), runs ``sweeps-analyze`` on each and checks
+``python -m sweeps.analysis.synthetic OUT`` writes the planted studies (OOD peak at step 40 in
+seeds 0 and 1 and at 30 in seed 2, recovery window {60, 80, 100}; and a null study with neither), runs ``sweeps-analyze`` on each and checks
 its tables. Here the tables and the HTML report are also read directly, and a planted answer the
 analysis did not produce must make the check fail (exit status 1).
 """
@@ -42,10 +42,10 @@ def out(tmp_path_factory):
 
 def test_the_report_finds_the_planted_peak_and_window(out):
     study = out / "control_peak"
-    assert [r["peak_step"] for r in table(study, "sft_seeds")] == ["40", "40", "40"]
+    assert [r["peak_step"] for r in table(study, "sft_seeds")] == ["40", "40", "30"]
     summary = {(r["stage"], r["init"], r["metric"]): r for r in table(study, "summary")}
     step = summary[("sft", "", "ood_peak_step")]
-    assert (float(step["estimate"]), float(step["lo"]), float(step["hi"])) == (40, 40, 40)
+    assert (float(step["estimate"]), float(step["lo"]), float(step["hi"])) == (pytest.approx(110 / 3), 30, 40)
     value = summary[("sft", "", "ood_peak_value")]
     assert float(value["estimate"]) == pytest.approx(0.40) and float(value["lo"]) < 0.40 < float(value["hi"])
     d = summary[("grpo", "sft-step=000060", "d_ood")]
@@ -55,7 +55,7 @@ def test_the_report_finds_the_planted_peak_and_window(out):
     html = (study / "report" / "index.html").read_text()
     windows = html.split("<h2>Recovery windows</h2>", 1)[1].split("<h2>", 1)[0]
     assert "<td>[60, 80, 100]</td><td>60</td><td>100</td>" in windows
-    assert "<td>ood_peak_step</td><td>40 [40, 40]</td>" in html
+    assert "<td>ood_peak_step</td><td>36.67 [30, 40]</td>" in html
 
 
 def test_the_null_report_finds_no_peak_and_no_window(out):
@@ -69,7 +69,7 @@ def test_the_null_report_finds_no_peak_and_no_window(out):
 
 @pytest.mark.parametrize("field,value,message", [
     ("window", [60, 80], "recovery window [[60, 80, 100]], planted [60, 80]"),
-    ("peak_step", 30, "OOD peak step 40, planted 30"),
+    ("peak_steps", {"0": 40, "1": 40, "2": 40}, "seed 2: OOD peak step 30, planted 40"),
 ])
 def test_a_planted_answer_the_analysis_did_not_find_fails(out, tmp_path, field, value, message):
     import shutil

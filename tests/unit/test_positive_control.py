@@ -1,7 +1,7 @@
 """The analysis's positive control (``sweeps.analysis.synthetic``), in process.
 
-The control studies plant (see the module doc): every seed's OOD peak at step 40 (0.40), the end
-at 0.18, ΔOOD -0.06, -0.04 | +0.04, +0.10, +0.10 | +0.005, 0 for GRPO from 10, 40 | 60, 80, 100 |
+The control studies plant (see the module doc): the OOD peak at step 40 in seeds 0 and 1 and at 30
+in seed 2 (0.40 in each), the end at 0.18, ΔOOD -0.06, -0.04 | +0.04, +0.10, +0.10 | +0.005, 0 for GRPO from 10, 40 | 60, 80, 100 |
 150, 200 (window {60, 80, 100}); the null study has no peak and no window. Here the analysis must
 find exactly that, and each deliberately broken analysis, and a moved plant, must be caught.
 """
@@ -58,6 +58,7 @@ def test_run_directories_are_what_the_jobs_write(roots):
     assert json.loads((run.path / "DONE").read_text())["checkpoints"] == [0, 10, 20, 30, 40, 60, 80, 100, 150, 200]
     # the role an RL job resolves from this run (SFT_MaxOOD) is the planted peak
     assert resolve("ood_peak", run.path) == 40 and resolve("sft_end", run.path) == 200
+    assert resolve("ood_peak", root / RUN.format(2)) == 30
     evals = {r["step"]: r for r in run.read_metrics() if OOD in r}
     solved = {}
     for step, ckpt in run.checkpoints():
@@ -81,7 +82,10 @@ def test_run_directories_are_what_the_jobs_write(roots):
 def test_seed_values_are_the_plant_shifted_by_zero_sum_offsets():
     vals = seed_values(PEAK)
     ood = np.array([v.ood for v in vals.values()])                            # [seeds, steps]
-    assert np.allclose(ood.mean(0), PEAK.ood) and sorted(np.round(ood[:, 4], 3)) == [0.39, 0.4, 0.41]
+    mean = list(PEAK.ood)
+    mean[3], mean[4] = (0.36 + 0.36 + 0.40) / 3, (0.40 + 0.40 + 0.36) / 3     # seed 2: steps 30 and 40 swapped
+    assert np.allclose(ood.mean(0), mean) and [PEAK.steps[i] for i in ood.argmax(1)] == [40, 40, 30]
+    assert sorted(np.round(ood.max(1), 3)) == [0.39, 0.4, 0.41]
     d = np.array([[v.rl_ood[t][-1] - v.rl_ood[t][0] for t in PLANTED_D_OOD] for v in vals.values()])  # [seeds, inits]
     assert np.allclose(d.mean(0), list(PLANTED_D_OOD.values()))
     assert np.allclose(np.sort(d[:, 2]), [0.025, 0.04, 0.055])               # init 60: every seed above 0
@@ -90,10 +94,11 @@ def test_seed_values_are_the_plant_shifted_by_zero_sum_offsets():
 # --- the analysis finds the plant -----------------------------------------------------------------
 def test_the_planted_peak_and_window_are_found(roots):
     res = results(roots["control_peak"])
-    assert [(r["seed"], r["peak_step"]) for r in res.sft_seeds] == [(0, 40), (1, 40), (2, 40)]
+    assert [(r["seed"], r["peak_step"]) for r in res.sft_seeds] == [(0, 40), (1, 40), (2, 30)]
     step = row(res, "ood_peak_step")
-    assert (step["estimate"], step["lo"], step["hi"]) == (40, 40, 40)
-    for metric, planted in (("ood_peak_value", 0.40), ("ood_end_value", 0.18), ("id_at_peak", 0.62)):
+    assert (step["estimate"], step["lo"], step["hi"]) == (pytest.approx(110 / 3), 30, 40)
+    # ID at each seed's peak: 0.62, 0.62 and 0.55 (step 30), plus zero-sum offsets
+    for metric, planted in (("ood_peak_value", 0.40), ("ood_end_value", 0.18), ("id_at_peak", (0.62 + 0.62 + 0.55) / 3)):
         r = row(res, metric)
         assert r["estimate"] == pytest.approx(planted) and r["lo"] < planted < r["hi"], metric
     assert row(res, "ood_drop_crossfit")["estimate"] == pytest.approx(0.22)
@@ -124,6 +129,17 @@ def test_the_null_study_has_no_peak_and_no_window(roots):
 # --- a broken analysis is caught ------------------------------------------------------------------
 def _wrong_split(mp):
     mp.setattr(curves, "OOD", ID)                      # peaks and deltas read from the ID curve
+
+
+def _peak_of_the_mean_curve(mp):
+    real = Study.curve
+
+    def mean(self, key, metric):                       # every seed's peak read off the mean OOD curve
+        if key.stage != "sft" or metric != OOD:
+            return real(self, key, metric)
+        runs = [real(self, k, metric) for k in self.keys("sft")]
+        return runs[0][0], list(np.mean([v for _, v in runs], axis=0))
+    mp.setattr(Study, "curve", mean)
 
 
 def _window_from_estimates(mp):
@@ -169,6 +185,7 @@ def _max_is_a_peak(mp):
 
 @pytest.mark.parametrize("breaks,study,caught", [
     (_wrong_split, "control_peak", "OOD peak step"),
+    (_peak_of_the_mean_curve, "control_peak", "seed 2: OOD peak step 40, planted 30"),
     (_window_from_estimates, "control_peak", "recovery window"),
     (_rl_end_is_best, "control_peak", "d_ood"),
     (_delta_from_sft_end, "control_peak", "recovery window"),
@@ -185,7 +202,8 @@ def test_a_broken_analysis_fails_the_control(roots, monkeypatch, breaks, study, 
 def test_a_moved_plant_is_found_and_the_old_answer_fails(tmp_path):
     moved = dataclasses.replace(
         PEAK, name="control_moved", ood=(0.10, 0.14, 0.18, 0.22, 0.26, 0.30, 0.27, 0.24, 0.20, 0.18),
-        d_ood={10: -0.06, 40: -0.04, 60: -0.02, 80: 0.06, 100: 0.08, 150: 0.10, 200: 0.005}, peak=60, window=(80, 100, 150))
+        d_ood={10: -0.06, 40: -0.04, 60: -0.02, 80: 0.06, 100: 0.08, 150: 0.10, 200: 0.005}, peak=60, window=(80, 100, 150),
+        seed_peaks={})
     res = results(write_study(moved, tmp_path))
     assert [r["peak_step"] for r in res.sft_seeds] == [60, 60, 60] and res.windows[0]["window"] == [80, 100, 150]
     assert findings(res, moved.truth()) == []
@@ -208,5 +226,7 @@ def test_a_plant_that_contradicts_its_answer_is_refused(change, message):
 def test_the_truth_file(roots):
     truth = json.loads((roots["control_peak"] / "planted.json").read_text())
     assert truth == json.loads(json.dumps(PEAK.truth()))
-    assert (truth["peak_step"], truth["window"], truth["d_ood"]["80"]) == (40, [60, 80, 100], 0.10)
+    assert truth["peak_steps"] == {"0": 40, "1": 40, "2": 30} and truth["peak_step"] == pytest.approx(110 / 3)
+    assert (truth["window"], truth["d_ood"]["80"]) == ([60, 80, 100], 0.10)
+    # ratio at 40: only seed 2 lost OOD by then (its peak is at 30): one seed, no CI, not checked
     assert truth["recovery_ratio"]["150"] == pytest.approx(0.005 / 0.20) and "40" not in truth["recovery_ratio"]

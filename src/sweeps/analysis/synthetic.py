@@ -14,8 +14,10 @@ writes one such study; :func:`check` compares the analysis tables with what was 
 - SFT, per seed: OOD success rises from 0.10 to an interior peak of 0.40 at step 40 and
   declines to 0.18 at the last checkpoint (200); ID success rises throughout (0.05 -> 0.88).
   Each seed's curves are the planted ones shifted by a seed offset; the offsets sum to zero
-  over the seeds, so every seed peaks at step 40 and the mean over seeds *is* the planted
-  curve (a CI of the mean must cover it).
+  over the seeds, so the mean over seeds of a value is the planted value (a CI of the mean
+  must cover it). Seed 2 has its OOD values at steps 30 and 40 swapped: seeds 0 and 1 peak at
+  step 40 and seed 2 at step 30 (the mean curve still peaks at 40, so a peak taken from the
+  mean curve instead of per seed is wrong for seed 2); across seeds the peak step is 36.7.
 - GRPO from seven SFT checkpoints t: ΔOOD(t) = OOD(RL end) - OOD(SFT at t) is -0.06, -0.04
   before the window (t = 10, 40), +0.04, +0.10, +0.10 inside it (60, 80, 100) and +0.005, 0
   after it (150, 200), each seed off by a zero-sum deviation of ±0.015: every seed is above 0
@@ -72,7 +74,7 @@ class Plant:
     ood: tuple[float, ...]                  # SFT OOD success per checkpoint (mean over seeds)
     id: tuple[float, ...]                   # SFT ID success per checkpoint
     d_ood: dict[int, float]                 # RL init step -> ΔOOD (mean over seeds)
-    peak: int | None                        # the OOD peak step every seed has (None: no peak)
+    peak: int | None                        # the OOD peak step of the curve (None: no peak)
     window: tuple[int, ...]                 # the recovery window: inits with ΔOOD > 0 in every seed
     d_id: float = 0.03                      # ΔID at every init
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -85,21 +87,38 @@ class Plant:
     experiment: str = "tiny_demo"           # whose config the run directories carry
     rl_algo: str = "grpo"
     overrides: tuple[str, ...] = field(default=())   # extra Hydra overrides for every run
+    seed_peaks: dict[int, int] = field(default_factory=dict)  # seed -> its own peak step: the OOD values
+                                            # at that step and at ``peak`` are swapped in that seed
 
     def truth(self) -> dict[str, Any]:
-        """What the analysis must find (the content of ``planted.json``): every value is the
-        mean over seeds, which the zero-sum seed offsets make exactly the planted one."""
-        i = self.steps.index(self.peak) if self.peak is not None else None
-        top = max(self.ood)
+        """What the analysis must find (the content of ``planted.json``): each seed's peak step,
+        and the mean over seeds of every per-seed quantity (the zero-sum offsets make most of
+        them exactly the planted curve's values)."""
+        values = seed_values(self)
+        peaks = {seed: self.peak_of(seed) for seed in self.seeds}
+        mean = lambda xs: round(float(np.mean(xs)), 12) if len(xs) else None  # noqa: E731
+        at_peak = lambda curve, seed: curve[self.steps.index(peaks[seed])]  # noqa: E731
+        with_peak = [s for s in self.seeds if peaks[s] is not None]
+        ratios = {}
+        for t in sorted(self.d_ood):
+            i = self.steps.index(t)
+            r = [(v.rl_ood[t][-1] - v.ood[i]) / (max(v.ood) - v.ood[i]) for v in values.values() if max(v.ood) - v.ood[i] > 1e-9]
+            if len(r) >= 2:                                 # fewer: the analysis reports no CI
+                ratios[str(t)] = mean(r)
         return {"study": self.name, "seeds": list(self.seeds), "stage": self.rl_algo,
-                "peak_step": self.peak, "peak_value": None if i is None else self.ood[i],
-                "id_at_peak": None if i is None else self.id[i], "max_value": top, "end_value": self.ood[-1],
-                "id_end": self.id[-1], "window": list(self.window),
-                "d_ood": {str(t): d for t, d in sorted(self.d_ood.items())},
-                "d_id": {str(t): self.d_id for t in sorted(self.d_ood)},
-                "recovery_ratio": {str(t): d / (top - self.ood[self.steps.index(t)]) for t, d in sorted(self.d_ood.items())
-                                   if top - self.ood[self.steps.index(t)] > 1e-9},
+                "peak_steps": {str(s): p for s, p in peaks.items()}, "peak_step": mean([peaks[s] for s in with_peak]),
+                "peak_value": mean([at_peak(values[s].ood, s) for s in with_peak]),
+                "id_at_peak": mean([at_peak(values[s].id, s) for s in with_peak]),
+                "max_value": mean([max(v.ood) for v in values.values()]), "end_value": mean([v.ood[-1] for v in values.values()]),
+                "id_end": mean([v.id[-1] for v in values.values()]), "window": list(self.window),
+                "d_ood": {str(t): mean([v.rl_ood[t][-1] - v.rl_ood[t][0] for v in values.values()]) for t in sorted(self.d_ood)},
+                "d_id": {str(t): mean([v.rl_id[t][-1] - v.rl_id[t][0] for v in values.values()]) for t in sorted(self.d_ood)},
+                "recovery_ratio": ratios,
                 "plant": {k: {str(a): b for a, b in v.items()} if isinstance(v, dict) else v for k, v in asdict(self).items()}}
+
+    def peak_of(self, seed: int) -> int | None:
+        """The OOD peak step planted for ``seed``."""
+        return self.seed_peaks.get(seed, self.peak) if self.peak is not None else None
 
 
 # The two controls (module doc): an interior peak at 40 and the window {60, 80, 100}; and none.
@@ -107,7 +126,7 @@ STEPS = (0, 10, 20, 30, 40, 60, 80, 100, 150, 200)
 ID_CURVE = (0.05, 0.30, 0.45, 0.55, 0.62, 0.70, 0.76, 0.80, 0.85, 0.88)
 PEAK = Plant("control_peak", STEPS, ood=(0.10, 0.20, 0.30, 0.36, 0.40, 0.34, 0.28, 0.24, 0.20, 0.18), id=ID_CURVE,
              d_ood={10: -0.06, 40: -0.04, 60: 0.04, 80: 0.10, 100: 0.10, 150: 0.005, 200: 0.0},
-             peak=40, window=(60, 80, 100))
+             peak=40, window=(60, 80, 100), seed_peaks={2: 30})
 NULL = Plant("control_null", STEPS, ood=(0.10, 0.11, 0.12, 0.13, 0.14, 0.15, 0.16, 0.17, 0.18, 0.20), id=ID_CURVE,
              d_ood={t: 0.0 for t in PEAK.d_ood}, peak=None, window=())
 CONTROLS = (PEAK, NULL)
@@ -134,6 +153,8 @@ def seed_values(plant: Plant) -> dict[int, SeedValues]:
     if plant.steps[0] != 0 or list(plant.steps) != sorted(set(plant.steps)) or len(plant.ood) != len(plant.steps) \
             or len(plant.id) != len(plant.steps):
         raise ValueError(f"plant {plant.name}: steps must start at 0 and increase, with one ood and id value each")
+    if set(plant.seed_peaks.values()) - set(plant.steps) or set(plant.seed_peaks) - set(plant.seeds):
+        raise ValueError(f"plant {plant.name}: seed_peaks maps seeds of the plant to SFT checkpoints")
     if set(plant.d_ood) - set(plant.steps) or plant.rl_steps[0] != 0 or len(plant.rl_steps) < 2:
         raise ValueError(f"plant {plant.name}: RL inits must be SFT checkpoints, rl_steps must start at 0 and end later")
     rng = np.random.default_rng(plant.rng_seed)
@@ -144,6 +165,9 @@ def seed_values(plant: Plant) -> dict[int, SeedValues]:
     out = {}
     for j, seed in enumerate(plant.seeds):
         ood = [float(v + c_ood[j]) for v in plant.ood]
+        if seed in plant.seed_peaks and plant.peak is not None:
+            a, b = plant.steps.index(plant.peak), plant.steps.index(plant.seed_peaks[seed])
+            ood[a], ood[b] = ood[b], ood[a]
         idv = [float(v + c_id[j]) for v in plant.id]
         rl_ood, rl_id = {}, {}
         for t, d in plant.d_ood.items():
@@ -172,9 +196,9 @@ def _check_plant(plant: Plant, values: dict[int, SeedValues]) -> None:
                 raise ValueError(f"plant {plant.name}: seed {seed} has rate {x!r}, not a multiple of 1/{plant.items} in [0, 1]")
         top = max(v.ood)
         first = v.ood.index(top)
-        has_peak = top - v.ood[-1] > 1e-9
-        if (plant.peak is None) == has_peak or (plant.peak is not None and plant.steps[first] != plant.peak):
-            raise ValueError(f"plant {plant.name}: seed {seed}'s OOD curve does not peak at {plant.peak}")
+        has_peak, peak = top - v.ood[-1] > 1e-9, plant.peak_of(seed)
+        if (peak is None) == has_peak or (peak is not None and plant.steps[first] != peak):
+            raise ValueError(f"plant {plant.name}: seed {seed}'s OOD curve does not peak at {peak}")
     for t in plant.d_ood:
         deltas = [v.rl_ood[t][-1] - v.rl_ood[t][0] for v in values.values()]
         if (t in plant.window) != (min(deltas) > 1e-9):
@@ -319,8 +343,9 @@ def check(truth: dict[str, Any], sft_seeds: list[dict], summary: list[dict], win
         bad.append(f"SFT seeds {sorted(seeds)}, planted {truth['seeds']}")
     for seed, r in sorted(seeds.items()):
         found = None if r["peak_step"] in (None, "") else int(_f(r["peak_step"]))
-        if found != peak:
-            bad.append(f"seed {seed}: OOD peak step {found}, planted {peak} ({r.get('no_peak') or 'a peak'})")
+        planted = truth["peak_steps"].get(str(seed))
+        if found != planted:
+            bad.append(f"seed {seed}: OOD peak step {found}, planted {planted} ({r.get('no_peak') or 'a peak'})")
     rows = {(r["stage"], r.get("init") or "", r["metric"]): r for r in summary}
 
     def covers(key: tuple[str, str, str], value: float, what: str, width: bool = True) -> None:
@@ -342,7 +367,7 @@ def check(truth: dict[str, Any], sft_seeds: list[dict], summary: list[dict], win
     if peak is None and math.isfinite(found):
         bad.append(f"across seeds: OOD peak step {found}, planted none")
     if peak is not None:
-        covers(("sft", "", "ood_peak_step"), peak, "across seeds", width=False)             # every seed peaks there
+        covers(("sft", "", "ood_peak_step"), peak, "across seeds", width=False)     # zero width when every seed agrees
         covers(("sft", "", "ood_peak_value"), truth["peak_value"], "SFT")
         covers(("sft", "", "id_at_peak"), truth["id_at_peak"], "SFT")
     covers(("sft", "", "ood_max_value"), truth["max_value"], "SFT")
@@ -378,6 +403,11 @@ def check_study(study_dir: str | Path) -> list[str]:
     return check(truth, tables["sft_seeds"], tables["summary"], tables["windows"])
 
 
+def _planted(plant: Plant) -> str:
+    peaks = {s: plant.peak_of(s) for s in plant.seeds}
+    return f"OOD peak step per seed {peaks}, recovery window {list(plant.window)}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("output_dir", type=Path, help="where the studies control_peak and control_null go")
@@ -396,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
             if root.exists():
                 raise SystemExit(f"error: {root} exists: the control writes fresh studies; delete it or choose another output_dir")
             write_study(plant, args.output_dir)
-            print(f"wrote {root} (planted: peak {plant.peak}, window {list(plant.window)})")
+            print(f"wrote {root} (planted: {_planted(plant)})")
             if args.write_only:
                 continue
             res = subprocess.run([exe, f"study={root}", *tracking, *args.overrides], capture_output=True, text=True)
@@ -410,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"error: {err}") from None
         failed += bool(bad)
         print(f"{'FAIL' if bad else 'ok'} {plant.name}: " + ("; ".join(bad) if bad else
-              f"the analysis finds the planted peak ({plant.peak}) and window ({list(plant.window)}); report {root}/report/index.html"))
+              f"the analysis finds the planted {_planted(plant)}; report {root}/report/index.html"))
     return 1 if failed else 0
 
 
