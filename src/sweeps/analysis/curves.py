@@ -19,9 +19,10 @@ SFT(t)): the share of the OOD lost by t that RL won back; at t = SFT_End it is t
 at t) it is nan, with the reason. RL **exceeds the peak** when OOD(RL end) > SFT_MaxOOD.
 
 Across seeds every mean gets a seeded bootstrap CI (``bootstrap.bootstrap_ci``). The **recovery
-window** is the set of init checkpoints whose ΔOOD CI lies above 0 (above ``tol``), with its first and last
-step; "RL never surpasses the SFT peak" is tested on the per-seed differences max_t RL_End(t) -
-SFT_MaxOOD with a paired CI and a sign-flip test.
+window** is the set of init checkpoints whose ΔOOD CI lies above 0 (above ``tol``), with its
+first and last step; "RL never surpasses the SFT peak" is tested on the per-seed differences
+max_t RL_End(t) - SFT_MaxOOD with a paired CI and a sign-flip test. ``sweeps.analysis.synthetic``
+is the positive control: studies with a planted peak and window that the analysis must find.
 
 **Rotation ↔ OOD** (PAPER.md section 8): for every checkpoint with a spectral summary row
 (``<run>/spectral/summary.csv``, group ``all``, reference ``ood_peak`` when present) the point
