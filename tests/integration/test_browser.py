@@ -40,6 +40,7 @@ STUDY = "tiny_smoke"
 STUDY_ARGS = [f"experiment={STUDY}", "plan.seeds=[0]", "plan.rl.init_steps=[6]", "plan.spectral.enabled=false"]
 AXES = ("stage", "model", "task", "init", "seed")
 TIMEOUT_MS = 60_000
+ASSISTANT_CLOSE = "mlflow.assistant.chat_panel.close"
 
 # The Plotly chart whose legend entry ends with "(<metric>)": its traces' x and the markers drawn.
 CHART_JS = """key => {
@@ -102,6 +103,9 @@ def page(browser: Any, shot: Path, width: int = 2400) -> Iterator[tuple[Any, lis
         yield pg, problems
     finally:
         try:
+            assistant = pg.locator(f"[data-component-id='{ASSISTANT_CLOSE}']")
+            if assistant.count():                # MLflow's chat panel: closed, so the screenshot shows the page
+                assistant.first.click(timeout=2000)
             pg.screenshot(path=str(shot), full_page=True)
         finally:
             pg.close()
