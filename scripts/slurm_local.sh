@@ -16,29 +16,7 @@ set -euo pipefail
 PKGS=(slurmctld slurmd slurm-client munge)
 die() { echo "error: $*" >&2; exit 1; }
 
-install_packages() {
-  local missing=() p
-  for p in "${PKGS[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  command -v apt-get >/dev/null || die "apt-get not found: cannot install ${missing[*]}"
-  [ "$(id -u)" -eq 0 ] || die "installing ${missing[*]} needs root"
-  export DEBIAN_FRONTEND=noninteractive
-  local t0=$SECONDS updated=0 log
-  log=$(mktemp /tmp/slurm_local_apt.XXXXXX.log)
-  apt_get() { apt-get -q "$@" >>"$log" 2>&1 || { tail -n 15 "$log" >&2; return 1; }; }
-  if [ "$(apt-cache policy "${missing[@]}" 2>/dev/null | grep Candidate | grep -vc '(none)')" -ne ${#missing[@]} ]; then
-    apt_get update || die "apt-get update failed (log: $log)"; updated=1
-  fi
-  if ! apt_get install -y --no-install-recommends "${missing[@]}"; then   # stale lists: update once, retry
-    [ $updated -eq 1 ] && die "apt-get install ${missing[*]} failed (log: $log)"
-    apt_get update || die "apt-get update failed (log: $log)"
-    apt_get install -y --no-install-recommends "${missing[@]}" || die "apt-get install ${missing[*]} failed (log: $log)"
-  fi
-  rm -f "$log"
-  echo "installed ${missing[*]} in $((SECONDS - t0)) s" >&2
-}
+install_packages() { "$(dirname "$0")/apt_install.sh" "${PKGS[@]}"; }   # missing ones only, apt-get update when needed
 
 write_conf() {  # $1 = base
   local b=$1 mem

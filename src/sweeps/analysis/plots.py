@@ -14,7 +14,10 @@ One figure per (model, task) unless stated:
   with the OOD (and ID) success at the end of RL from each init checkpoint drawn over it (mean
   and CI, one marker per RL stage), and the OOD peak.
 
-Each function returns the written path, or None when there is nothing to draw.
+Each figure has a title, axis labels with their units (the label's last parenthesis), a legend
+(or a labelled colour bar) and a CI band wherever the table it draws has a finite interval
+(``tests/unit/test_plots.py`` checks these on the figures themselves). Each function returns the
+written path, or None when there is nothing to draw.
 """
 
 from __future__ import annotations
@@ -34,6 +37,17 @@ from sweeps.analysis.curves import SCALARS, Results, layer_matrix  # noqa: E402
 from sweeps.analysis.tables import ID, OOD, Study  # noqa: E402
 
 
+# Axis labels, with units.
+STEP = "SFT step (optimizer steps)"
+INIT_STEP = "SFT step of the RL init checkpoint (optimizer steps)"
+SUCCESS = "success (fraction of eval items solved)"
+OOD_SUCCESS = "OOD success (fraction of eval items solved)"
+DROP = "OOD drop from the peak (success, fraction of items)"
+SCALAR_LABELS = {"angle": "mean principal angle to the reference (rad)",
+                 "chordal": "normalised chordal distance (unitless, 0 to 1)",
+                 "sv_drift": "singular-value drift, mean |Δσ|/σ (ratio)"}
+
+
 def slug(*parts: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(parts))
 
@@ -46,9 +60,11 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def _band(ax: Any, rows: list[dict[str, Any]], label: str, color: str) -> None:
+def _band(ax: Any, rows: list[dict[str, Any]], label: str, color: str | None = None) -> None:
+    """The mean curve of ``rows`` (curves-table rows of one metric) with its CI band where finite."""
     steps = [r["step"] for r in rows]
-    ax.plot(steps, [r["mean"] for r in rows], "-o", ms=3, color=color, label=label)
+    (line,) = ax.plot(steps, [r["mean"] for r in rows], "-o", ms=3, color=color, label=label)
+    color = line.get_color()
     lo, hi = np.array([r["lo"] for r in rows], float), np.array([r["hi"] for r in rows], float)
     ok = np.isfinite(lo) & np.isfinite(hi)
     if ok.any():
@@ -76,7 +92,7 @@ def sft_curves(res: Results, study: Study, model: str, task: str, out: Path) -> 
         if math.isfinite(step["lo"]):
             ax.axvspan(step["lo"], step["hi"], color="k", alpha=0.08)
         ax.plot([step["estimate"]], [value["estimate"]], "k*", ms=12)
-    ax.set(xlabel="SFT step", ylabel="success", title=f"SFT: {model} / {task}")
+    ax.set(xlabel=STEP, ylabel=SUCCESS, title=f"SFT: {model} / {task} (mean, 95% CI over seeds; seeds' OOD faint)")
     ax.legend(fontsize=8)
     return _save(fig, out / f"sft_{slug(model, task)}.png")
 
@@ -99,7 +115,7 @@ def recovery(res: Results, stage: str, model: str, task: str, out: Path) -> Path
     if win and win["lo_step"] is not None:
         ax.axvspan(win["lo_step"], win["hi_step"], color="tab:green", alpha=0.12,
                    label=f"recovery window [{win['lo_step']}, {win['hi_step']}]")
-    ax.set(xlabel="SFT step (RL init checkpoint)", ylabel="OOD success", title=f"{stage} from SFT checkpoints: {model} / {task}")
+    ax.set(xlabel=INIT_STEP, ylabel=OOD_SUCCESS, title=f"{stage} from SFT checkpoints: {model} / {task}")
     ax.legend(fontsize=8)
     return _save(fig, out / f"recovery_{slug(stage, model, task)}.png")
 
@@ -125,7 +141,7 @@ def rotation(res: Results, model: str, task: str, out: Path) -> Path | None:
         title = scalar + (" (control)" if scalar == "sv_drift" else "")
         if rho and math.isfinite(rho["estimate"]):
             title += f"\nSpearman {rho['estimate']:.2f} [{rho['lo']:.2f}, {rho['hi']:.2f}]"
-        ax.set(xlabel=scalar, ylabel="OOD drop from the peak", title=title)
+        ax.set(xlabel=SCALAR_LABELS.get(scalar, f"{scalar} (as logged)"), ylabel=DROP, title=title)
     axes[0].legend(fontsize=7)
     return _save(fig, out / f"rotation_{slug(model, task)}.png")
 
@@ -138,8 +154,8 @@ def layers(study: Study, model: str, task: str, ref: str | None, out: Path) -> P
     im = ax.imshow(grid, aspect="auto", origin="lower", cmap="viridis")
     ax.set_xticks(range(len(steps)), [str(s) for s in steps], rotation=45, fontsize=7)
     ax.set_yticks(range(len(names)), [str(n) for n in names], fontsize=7)
-    ax.set(xlabel="SFT step", ylabel="layer", title=f"mean principal angle to {ref}: {model} / {task}")
-    fig.colorbar(im, ax=ax, label="rad")
+    ax.set(xlabel=STEP, ylabel="layer (index)", title=f"mean principal angle to {ref}: {model} / {task}")
+    fig.colorbar(im, ax=ax, label="mean principal angle (rad)")
     return _save(fig, out / f"layers_{slug(model, task)}.png")
 
 
@@ -150,9 +166,8 @@ def errors(res: Results, model: str, task: str, out: Path) -> Path | None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     for ax, split in zip(axes, ("id", "ood")):
         for metric in sorted({r["metric"] for r in rows if r["metric"].startswith(f"eval/{split}/err/")}):
-            mine = [r for r in rows if r["metric"] == metric]
-            ax.plot([r["step"] for r in mine], [r["mean"] for r in mine], "-o", ms=3, label=metric.rsplit("/", 1)[1])
-        ax.set(xlabel="SFT step", ylabel="step rate (mean over seeds)", title=f"{split.upper()} error types")
+            _band(ax, [r for r in rows if r["metric"] == metric], metric.rsplit("/", 1)[1])
+        ax.set(xlabel=STEP, ylabel="step rate (fraction of attempts)", title=f"{split.upper()} error types (mean over seeds)")
         ax.legend(fontsize=7)
     return _save(fig, out / f"errors_{slug(model, task)}.png")
 
@@ -180,7 +195,7 @@ def study_figure(res: Results, study: Study, model: str, task: str, out: Path) -
     step = _row(res, model, task, "sft", "ood_peak_step")
     if step and math.isfinite(step["estimate"]):
         ax.axvline(step["estimate"], color="k", ls=":", lw=1, label=f"OOD peak (mean step {step['estimate']:.0f})")
-    ax.set(xlabel="SFT step (RL: the checkpoint it started from)", ylabel="success (greedy)")
+    ax.set(xlabel="SFT step; for RL, that of its init checkpoint (optimizer steps)", ylabel="success, greedy (fraction of eval items solved)")
     ax.set_title(f"{model} / {task}: SFT (mean, 95% CI over seeds) and RL from SFT checkpoints", fontsize=9)
     shown = [r for r in rows if r["metric"] in (ID, OOD)]
     top = max([r["hi"] for r in shown if math.isfinite(r["hi"])] + [r["mean"] for r in shown] +
