@@ -118,7 +118,8 @@ def test_a_typo_in_a_copy_of_conf_is_named_with_its_file_and_key(tmp_path):
     assert len(found) == 5, found
     assert found[0].startswith("conf/algo/grpo.yaml: advantage_fn: 'sweeps.modules.policy_gradint:group_advantages' "
                                "does not resolve (ModuleNotFoundError"), found
-    assert found[1].startswith("conf/model/tiny.yaml: builder: 'sweeps.models.build.from_confg' does not resolve"), found
+    assert found[1].startswith("conf/model/tiny.yaml: builder: 'sweeps.models.build.from_confg' does not "
+                               "resolve"), found
     assert found[2].startswith("conf/model/tiny.yaml: arch.config_class: 'LlamaConfg' does not resolve"), found
     assert found[3].startswith("conf/task/broken.yaml: _target_: 'sweeps.tasks.rank.Rnak' does not resolve"), found
     assert found[4].startswith("conf/task/broken.yaml: reward: 'sweeps.tasks:NotHere' does not resolve "
