@@ -7,6 +7,7 @@ from sweeps.schema import ConfigError, save_steps, validate
 from tests.conftest import CONF, compose
 
 GROUPS = ["model", "task", "algo", "trainer", "tracking", "rollout"]
+NAMED = {"model", "task", "algo", "trainer"}        # tracking and rollout options have no name
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 EXPERIMENTS = [p.stem for p in sorted((CONF / "experiment").glob("*.yaml"))]
 
@@ -15,8 +16,8 @@ EXPERIMENTS = [p.stem for p in sorted((CONF / "experiment").glob("*.yaml"))]
 def test_every_group_option_composes_and_validates(group, option):
     cfg = compose([f"{group}={option}"])
     validate(cfg)
-    if "name" in cfg[group]:                      # rollout configs have no name
-        assert cfg[group].name == option          # run directories and tags use the name
+    if group in NAMED:
+        assert cfg[group].get("name") == option   # run directories and tags use the name
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -24,9 +25,22 @@ def test_every_experiment_composes(experiment):
     validate(compose([f"experiment={experiment}"]))
 
 
-def test_eval_config_composes():
-    cfg = compose(["ckpt=/x"], config_name="eval")
-    assert cfg.ckpt == "/x"
+def test_eval_config_validates_and_its_ckpt_is_the_directory_evaluated(tmp_path):
+    """sweeps-eval's ckpt reaches the checkpoint check (its path named in the error), and a
+    missing one is refused naming the field; nothing is loaded or written."""
+    from sweeps.evaluate import evaluate
+    from sweeps.models.checkpoint import CheckpointError
+
+    missing = tmp_path / "nowhere" / "step=000300"
+    # quoted: the path has '=', which an unquoted Hydra override refuses (the README quotes it too)
+    cfg = compose(["experiment=tiny_sft", f"ckpt='{missing}'"], config_name="eval")
+    validate(cfg)
+    assert cfg.out is None                                    # eval.json goes into the checkpoint by default
+    with pytest.raises(CheckpointError, match=f"checkpoint directory {missing} does not exist"):
+        evaluate(cfg)
+    with pytest.raises(ConfigError, match="ckpt is not set: pass ckpt=<checkpoint directory>"):
+        evaluate(compose([], config_name="eval"))
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_unknown_task_names_the_group():

@@ -94,10 +94,15 @@ def test_rank_samples_cover_every_rank_with_the_right_shape():
         assert seen == {0, 1, 2, 3, 4}
 
 
-def test_matrix_sampling_is_reproducible():
+def test_matrix_sampling_depends_only_on_the_rng_it_is_given():
+    """The same seed gives the same example whatever the global random state; another seed another."""
     for task in (DET, RANK):
         for split in ("id", "ood"):
-            assert task.sample(split, random.Random(9)) == task.sample(split, random.Random(9))
+            random.seed(1)
+            one = task.sample(split, random.Random(9))
+            random.seed(2)
+            assert task.sample(split, random.Random(9)) == one
+            assert [task.sample(split, random.Random(s)) for s in range(10, 13)] != [one] * 3
 
 
 # --- prompts, references and strict grading ----------------------------------------------------
