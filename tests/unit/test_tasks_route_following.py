@@ -5,14 +5,16 @@ import json
 import random
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sweeps.episodes import play
 from sweeps.evaluation import summarize
 from sweeps.generation.base import Generation, SamplingParams
 from sweeps.models.tokenizer import build_tokenizer
 from sweeps.tasks.base import Example
-from sweeps.tasks.route_following import (COMPASS, TURNS, City, Route, RouteFollowing, follow, headings, make_city,
-                                          plan_route, route_data, split_actions, step_from)
+from sweeps.tasks.route_following import (COMPASS, ERROR_CLASSES, REWARDS, TURNS, City, Route, RouteFollowing, follow,
+                                          headings, make_city, plan_route, route_data, split_actions, step_from)
 
 PAPER = RouteFollowing()
 TINY = RouteFollowing(prompt_style="tiny")
@@ -85,10 +87,16 @@ def test_generation_is_deterministic_per_seed():
     assert all(ins["landmark"] in names for r in routes for ins in r["instructions"] if ins["kind"] == "move")
 
 
-@pytest.mark.parametrize("seed", range(300))
-def test_every_route_is_solvable_by_reading_only(seed):
+def test_every_route_is_solvable_by_reading_only():
     """In the city itself, an agent that reads only the instructions and the observations it
     gets reproduces the reference actions, along existing streets, to the destination."""
+    diagonal_turns = 0
+    for seed in range(300):
+        diagonal_turns += check_route(seed)
+    assert diagonal_turns > 30           # the avenues put 45-degree turns (slightly left/right) in routes
+
+
+def check_route(seed: int) -> int:
     rng = random.Random(seed)
     city = make_city(rng, 5, 5, 2, 12)
     route = plan_route(city, rng, 2, 3, 3)
@@ -113,10 +121,9 @@ def test_every_route_is_solvable_by_reading_only(seed):
     assert actions == [s["action"] for s in data["steps"]]
     assert state["node"] == nodes[-1]
     assert city.landmarks[nodes[-1]][0] == data["instructions"][-2]["landmark"]
-    hs = headings(data)
-    for a, h in zip(split_actions(data, "id"), hs):     # every turn is 45 or 90 degrees: OOD has an action
-        if a in COMPASS:
-            assert (COMPASS.index(a) - h) % 8 in (1, 2, 6, 7)
+    turns = [(COMPASS.index(a) - h) % 8 for a, h in zip(split_actions(data, "id"), headings(data)) if a in COMPASS]
+    assert turns and all(t in (1, 2, 6, 7) for t in turns)   # 45 or 90 degrees: the OOD split has the action
+    return sum(t in (1, 7) for t in turns)
 
 
 @pytest.mark.parametrize("seed", range(50))
@@ -170,6 +177,26 @@ def test_grading_by_hand():
     assert grade(TINY, "ood", 0, "E") == (-1.0, ("invalid_action",))
     assert grade(TINY, "id", 2, "N") == (-1.5, ("wrong_intersection",))
     assert grade(TINY, "id", 2, "f") == (-1.0, ("format_error",))
+
+
+ACTIONS = ["forward()", "stop()", *(f"turn_direction({d})" for d in (*COMPASS, *TURNS.values()))]
+replies = st.one_of(
+    st.text(max_size=200),
+    st.sampled_from(ACTIONS).map(lambda a: json.dumps({"action": a})),
+    st.text(max_size=40).map(lambda s: json.dumps({"action": s})),
+    st.text(max_size=40).map(lambda s: '{"action": "' + s + '",}'),
+    st.sampled_from(ACTIONS + ["F", "stop", "N", "SL", "R"]),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reply=replies, split=st.sampled_from(["id", "ood"]), step=st.integers(0, 6))
+def test_grader_never_raises_and_rewards_are_the_papers(reply, split, step):
+    for task in (PAPER, TINY):
+        g = task.grade(task.at_step(Example(split, HAND), step), reply)
+        assert g.reward in (1.0, -1.0, -1.5) and g.correct == (g.reward == 1.0)
+        assert all(e in ERROR_CLASSES for e in g.errors) and len(g.errors) == (0 if g.correct else 1)
+        assert g.correct or g.reward == REWARDS[g.errors[0]]
 
 
 class Scripted:
