@@ -54,19 +54,17 @@ asks the model to state its observation too. This text version has no field to g
 -1.5 goes to the action-level mistake that shows a wrong intersection judgement (above): our
 reading, not checked against V-IRL's code.
 
-Real V-IRL routes (``source: virl``, ``virl_root: <dir>``): see ``load_virl_routes`` for the file
-format this loader assumes. It was written from public descriptions of V-IRL and has not been
-checked against the real files.
+Real V-IRL routes (``source: virl``, ``virl_root: <dir>``): ``sweeps.tasks.virl_routes`` reads
+them into the same example data; its docstring gives the file format it assumes, which was
+written from public descriptions of V-IRL and has not been checked against the real files.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import random
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sweeps.tasks.base import Example, Grade, Task
@@ -101,7 +99,6 @@ _CALL_RE = re.compile(r"(forward|stop)\s*\(\s*\)|turn_direction\s*\(\s*['\"]?([a
 _FROM_CODE = {code: action for action, code in TINY_CODES.items()}
 
 Node = tuple[int, int]
-log = logging.getLogger(__name__)
 
 
 # --- the city ---------------------------------------------------------------------------------
@@ -158,7 +155,10 @@ def make_city(rng: random.Random, width: int, height: int, avenues: int, landmar
             if len(line) >= 2 and not any(cell in diagonal for cell in line):
                 for x, y in line:
                     diagonal[(x, y)] = kind
-                    add((x, y), (x + 1, y + 1)) if kind == "/" else add((x, y + 1), (x + 1, y))
+                    if kind == "/":
+                        add((x, y), (x + 1, y + 1))
+                    else:
+                        add((x, y + 1), (x + 1, y))
                 break
     nodes = [(x, y) for x in range(width) for y in range(height)]
     placed = rng.sample(nodes, landmarks)
@@ -288,123 +288,6 @@ def follow(instructions: list[dict[str, Any]], observe: Any, max_steps: int = 10
     raise ValueError("follow: no stop within max_steps")
 
 
-# --- real V-IRL routes ---------------------------------------------------------------------
-ROUTE_FILE, PANO_FILE = "route_infos.json", "gps_pano_mapping.json"
-_TURN_TEXT = re.compile(r"turn\b.*?\bto face (" + "|".join(sorted(COMPASS, key=len, reverse=True)) + r")\b", re.I)
-_MOVE_TEXT = re.compile(r"until you reach .*?where (.+?) is (in front of you|behind you|on your "
-                        r"(?:front left|front right|back left|back right|left|right))", re.I)
-_STOP_TEXT = re.compile(r"^\W*(?:\d+\.\s*)?stop\b", re.I)
-_SEEN_TEXT = re.compile(r"^(.+?) is (in front of you|behind you|on your (?:front left|front right|back left|"
-                        r"back right|left|right))\W*$", re.I)
-
-
-def _relation_key(phrase: str) -> str:
-    phrase = phrase.lower()
-    return {v: k for k, v in PHRASES.items()}.get(phrase) or phrase.removeprefix("on your ")
-
-
-def _parse_instruction(text: str) -> dict[str, Any] | None:
-    if m := _TURN_TEXT.search(text):
-        return {"kind": "turn", "to": m.group(1).lower()}
-    if m := _MOVE_TEXT.search(text):
-        return {"kind": "move", "landmark": m.group(1), "relation": _relation_key(m.group(2))}
-    return {"kind": "stop"} if _STOP_TEXT.search(text) else None
-
-
-def _virl_route(raw: dict[str, Any], panos: dict[str, str]) -> dict[str, Any]:
-    """One route of route_infos.json as example data; ValueError names what does not parse."""
-    rid = raw.get("route_id", "?")
-    instructions = []
-    for text in raw["instructions"]:
-        ins = _parse_instruction(str(text))
-        if ins is None:
-            raise ValueError(f"route {rid}: instruction {text!r} is not a turn, move or stop")
-        instructions.append(ins)
-    heading = raw["start_heading"]
-    start = COMPASS[round(float(heading) / 45) % 8] if isinstance(heading, (int, float)) else str(heading).lower()
-    if start not in COMPASS:
-        raise ValueError(f"route {rid}: start_heading {heading!r} is not a compass direction or degrees")
-    steps, pointer = [], 0
-    for k, s in enumerate(raw["steps"]):
-        action = parse_paper_action(str(s["action"]))
-        if action not in ("forward", "stop", *COMPASS):
-            raise ValueError(f"route {rid} step {k}: action {s['action']!r} is not forward(), stop() or an absolute turn")
-        kind = "turn" if action in COMPASS else "move" if action == "forward" else "stop"
-        while pointer < len(instructions) and instructions[pointer]["kind"] != kind:
-            pointer += 1
-        if pointer == len(instructions):
-            raise ValueError(f"route {rid} step {k}: action {action!r} matches no remaining instruction")
-        seen = []
-        for text in s.get("landmarks", []):
-            m = _SEEN_TEXT.match(str(text).strip())
-            if m is None:
-                raise ValueError(f"route {rid} step {k}: landmark annotation {text!r} is not '<name> is <relation>'")
-            seen.append([m.group(1), _relation_key(m.group(2))])
-        key = ",".join(str(c) for c in s["geocode"])
-        if key not in panos:
-            raise ValueError(f"route {rid} step {k}: geocode {key} has no panorama in {PANO_FILE}")
-        steps.append({"observation": seen, "action": action, "instruction": pointer, "pano": panos[key]})
-        if kind == "turn":
-            pointer += 1
-    return {"route_id": str(rid), "start_heading": start, "instructions": instructions, "steps": steps, "step": 0}
-
-
-def load_virl_routes(root: str | Path) -> list[dict[str, Any]]:
-    """V-IRL routes under ``root`` as example data (text-only observations).
-
-    ASSUMED FORMAT (reconstructed from public descriptions of V-IRL, not checked against the
-    real files; adapt ``_virl_route`` if they differ):
-
-    * ``route_infos.json``: a list of routes (or an object whose values are routes), each
-      ``{"route_id": ..., "start_heading": <degrees clockwise from north, or a compass name>,
-      "instructions": ["First, turn to face north.", "Move forward until you reach the
-      intersection where <X> is on your left.", ..., "Stop."], "steps": [{"geocode": [lat, lng],
-      "action": "turn_direction(north)" | "forward()" | "stop()", "landmarks": ["<X> is on
-      your left", ...]}, ...]}``: one step per action of the reference route, with the
-      landmark annotations seen before that action.
-    * ``gps_pano_mapping.json``: ``{"<lat>,<lng>": "<panorama id>", ...}`` (V-IRL ships a
-      pickle; convert it to JSON: pickles are not loaded). Every step's geocode must have a
-      panorama; its id is kept in the step (``pano``), unused in text mode.
-
-    Routes needing a turn outside the relative action space (over 90 degrees) are skipped with
-    a warning, since their OOD version would have no correct action.
-    """
-    root = Path(root)
-    for name in (ROUTE_FILE, PANO_FILE):
-        if not (root / name).is_file():
-            raise ValueError(f"task.virl_root: {root / name} not found: put V-IRL's {name} in {root} "
-                             f"(see sweeps.tasks.route_following.load_virl_routes for the format)")
-    loaded = {}
-    for name in (ROUTE_FILE, PANO_FILE):
-        try:
-            loaded[name] = json.loads((root / name).read_text())
-        except (OSError, ValueError) as err:
-            raise ValueError(f"task.virl_root: {root / name} is not readable JSON ({str(err).splitlines()[0]})") from None
-    raw, panos = loaded[ROUTE_FILE], loaded[PANO_FILE]
-    raw = list(raw.values()) if isinstance(raw, dict) else raw
-    if not isinstance(raw, list) or not isinstance(panos, dict):
-        raise ValueError(f"task.virl_root: {root / ROUTE_FILE} must hold a list of routes and {PANO_FILE} an object")
-    routes, skipped = [], 0
-    for i, r in enumerate(raw):
-        try:
-            data = _virl_route(r, panos)
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"task.virl_root: {ROUTE_FILE} route {i} lacks or mistypes {err}") from None
-        except ValueError as err:
-            raise ValueError(f"task.virl_root: {ROUTE_FILE}: {err}") from None
-        try:
-            split_actions(data, "ood")
-        except KeyError:
-            skipped += 1
-            continue
-        routes.append(data)
-    if skipped:
-        log.warning("%d of %d V-IRL routes skipped: a turn over 90 degrees has no relative action", skipped, len(raw))
-    if not routes:
-        raise ValueError(f"task.virl_root: {root / ROUTE_FILE} has no usable route")
-    return routes
-
-
 # --- parsing replies -----------------------------------------------------------------------
 def parse_paper_action(text: str) -> str | None:
     """``forward()``, ``stop()`` or ``turn_direction(x)`` as a canonical action, else None."""
@@ -467,6 +350,8 @@ class RouteFollowing(Task):
         if self.source == "virl":
             if not self.virl_root:
                 raise ValueError("task.virl_root: source=virl needs the directory holding route_infos.json")
+            from sweeps.tasks.virl_routes import load_virl_routes
+
             self._routes = load_virl_routes(self.virl_root)
         self._city = None if self.city_seed is None else self.city(random.Random(self.city_seed))
 
