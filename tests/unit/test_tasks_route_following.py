@@ -2,7 +2,9 @@
 multi-step verification loop, and the V-IRL loader on a hand-made file in its assumed format."""
 
 import json
+import math
 import random
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -197,6 +199,25 @@ def test_grader_never_raises_and_rewards_are_the_papers(reply, split, step):
         assert g.reward in (1.0, -1.0, -1.5) and g.correct == (g.reward == 1.0)
         assert all(e in ERROR_CLASSES for e in g.errors) and len(g.errors) == (0 if g.correct else 1)
         assert g.correct or g.reward == REWARDS[g.errors[0]]
+
+
+MB = 1 << 20
+HUGE = ["A" * MB, " " * MB, "turn_direction(" + "a" * MB, "turn_direction(" + "a " * (MB // 2) + "x",
+        "forward()" * (MB // 9), json.dumps({"action": "turn_direction(" + " " * MB}),
+        '"action": "' * (MB // 11), "'action': \"" + "'action': 'x" * (MB // 12), "[" * MB,
+        '{"action":' * (MB // 10) + '"stop()"' + "}" * (MB // 10)]
+
+
+@pytest.mark.parametrize("index", range(len(HUGE)))
+def test_megabyte_replies_grade_fast(index):
+    """About 1 MB of adversarial text grades in under a second (best of two, for a busy machine)."""
+    for task in (PAPER, TINY):
+        best = math.inf
+        for _ in range(2):
+            start = time.perf_counter()
+            g = task.grade(task.at_step(Example("id", HAND), 0), HUGE[index])
+            best = min(best, time.perf_counter() - start)
+        assert best < 1.0 and not g.correct, (task.prompt_style, HUGE[index][:40], best)
 
 
 class Scripted:
