@@ -363,3 +363,17 @@ def test_virl_loader_errors_name_the_file(tmp_path, breakage, message):
     with pytest.raises(ValueError, match="task.virl_root") as err:
         RouteFollowing(source="virl", virl_root=str(tmp_path))
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_memory_plan_measures_a_routes_longest_step():
+    from sweeps.modules.data import tokenize_pair
+    from sweeps.parallel import memory
+    from sweeps.schema import build_task
+    from tests.conftest import compose
+
+    cfg = compose(["model=tiny", "task=route_following_tiny", "algo=sft"])
+    task, tok = build_task(cfg.task), build_tokenizer()
+    routes = [task.sample("id", random.Random(i)) for i in range(64)]
+    length = lambda ex: len(tokenize_pair(tok, task.prompt(ex), task.reference_completion(ex))[0])  # noqa: E731
+    last = max(length(task.at_step(ex, task.num_steps(ex) - 1)) for ex in routes)
+    assert memory.seq_lengths(cfg, task, tok)[0] == last > max(length(ex) for ex in routes) + 50

@@ -190,9 +190,9 @@ def check(p: Plan, sharded: bool, checkpointing: bool, param_dtype: str) -> None
 def seq_lengths(cfg: Any, task: Any, tokenizer: Any) -> tuple[int, int]:
     """(training, generation) tokens per sequence: ``memory.seq_len`` when set, else measured
     with the model's tokenizer on 64 sampled ID prompts (a multi-step task's last step, its
-    longest prompt): SFT trains on prompt + reference
-    answer; RL trains on, and generation holds, prompt + every attempt's answer and feedback
-    (``max_new_tokens`` + 64 per attempt, an allowance for the feedback turn)."""
+    longest prompt): SFT trains on prompt + reference answer; RL trains on, and generation
+    holds, prompt + every attempt's answer and feedback (``max_new_tokens`` + 64 per attempt,
+    an allowance for the feedback turn)."""
     import random
 
     from sweeps.modules.data import tokenize_pair
