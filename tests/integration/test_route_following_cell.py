@@ -1,4 +1,4 @@
-"""A tiny SFT -> GRPO cell on route following, end to end, then the analysis (slow, ~1.5 min).
+"""A tiny SFT -> GRPO cell on route following, end to end, then the analysis (slow: 19-62 s).
 
 What must hold: both stages finish and write evaluated checkpoints; every evaluation episode
 on disk re-grades, turn by turn, to the rewards it was given (the multi-step loop advances a
