@@ -3,9 +3,15 @@
 An episode is the paper's multi-attempt loop: the model answers, the task's grader scores
 the answer, and after a failure the answer and a feedback user turn ("You failed this trial
 because ...") are appended to the conversation, up to ``max_attempts`` graded attempts (no
-ungraded extra turn). All episodes advance together: each attempt is one batched generation
-over the still-unsolved episodes, sorted by prompt length to limit padding. An episode whose
+ungraded extra turn). All episodes advance together: each round is one batched generation
+over the still-running episodes, sorted by prompt length to limit padding. An episode whose
 conversation no longer fits the model's context ends, failed, with "context_exhausted".
+
+Multi-step tasks (``task.num_steps(example) > 1``, route following): a correct answer at step k
+earns its reward and, unless it was the last step, opens step k + 1 with a fresh conversation,
+the user prompt of ``task.at_step(example, k + 1)`` (which carries the history it needs). The
+attempt budget is per step; an episode fails when a step uses it up, and succeeds when its last
+step is answered correctly. A one-step task plays exactly the loop above.
 
 Every turn keeps its prompt and response token ids and the sampler's log-probs, so RL can
 train on exactly what was sampled; evaluation only reads rewards and error classes.
@@ -83,17 +89,20 @@ def play(
 
     ``items`` are the examples' global indices (default 0, 1, ...): a rank playing its share of
     a batch passes the indices the examples have in the whole batch. Sampling seeds derive from
-    ``seed_parts + (item, attempt)``, so an episode samples the same tokens whichever rank plays
-    it and however many ranks share the batch.
+    ``seed_parts + (item, turn)`` (the turn index of the episode, which is the attempt index of a
+    one-step task), so an episode samples the same tokens whichever rank plays it and however
+    many ranks share the batch.
     """
     attempts = task.max_attempts if max_attempts is None else max_attempts
     items = list(range(len(examples))) if items is None else list(items)
     if len(items) != len(examples):
         raise ValueError(f"play: {len(items)} item indices for {len(examples)} examples")
     episodes = [Episode(item=items[i]) for i in range(len(examples))]
-    convs = [[{"role": "user", "content": task.prompt(ex)}] for ex in examples]
+    steps, tries = [0] * len(examples), [0] * len(examples)          # current step, attempts used there
+    views = [task.at_step(ex, 0) for ex in examples]                  # each example as seen at its step
+    convs = [[{"role": "user", "content": task.prompt(v)}] for v in views]
     active = list(range(len(examples)))
-    for attempt in range(attempts):
+    while active:
         prompts = {i: chat_ids(tokenizer, convs[i], add_generation_prompt=True) for i in active}
         if max_length is not None:
             for i in [i for i in active if len(prompts[i]) + params.max_new_tokens > max_length]:
@@ -102,22 +111,26 @@ def play(
         order = sorted(active, key=lambda i: len(prompts[i]))
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            seeds = [derive_seed(*seed_parts, items[i], attempt) for i in chunk]
+            seeds = [derive_seed(*seed_parts, items[i], len(episodes[i].turns)) for i in chunk]
             gen = generate([prompts[i] for i in chunk], params, seeds)
             for i, toks, lps in zip(chunk, gen.tokens, gen.logprobs):
                 text = tokenizer.decode(toks, skip_special_tokens=True)
-                grade = task.grade(examples[i], text)
+                grade = task.grade(views[i], text)
                 if not math.isfinite(grade.reward):
                     raise ValueError(f"task {task.name!r} graded item {items[i]} with a non-finite reward "
                                      f"({grade.reward}); a grader must return finite rewards")
                 episodes[i].turns.append(Turn(prompts[i], list(toks), list(lps), text, float(grade.reward),
                                               bool(grade.correct), list(grade.errors)))
                 if grade.correct:
-                    episodes[i].success = True
+                    steps[i], tries[i] = steps[i] + 1, 0
+                    if steps[i] == task.num_steps(examples[i]):
+                        episodes[i].success = True
+                    else:
+                        views[i] = task.at_step(examples[i], steps[i])
+                        convs[i] = [{"role": "user", "content": task.prompt(views[i])}]
                 else:
+                    tries[i] += 1
                     convs[i] = convs[i] + [{"role": "assistant", "content": text},
                                            {"role": "user", "content": task.feedback_message(grade)}]
-        active = [i for i in active if not episodes[i].success]
-        if not active:
-            break
+        active = [i for i in active if not episodes[i].success and tries[i] < attempts]
     return episodes

@@ -6,9 +6,10 @@ answer, and after a failure the answer and a feedback turn ("You failed this tri
 ungraded extra turn). All episodes of a split advance together: each attempt is one batched,
 left-padded generation over the still-unsolved episodes (sorted by length to limit padding).
 
-Metrics per split: ``success`` (an episode with a correct attempt within the budget) with a
-Wilson 95% interval, ``first_attempt_success``, ``reward_mean`` over attempts, and the
-per-error-type step rates ``err/<class>`` = attempts showing that class / all attempts.
+Metrics per split: ``success`` (an episode with a correct attempt within the budget; for a
+multi-step task, every step answered correctly) with a Wilson 95% interval,
+``first_attempt_success`` (every step right at its first try), ``reward_mean`` over attempts,
+and the per-error-type step rates ``err/<class>`` = attempts showing that class / all attempts.
 Greedy decoding by default; sampled decoding draws each attempt's randomness from a seed
 derived from (run seed, checkpoint step, split, item, attempt).
 
@@ -107,7 +108,7 @@ def summarize(task: Task, episodes: Sequence[Episode]) -> dict[str, float]:
         "success": k / n if n else float("nan"),
         "success_lo": lo,
         "success_hi": hi,
-        "first_attempt_success": sum(e.success and len(e.rewards) == 1 for e in episodes) / max(n, 1),
+        "first_attempt_success": sum(e.success and all(t.correct for t in e.turns) for e in episodes) / max(n, 1),
         "reward_mean": sum(rewards) / max(len(rewards), 1),
         "attempts_mean": len(steps) / max(n, 1),
         "n": float(n),

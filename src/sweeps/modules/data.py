@@ -51,7 +51,8 @@ def collate(seqs: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.T
 class SFTStream(IterableDataset):
     """Yields collated batches of ``batch_size`` examples from batch ``start_batch()`` on.
 
-    ``draw(rng)`` makes one example (default: the task's ID split); the pretraining stage passes
+    ``draw(rng)`` makes one example (default: ``task.sft_example``, an ID example; a multi-step
+    task's is one step of an episode, its prompt holding the history); the pretraining stage passes
     its own distribution. ``salt`` keeps the two streams' example seeds apart.
     """
 
@@ -59,7 +60,7 @@ class SFTStream(IterableDataset):
                  draw: Callable[[random.Random], Any] | None = None, salt: str = "sft"):
         self.task, self.tokenizer, self.seed = task, tokenizer, seed
         self.batch_size, self.start_batch = batch_size, start_batch
-        self.draw = draw or (lambda rng: task.sample("id", rng))
+        self.draw = draw or task.sft_example
         self.salt = salt
 
     def example(self, i: int) -> tuple[list[int], int]:

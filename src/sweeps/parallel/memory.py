@@ -189,9 +189,10 @@ def check(p: Plan, sharded: bool, checkpointing: bool, param_dtype: str) -> None
 # --- a job's config -> its plan -------------------------------------------------------------
 def seq_lengths(cfg: Any, task: Any, tokenizer: Any) -> tuple[int, int]:
     """(training, generation) tokens per sequence: ``memory.seq_len`` when set, else measured
-    with the model's tokenizer on 64 sampled ID prompts: SFT trains on prompt + reference
-    answer; RL trains on, and generation holds, prompt + every attempt's answer and feedback
-    (``max_new_tokens`` + 64 per attempt, an allowance for the feedback turn)."""
+    with the model's tokenizer on 64 sampled ID prompts (a multi-step task's last step, its
+    longest prompt): SFT trains on prompt + reference answer; RL trains on, and generation
+    holds, prompt + every attempt's answer and feedback (``max_new_tokens`` + 64 per attempt,
+    an allowance for the feedback turn)."""
     import random
 
     from sweeps.modules.data import tokenize_pair
@@ -201,8 +202,9 @@ def seq_lengths(cfg: Any, task: Any, tokenizer: Any) -> tuple[int, int]:
     try:
         if tokenizer is None:
             raise ValueError("no tokenizer files")
-        pairs = [tokenize_pair(tokenizer, task.prompt(ex), task.reference_completion(ex))
-                 for ex in (task.sample("id", random.Random(i)) for i in range(64))]
+        last = [task.at_step(ex, task.num_steps(ex) - 1)                  # a route's longest prompt
+                for ex in (task.sample("id", random.Random(i)) for i in range(64))]
+        pairs = [tokenize_pair(tokenizer, task.prompt(ex), task.reference_completion(ex)) for ex in last]
     except Exception as err:  # noqa: BLE001 - any tokenizer failure: ask for the length instead
         first = str(err).split(". ")[0].splitlines()[0]
         raise ValueError(f"cannot measure sequence lengths with model {cfg.model.name}'s tokenizer ({first}): "

@@ -4,6 +4,11 @@ A task is a dataclass whose fields are its configuration (the YAML under ``conf/
 the class with ``_target_`` and sets the fields). It generates examples for a split from a
 caller-supplied RNG, renders them as a user prompt, grades a model completion, and gives the
 supervised completion used for SFT. One grader serves both the RL reward and evaluation.
+
+Multi-step tasks (route following) take an episode through several graded steps: ``num_steps``
+says how many, and ``at_step`` gives the example as seen at one step (its prompt, grader and
+reference answer are that step's). The defaults make every other task a one-step task, so the
+verification loop treats both alike (``sweeps.episodes.play``).
 """
 
 from __future__ import annotations
@@ -81,6 +86,19 @@ class Task:
     def reference_completion(self, example: Example) -> str:
         """The supervised target for SFT (a correct answer in the task's output format)."""
         raise NotImplementedError
+
+    # --- multi-step episodes; one-answer tasks keep these defaults ---------------------
+    def num_steps(self, example: Example) -> int:
+        """Graded steps an episode must clear in order (each with up to ``max_attempts`` tries)."""
+        return 1
+
+    def at_step(self, example: Example, step: int) -> Example:
+        """The example as seen at ``step`` (0-based): prompt, grade and reference are that step's."""
+        return example
+
+    def sft_example(self, rng: random.Random) -> Example:
+        """One supervised example of the ID split (a multi-step task picks one of its steps)."""
+        return self.sample("id", rng)
 
     def feedback_message(self, grade: Grade) -> str:
         """The user turn appended after a failed attempt."""
