@@ -36,7 +36,8 @@ combining two numbers still on the table into one: ``"3*8=24;24-5=19;19+9=28"`` 
 ignored). Every intermediate result is a non-negative integer, so the OOD answer is a sequence of
 the same kind of steps as the ID answer and only the values differ. It is graded exactly, with
 the same classes and rewards: ILLEGAL_FORMULA (-3, stop) unless the reply is exactly three steps
-``p o q = r`` (non-negative integer literals, ``o`` in ``+-*/``) separated by ";";
+``p o q = r`` (non-negative integer literals of at most 6 digits for p and q and 12 for r,
+``o`` in ``+-*/``) separated by ";";
 INCORRECT_NUMBER (-2, stop) if a step uses a number that is not on the table (the card values,
 plus each earlier step's stated result, each usable once); WRONG_RESULT (-1) if a step's stated
 result is not ``p o q`` computed exactly (a division must come out whole, division by zero is
