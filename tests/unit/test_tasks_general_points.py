@@ -7,6 +7,7 @@ import itertools
 from collections import Counter
 import json
 import random
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from omegaconf import OmegaConf
 
 from sweeps.tasks import Example
 from sweeps.tasks.expr import ExprError, _solve_sorted, evaluate, solve, tokenize
-from sweeps.tasks.general_points import GeneralPoints, simplicity, step_class
+from sweeps.tasks.general_points import GeneralPoints, chain_solutions, simplicity, step_class
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "task"
 GP = GeneralPoints()
@@ -392,3 +393,96 @@ def test_splits_are_unchanged_by_the_rule_field():
     # ID/OOD examples carry no "rule": the prompt uses the split's rule, as before
     ex = TINY.sample("ood", random.Random(1))
     assert "rule" not in ex.data and TINY.prompt(ex).startswith("J=11 Q=12 K=13 ")
+
+
+# --- the chain answer format (Step 10): three moves, graded step by step --------------------------
+
+CHAIN = GeneralPoints(prompt_style="tiny", answer_format="chain", reference="simplest",
+                      partial_credit_for_prefix=False)
+
+
+def test_chain_solutions_are_the_hand_enumerated_set():
+    # {1,1,1,1} -> 4: first move 1+1=2 (1*1, 1-1, 1/1 leave at most 3); from {1,1,2}:
+    # 1+1=2 then 2+2 or 2*2; or 2+1=3 then 3+1. Nothing else reaches 4 with whole steps.
+    assert set(chain_solutions([1, 1, 1, 1], 4)) == {"1+1=2;1+1=2;2+2=4", "1+1=2;1+1=2;2*2=4",
+                                                    "1+1=2;2+1=3;3+1=4"}
+    # 5*(5-1/5) = 24 needs the fraction 1/5: no whole-number chain, although the formula solver finds it
+    assert chain_solutions([5, 5, 5, 1], 24) == () and solve([5, 5, 5, 1], 24)
+    chains = chain_solutions([3, 8, 5, 9], 28)
+    assert "8*3=24;24-5=19;19+9=28" in chains and all(CHAIN.grade(hand(3, 8, 5, 9, target=28), c).correct
+                                                       for c in chains)
+
+
+def test_chain_reference_is_the_simplest_whole_number_chain():
+    ex = hand(3, 8, 5, 9, target=28)
+    # the shortest chains (20 characters) are 8*3=24;9-5=4;24+4=28 and 9-5=4;8*3=24;24+4=28: first alphabetically
+    assert CHAIN.reference_completion(ex) == "8*3=24;9-5=4;24+4=28"
+    assert CHAIN.solutions(ex) == chain_solutions([3, 8, 5, 9], 28)
+
+
+@pytest.mark.parametrize("reply,reward,errors", [
+    ("8*3=24;24-5=19;19+9=28", 5.0, ()),                          # 24, 19, 28: all true, ends on 28
+    (" 3 * 8 = 24 ; 24 - 5 = 19 ; 19 + 9 = 28 ", 5.0, ()),        # whitespace ignored, operand order free
+    ("9-5=4;8*3=24;4+24=28", 5.0, ()),                            # two branches joined at the end
+    ("8*3=25;25-5=20;20+9=29", -1.0, ("wrong_result",)),          # 8*3 is 24, and 29 is not 28
+    ("8*3=24;24+5=29;29+9=38", -1.0, ("wrong_result",)),          # true steps, wrong target
+    ("8+3=11;11*5=55;55-9=28", -1.0, ("wrong_result",)),          # states 28 but 55-9 is 46
+    ("8/3=2;5*9=45;45-2=43", -1.0, ("wrong_result",)),            # 8/3 is not whole
+    ("3-8=5;5*9=45;45-5=40", -1.0, ("wrong_result",)),            # numbers fine (the card 5 and the made 5), 3-8 < 0
+    ("8*3=24;24-5=19;19+10=29", -2.0, ("incorrect_number",)),     # no 10 on the table
+    ("8*8=64;64-5=59;59-9=50", -2.0, ("incorrect_number",)),      # one 8 in the hand
+    ("8*3=24;19-5=14;14+9=23", -2.0, ("incorrect_number",)),      # 19 was never made
+    ("8*3=24;24+4=28", -3.0, ("illegal_formula",)),               # two steps
+    ("8*3=24;24-5=19;19+9=28;", -3.0, ("illegal_formula",)),      # an empty fourth step
+    ("8*3=24;24-5=19;(19+9)=28", -3.0, ("illegal_formula",)),     # no parentheses in a step
+    ("(8*3-5)+9", -3.0, ("illegal_formula",)),                    # a formula is not a chain
+    ("", -3.0, ("illegal_formula",)),
+])
+def test_chain_grades_by_hand(reply, reward, errors):
+    grade = CHAIN.grade(hand(3, 8, 5, 9, target=28), reply)
+    assert (grade.reward, grade.errors, grade.correct) == (reward, errors, reward == 5.0)
+
+
+def test_chain_negative_step_and_division():
+    ex = hand(6, 2, 4, 1, target=12)
+    assert CHAIN.grade(ex, "6/2=3;3*4=12;12*1=12").correct        # 6/2 is whole
+    assert CHAIN.grade(ex, "2*6=12;4-1=3;12/3=4").errors == ("wrong_result",)   # true steps, 4 is not 12
+    assert CHAIN.grade(ex, "2-6=4;4*4=16;16-1=15").errors == ("wrong_result",)  # the card 4 and the made 4; 2-6 < 0
+    assert CHAIN.grade(ex, "6/4=1;2*1=2;2+1=3").errors == ("wrong_result",)     # 6/4 is not whole
+    assert CHAIN.grade(ex, "6/0=0;4*1=4;4-4=0").errors == ("incorrect_number",)  # no 0 on the table
+
+
+def test_chain_hands_have_whole_chains_and_references_grade_correct():
+    task = GeneralPoints(prompt_style="tiny", answer_format="chain", reference="simplest",
+                         partial_credit_for_prefix=False, targets=(20, 24, 28))
+    rng = random.Random(3)
+    for split in ("id", "ood"):
+        for _ in range(30):
+            ex = task.sample(split, rng)
+            assert chain_solutions(ex.values, ex.target)
+            assert task.grade(ex, task.reference_completion(ex)).correct
+    ex = task.sample_pretrain(rng, (10, 40))
+    assert chain_solutions(ex.values, ex.target) and task.grade(ex, task.reference_completion(ex)).correct
+
+
+def test_chain_refuses_partial_credit_and_the_yaml_instantiates():
+    with pytest.raises(ValueError, match="task.partial_credit_for_prefix"):
+        GeneralPoints(prompt_style="tiny", answer_format="chain")
+    cfg = OmegaConf.load(CONF / "general_points_chain.yaml")
+    task = instantiate(cfg)
+    assert task.answer_format == "chain" and task.name == "general_points_chain"
+    assert set(cfg) - {"_target_"} == {f for f in GeneralPoints.__dataclass_fields__ if f != "error_classes"}
+
+
+def test_chain_grader_never_raises_on_junk():
+    rng = random.Random(0)
+    alphabet = "0123456789+-*/=; ()x"
+    ex = hand(3, 8, 5, 9, target=28)
+    for _ in range(2000):
+        reply = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        assert CHAIN.grade(ex, reply).reward in (5.0, -1.0, -2.0, -3.0)
+    assert CHAIN.grade(ex, "9" * 5000 + "*1=9;9-5=4;4+4=8").errors == ("illegal_formula",)   # literal > 6 digits
+    start = time.perf_counter()
+    for junk in ("1" * 10**6, "1+1=2;" * 10**5, " ;" * 10**6):      # megabyte replies stay linear
+        assert CHAIN.grade(ex, junk).errors == ("illegal_formula",)
+    assert time.perf_counter() - start < 5.0

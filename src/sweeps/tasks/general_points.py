@@ -30,10 +30,27 @@ is cut at the first "=" and stripped of all whitespace. Checks then run in order
 the total is not one of the single-class values (+5, +1, -1, -2, -3), e.g. -4, -5 or -6, which
 is how the paper's logger classed such steps; ``step_class`` gives that one-class-per-step view.
 The grader never raises on any completion: an internal failure is scored as an illegal formula.
+
+The chain answer format (``answer_format: chain``) writes the game as its three moves, each
+combining two numbers still on the table into one: ``"3*8=24;24-5=19;19+9=28"`` (whitespace is
+ignored). Every intermediate result is a non-negative integer, so the OOD answer is a sequence of
+the same kind of steps as the ID answer and only the values differ. It is graded exactly, with
+the same classes and rewards: ILLEGAL_FORMULA (-3, stop) unless the reply is exactly three steps
+``p o q = r`` (non-negative integer literals of at most 6 digits for p and q and 12 for r,
+``o`` in ``+-*/``) separated by ";";
+INCORRECT_NUMBER (-2, stop) if a step uses a number that is not on the table (the card values,
+plus each earlier step's stated result, each usable once); WRONG_RESULT (-1) if a step's stated
+result is not ``p o q`` computed exactly (a division must come out whole, division by zero is
+wrong) or the last result is not the target; CORRECT (+5) otherwise. No partial credit (a chain
+has no unclosed prefix), so ``partial_credit_for_prefix`` must be false. A hand of this format
+is drawn until an integer chain exists (``chain_solutions``), and the reference is the simplest
+such chain (no division first, then shortest, then alphabetical).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import random
 import re
@@ -42,7 +59,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sweeps.tasks.base import Example, Grade, Task
-from sweeps.tasks.expr import ExprError, evaluate, is_solvable, solve
+from sweeps.tasks.expr import OPERATORS, ExprError, evaluate, is_solvable, solve
 
 ILLEGAL_FORMULA, INCORRECT_NUMBER = "illegal_formula", "incorrect_number"
 WRONG_RESULT, PARTIAL_SOLUTION = "wrong_result", "partial_solution"
@@ -56,7 +73,7 @@ FEEDBACK = {ILLEGAL_FORMULA: "illegal formula", INCORRECT_NUMBER: "incorrect num
 RANK_NAMES = {1: "A", 11: "J", 12: "Q", 13: "K"}
 FACE_RANKS = (11, 12, 13)
 PROMPT_STYLES = ("paper", "compact", "tiny")
-ANSWER_FORMATS = ("json", "bare", "values")
+ANSWER_FORMATS = ("json", "bare", "values", "chain")
 REFERENCES = ("first", "simplest")
 _MAX_DRAWS = 10_000
 
@@ -64,6 +81,8 @@ _MAX_DRAWS = 10_000
 # (?:[0-9]+|[+\-*/()])+, whose nested quantifier backtracked exponentially on "1" * 40 + "x".
 _LEGAL = re.compile(r"[0-9+\-*/()]+")
 _FORMULA_RE = re.compile(r"""["']formula["']\s*:\s*(["'])(.*?)\1""")
+_CHAIN_STEP = re.compile(r"([0-9]{1,6})([+\-*/])([0-9]{1,6})=([0-9]{1,12})")
+CHAIN_STEPS = 3
 
 
 def rank_name(rank: int) -> str:
@@ -91,6 +110,52 @@ def extract_formula(completion: str, answer_format: str = "json") -> str:
 def normalize_formula(formula: str) -> str:
     """Cut from the first "=" on and remove every whitespace character."""
     return "".join(formula.split("=", 1)[0].split())
+
+
+def _step(op: str, p: int, q: int) -> int | None:
+    """``p op q`` if it is a non-negative integer (exact), else None."""
+    if op == "+":
+        return p + q
+    if op == "*":
+        return p * q
+    if op == "-":
+        return p - q if p >= q else None
+    return p // q if q and p % q == 0 else None
+
+
+def _chains(pool: tuple[int, ...], target: int) -> list[str]:
+    """Every chain of moves that reduces ``pool`` to ``target`` with non-negative integer steps.
+
+    A move takes two numbers (an ordered pair for - and /, unordered for + and *), writes
+    ``p o q = r`` and puts r back; the recursion ends with one number, which must be the target."""
+    if len(pool) == 1:
+        return [""] if pool[0] == target else []
+    found: list[str] = []
+    seen: set[tuple[int, str, int]] = set()
+    for i, j in itertools.permutations(range(len(pool)), 2):
+        p, q = pool[i], pool[j]
+        rest = tuple(v for k, v in enumerate(pool) if k not in (i, j))
+        for op in OPERATORS:
+            if (op in "+*" and p < q) or (p, op, q) in seen:
+                continue
+            seen.add((p, op, q))
+            r = _step(op, p, q)
+            if r is None:
+                continue
+            head = f"{p}{op}{q}={r}"
+            found += [head + (";" + tail if tail else "") for tail in _chains(tuple(sorted(rest + (r,))), target)]
+    return found
+
+
+@functools.lru_cache(maxsize=65536)  # the pretraining mixture has ~56k (multiset, target) pairs
+def _chain_solutions_sorted(values: tuple[int, ...], target: int) -> tuple[str, ...]:
+    return tuple(_chains(values, target))
+
+
+def chain_solutions(values: Any, target: int) -> tuple[str, ...]:
+    """Every chain answer (``"a+b=x;x*c=y;y-d=T"``) for the card values, in a fixed order;
+    cached per (sorted values, target)."""
+    return _chain_solutions_sorted(tuple(sorted(int(v) for v in values)), int(target))
 
 
 def simplicity(formula: str) -> tuple[int, int, int, str]:
@@ -151,7 +216,7 @@ class GeneralPoints(Task):
     ood_face_values: tuple[int, ...] = (11, 12, 13)  # ... and under the OOD rule
     ood_min_face_cards: int = 1
     prompt_style: str = "paper"
-    answer_format: str = "json"   # json {"formula": ...} | bare formula | values "v1 v2 v3 v4 ; formula"
+    answer_format: str = "json"   # json {"formula": ...} | bare formula | values "v1 v2 v3 v4 ; formula" | chain "a+b=x;x*c=y;y-d=T"
     reference: str = "first"      # SFT target among the solver's solutions: first | simplest
     partial_credit_for_prefix: bool = True
 
@@ -177,6 +242,9 @@ class GeneralPoints(Task):
         if self.answer_format != "json" and self.prompt_style == "paper":
             raise ValueError("task.answer_format: the paper prompt asks for JSON; use answer_format=json "
                              "or prompt_style=compact|tiny")
+        if self.answer_format == "chain" and self.partial_credit_for_prefix:
+            raise ValueError("task.partial_credit_for_prefix must be false with answer_format=chain "
+                             "(a chain has no partial-solution class)")
         if self.reference not in REFERENCES:
             raise ValueError(f"task.reference must be one of {REFERENCES}, got {self.reference!r}")
         if not isinstance(self.partial_credit_for_prefix, bool):
@@ -190,6 +258,10 @@ class GeneralPoints(Task):
 
     def card_value(self, rank: int, split: str) -> int:
         return self.face_values(split)[rank - 11] if rank in FACE_RANKS else rank
+
+    def solvable(self, values: list[int], target: int) -> bool:
+        """A hand is kept if it has an answer in this format (an integer chain for ``chain``)."""
+        return bool(chain_solutions(values, target)) if self.answer_format == "chain" else is_solvable(values, target)
 
     def sample(self, split: str, rng: random.Random) -> Example:
         """Draw (target, ranks) until the hand is solvable under the split's rule."""
@@ -219,7 +291,7 @@ class GeneralPoints(Task):
             ranks = [rng.choice(FACE_RANKS) if rng.random() < face_card_prob else rng.randint(1, 10)
                      for _ in range(4)]
             values = [rule[r - 11] if r in FACE_RANKS else r for r in ranks]
-            if is_solvable(values, target):
+            if self.solvable(values, target):
                 data = {"cards": [rank_name(r) for r in ranks], "values": values, "target": target,
                         "rule": list(rule)}
                 return Example(split="id", data=data)
@@ -234,7 +306,7 @@ class GeneralPoints(Task):
             if n_face:
                 rng.shuffle(ranks)
             values = [rule[r - 11] if r in FACE_RANKS else r for r in ranks]
-            if is_solvable(values, target):
+            if self.solvable(values, target):
                 data = {"cards": [rank_name(r) for r in ranks], "values": values, "target": target}
                 return Example(split=split, data=data)
         raise ValueError(f"{field}: no solvable hand found in {_MAX_DRAWS} draws")
@@ -267,16 +339,19 @@ class GeneralPoints(Task):
         )
 
     def solutions(self, example: Example) -> tuple[str, ...]:
-        """Every solver solution for the example's hand (empty unless it has 4 cards)."""
+        """Every solver solution for the example's hand (empty unless it has 4 cards): formulas,
+        or chains for ``answer_format: chain``."""
         values = example.values
-        return solve(values, example.target) if len(values) == 4 else ()
+        if len(values) != 4:
+            return ()
+        return chain_solutions(values, example.target) if self.answer_format == "chain" else solve(values, example.target)
 
     def reference_completion(self, example: Example) -> str:
         solutions = self.solutions(example)
         if not solutions:
             raise ValueError(f"no solution for values {example.values} and target {example.target}")
         formula = solutions[0] if self.reference == "first" else min(solutions, key=simplicity)
-        if self.answer_format == "bare":
+        if self.answer_format in ("bare", "chain"):
             return formula
         if self.answer_format == "values":
             return f"{' '.join(map(str, example.values))} ; {formula}"
@@ -288,8 +363,9 @@ class GeneralPoints(Task):
     def grade(self, example: Example, completion: str) -> Grade:
         values = [int(v) for v in example.values]
         target = int(example.target)
+        penalties = self._chain_penalties if self.answer_format == "chain" else self._penalties
         try:
-            triggered = self._penalties(values, target, str(completion))
+            triggered = penalties(values, target, str(completion))
         except Exception:  # noqa: BLE001 - a pathological string is an illegal formula
             triggered = [ILLEGAL_FORMULA]
         return self._to_grade(triggered)
@@ -318,6 +394,25 @@ class GeneralPoints(Task):
                 s.startswith(formula) for s in solve(values, target))
             return [PARTIAL_SOLUTION] if prefix else [WRONG_RESULT]
         return [] if value == target else [WRONG_RESULT]
+
+    @staticmethod
+    def _chain_penalties(values: list[int], target: int, completion: str) -> list[str]:
+        """The chain format's triggered classes (see module docstring): parse, then the numbers
+        on the table, then the arithmetic and the target."""
+        parts = "".join(completion.split()).split(";")
+        steps = [_CHAIN_STEP.fullmatch(part) for part in parts]
+        if len(parts) != CHAIN_STEPS or not all(steps):
+            return [ILLEGAL_FORMULA]
+        table = Counter(values)
+        for m in steps:
+            p, q, r = int(m.group(1)), int(m.group(3)), int(m.group(4))
+            table[p] -= 1
+            table[q] -= 1
+            if table[p] < 0 or table[q] < 0:
+                return [INCORRECT_NUMBER]
+            table[r] += 1
+        exact = all(_step(m.group(2), int(m.group(1)), int(m.group(3))) == int(m.group(4)) for m in steps)
+        return [] if exact and int(steps[-1].group(4)) == target else [WRONG_RESULT]
 
     @staticmethod
     def _to_grade(triggered: list[str]) -> Grade:
