@@ -3,7 +3,7 @@
 The study directory holds ``<stage>/<model>/<task>/<init>/seed=<s>/`` run directories
 (``sweeps.runs``): stage ``sft`` with init ``base``, and one stage per RL algorithm with inits
 ``sft-step=NNNNNN``. :func:`read_study` reads every run's ``metrics.jsonl`` (evaluation records
-only: keys under ``eval/``) and, when the spectral stage has run, ``spectral/summary.csv``. It
+only: keys under ``eval/``, and the online rotation monitor's two means) and, when the spectral stage has run, ``spectral/summary.csv``. It
 never trains or evaluates anything. What it cannot use is reported rather than skipped silently:
 
 - ``missing``: RL cells (algo x model x task x init x seed) absent for a seed that has an SFT
@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
-from sweeps.runs import atomic_write_text, iter_metrics
+from sweeps.runs import atomic_write_text, iter_metrics, split_variant
 
 SFT = "sft"
 OOD, ID = "eval/ood/success", "eval/id/success"
+ROTATION_KEYS = ("rotation/angle_mean", "rotation/chordal_normalised")   # the online monitor's means, when it ran
 
 
 class RunKey(NamedTuple):
@@ -37,6 +38,11 @@ class RunKey(NamedTuple):
     task: str
     init: str
     seed: int
+
+    @property
+    def variant(self) -> str:
+        """The SFT variant of the run (``base+rotreg_...`` -> ``rotreg_...``; "" = plain)."""
+        return split_variant(self.init)[1]
 
     @property
     def init_step(self) -> int | None:
@@ -98,7 +104,7 @@ def read_run(study: Study, key: RunKey, path: Path) -> None:
     for rec in iter_metrics(path / "metrics.jsonl"):
         step = rec.get("step")
         for name, raw in rec.items():
-            if not name.startswith("eval/") or not isinstance(step, int):
+            if not (name.startswith("eval/") or name in ROTATION_KEYS) or not isinstance(step, int):
                 continue
             v = _as_float(raw)
             if not math.isfinite(v):
