@@ -165,3 +165,17 @@ def test_lambda_zero_with_the_penalty_computed_is_bit_for_bit_plain_sft(tiny):
     assert zero_losses[0][1] == pytest.approx(0.0, abs=1e-6) and zero_losses[-1][1] > 0   # computed, weight 0
     assert not all(torch.equal(plain_w[n], on_w[n]) for n in plain_w)                     # λ > 0 does act
     assert math.isfinite(on_losses[-1][1])
+
+
+def test_the_ablation_study_watches_one_directory_per_setting_and_seed():
+    from sweeps.study import stage_commands, stage_runs
+    from tests.conftest import compose
+
+    cfg = compose(["experiment=rotation_ablation", "paths.output_dir=/o"])
+    (stage, argv), = stage_commands(cfg, "local", [], None)
+    assert stage == "sft" and "algo.rotation_reg.lam=0,0.1,1" in argv
+    runs = [str(p.relative_to("/o/rotation_ablation/sft/tiny_base/general_points_tiny")) for p in stage_runs(cfg, argv)]
+    assert runs == [f"{init}/seed={s}" for init in ("base", "base+rotreg_block_k16_lam0.1", "base+rotreg_block_k16_lam1")
+                    for s in (0, 1, 2)]
+    angle = compose(["experiment=rotation_ablation", "paths.output_dir=/o", "algo.rotation_reg.variant=angle"])
+    assert [p.parent.name for p in stage_runs(angle, argv)][3] == "base+rotreg_angle_k16_lam0.1_r10"
