@@ -24,6 +24,11 @@ RULES = {"rotation": "rotation rule (no OOD data)", "last": "last checkpoint", "
          "rotation - last": "rotation rule − last checkpoint"}
 
 
+def plain_ci(row: dict[str, str] | None, digits: int = 0) -> str:
+    """``estimate [lo, hi]`` without the sign verdict (for steps)."""
+    return ci(row, digits).split(" (CI")[0] if row else ""
+
+
 def ablation_table(rows: list[dict[str, str]]) -> list[str]:
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     lines = ["| quantity | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
@@ -32,7 +37,7 @@ def ablation_table(rows: list[dict[str, str]]) -> list[str]:
         for v in variants:
             value = next((r for r in rows if (r["variant"], r["metric"], r["comparison"]) == (v, metric, "value")), None)
             diff = next((r for r in rows if (r["variant"], r["metric"]) == (v, metric) and r["comparison"] != "value"), None)
-            cells.append(ci(value) + (f"; vs plain {ci(diff)}" if diff else ""))
+            cells.append(plain_ci(value, 3) + (f"; vs plain {ci(diff)}" if diff else ""))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -46,7 +51,7 @@ def selection_table(rows: list[dict[str, str]]) -> list[str]:
             step = next((r for r in rows if (r["init"], r["rule"], r["metric"]) == (init, rule, "picked_step")), None)
             if gap:
                 name = init.partition("+")[2] or "plain SFT"
-                lines.append(f"| {name} | {label} | {ci(step, 0) if step else ''} | {ci(gap)} |")
+                lines.append(f"| {name} | {label} | {plain_ci(step)} | {ci(gap)} |")
     return lines
 
 

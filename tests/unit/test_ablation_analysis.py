@@ -106,3 +106,20 @@ def test_report_and_tables_have_the_ablation(tmp_path):
     metrics = report.summary_metrics(res)
     assert metrics[f"analysis/m/t/ablation/base_{VARIANT}/ood_max_value_vs_plain"] == pytest.approx(0.05)
     assert metrics["analysis/m/t/selection/base/rotation/gap_to_ood_peak"] == pytest.approx(-0.04)
+
+
+def test_ablation_report_writes_the_readme_section_and_docs(tmp_path):
+    from sweeps import ablation_report
+    from sweeps.analysis import report
+
+    root = make_study(tmp_path)
+    study = read_study(root)
+    report.write_tables(analyse(study, Options(n_resamples=199)), study, root / "analysis")
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- syn:begin -->\nold\n<!-- syn:end -->\nrest\n")
+    ablation_report.main([str(root), "--readme", str(readme), "--docs", str(tmp_path / "docs")])
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- syn:begin -->\n") and text.endswith("<!-- syn:end -->\nrest\n") and "old" not in text
+    assert "| OOD peak (max over checkpoints) | 0.160 [0.150, 0.170] | 0.210 [0.200, 0.220]; vs plain 0.050 [0.050, 0.050] (CI > 0) |" in text
+    assert "| plain SFT | rotation rule (no OOD data) | 40 [40, 40] | -0.040 [-0.040, -0.040] (CI < 0) |" in text
+    assert (tmp_path / "docs" / "syn.md").read_text().count("| quantity |") == 1

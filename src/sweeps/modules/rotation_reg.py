@@ -125,15 +125,19 @@ class RotationRegulariser:
             self._refresh(params)
             self._refreshed = step
         total = None
-        for name in self.names:
-            W, r = params[name], self.ref[name]
-            dev = W.device
-            if self.variant == "block":
-                p = block_penalty(W, r["U0"].to(dev), r["V0"].to(dev), r["C0"].to(dev))
-            else:
-                p = angle_penalty(W, r["U0"].to(dev), r["V0"].to(dev), r["Ut"].to(dev), r["St"].to(dev), r["Vt"].to(dev))
-            total = p.float() if total is None else total + p.float()
+        device_type = next(iter(params.values())).device.type
+        with torch.autocast(device_type, enabled=False):     # full precision under bf16-mixed: R starts at 0
+            for name in self.names:
+                total = self._add(total, params[name], self.ref[name])
         return total
+
+    def _add(self, total: torch.Tensor | None, W: torch.Tensor, r: dict[str, torch.Tensor]) -> torch.Tensor:
+        dev = W.device
+        if self.variant == "block":
+            p = block_penalty(W, r["U0"].to(dev), r["V0"].to(dev), r["C0"].to(dev))
+        else:
+            p = angle_penalty(W, r["U0"].to(dev), r["V0"].to(dev), r["Ut"].to(dev), r["St"].to(dev), r["Vt"].to(dev))
+        return p.float() if total is None else total + p.float()
 
     # --- trainer state (resume) ---------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
