@@ -309,7 +309,7 @@ class TrainConfig:
         reg = getattr(self.algo, "rotation_reg", None)
         if reg is not None and reg.lam > 0:
             target = str((getattr(self.trainer, "strategy", None) or {}).get("_target_", ""))
-            _check("fsdp" not in target.lower(),
+            _check("fsdp" not in target.lower(),   # same line as sweeps.modules.rotation_reg.FSDP_REFUSED
                    "algo.rotation_reg.lam > 0 needs whole parameters on every process: not available with "
                    "trainer/strategy=fsdp (sharded); use trainer/strategy=ddp or one process")
             _check(not self.model.lora.enabled,

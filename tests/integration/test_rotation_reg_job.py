@@ -5,7 +5,8 @@
 - λ > 0 lands in its own directory (``base+rotreg_...``), logs ``train/rotation_reg`` and trains
   other weights;
 - with λ > 0, two DDP processes give the one-process curves (loss and penalty);
-- FSDP is refused in one line naming the key.
+- FSDP is refused in one line naming the key (by the schema in one process; by the module when
+  the ranks were started first, since they get an untyped copy of the config).
 """
 
 from __future__ import annotations
@@ -77,4 +78,6 @@ def test_ddp_gives_the_one_process_curves_and_fsdp_is_refused(plain, tmp_path):
         assert train_curve(two, key) == pytest.approx(train_curve(one, key), rel=1e-5, abs=1e-7)
     res = train([*ON, "trainer.devices=2", "trainer/strategy=fsdp"], tmp_path / "fsdp", ok=False)
     lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert lines[-1].startswith("error: algo.rotation_reg.lam > 0") and "trainer/strategy=fsdp" in lines[-1]
+    assert lines[-1].startswith("error: ") and "algo.rotation_reg.lam > 0 needs whole parameters" in lines[-1]
+    assert "trainer/strategy=fsdp" in lines[-1] and not (tmp_path / "fsdp" / "default" / "sft" / "tiny" /
+                                                        "general_points_compact" / "base+rotreg_block_k8_lam1" / "seed=0" / "DONE").exists()

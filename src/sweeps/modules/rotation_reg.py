@@ -156,6 +156,18 @@ class RotationRegulariser:
             self.ref[n].update(tensors)
 
 
+FSDP_REFUSED = ("algo.rotation_reg.lam > 0 needs whole parameters on every process: not available with "
+                "trainer/strategy=fsdp (sharded); use trainer/strategy=ddp or one process")
+
+
+def check_whole(model: torch.nn.Module) -> None:
+    """Refuse sharded parameters (FSDP's DTensors) in one line naming the key."""
+    from torch.distributed.tensor import DTensor
+
+    if any(isinstance(p, DTensor) for p in model.parameters()):
+        raise ValueError(FSDP_REFUSED)
+
+
 def build(model: torch.nn.Module, algo: Any, targets: list[str]) -> RotationRegulariser | None:
     """The job's regulariser from ``algo.rotation_reg``, or None when it is off (λ = 0 or absent)."""
     cfg = algo.get("rotation_reg") if hasattr(algo, "get") else getattr(algo, "rotation_reg", None)

@@ -46,6 +46,8 @@ class SFTModule(L.LightningModule):
 
     def configure_model(self) -> None:
         strategies.configure(self)               # FSDP shards the model here, before the optimizer
+        if self.reg is not None:
+            rotation_reg.check_whole(self.model)  # the ranks' configs skip the schema's check: refuse here too
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         self.last_lr = self.optimizers().param_groups[0]["lr"]
