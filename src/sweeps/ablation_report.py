@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from sweeps.demo_report import REPO, _f, _rows, ci, replace_section
-from sweeps.runs import atomic_write_text
+from sweeps.runs import atomic_write_text, split_variant
 
 LABELS = {"ood_max_value": "OOD peak (max over checkpoints)", "ood_end_value": "OOD at the end",
           "id_end_value": "ID at the end", "ood_drop_crossfit": "OOD peak − end, cross-fitted",
@@ -50,7 +50,7 @@ def selection_table(rows: list[dict[str, str]]) -> list[str]:
             gap = next((r for r in rows if (r["init"], r["rule"]) == (init, rule) and r["metric"] in ("gap_to_ood_peak", "gap_difference")), None)
             step = next((r for r in rows if (r["init"], r["rule"], r["metric"]) == (init, rule, "picked_step")), None)
             if gap:
-                name = init.partition("+")[2] or "plain SFT"
+                name = split_variant(init)[1] or "plain SFT"
                 lines.append(f"| {name} | {label} | {plain_ci(step)} | {ci(gap)} |")
     return lines
 

@@ -30,6 +30,7 @@ import numpy as np
 from sweeps.analysis.bootstrap import paired_differences, sign_flip_test
 from sweeps.analysis.roles import ROTATION, SELECT_FRACTION, select_by_rotation
 from sweeps.analysis.tables import ID, OOD, SFT, Study
+from sweeps.runs import split_variant
 
 NAN = float("nan")
 PLAIN = "base"
@@ -65,7 +66,7 @@ def compare(opts: Any, cell: dict[str, Any], rows: dict[str, list[dict[str, Any]
     out = []
     plain = {r["seed"]: r for r in rows.get(PLAIN, [])}
     for init, seeds in rows.items():
-        scope = {**cell, "init": init, "variant": init.partition("+")[2] or "plain"}
+        scope = {**cell, "init": init, "variant": split_variant(init)[1] or "plain"}
         for metric, col in COMPARED:
             out.append({**ci_row(opts, {**scope, "comparison": "value"}, metric, [r[col] for r in seeds]), "effect": ""})
             if init == PLAIN or not plain:

@@ -196,6 +196,7 @@ def ablation(res: Results, model: str, task: str, out: Path) -> Path | None:
     if not rows:
         return None
     from sweeps.analysis.roles import ROTATION
+    from sweeps.runs import split_variant
 
     inits = list(dict.fromkeys(r["init"] for r in rows))
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
@@ -204,7 +205,7 @@ def ablation(res: Results, model: str, task: str, out: Path) -> Path | None:
         for i, init in enumerate(inits):
             pts = [r for r in rows if r["init"] == init and r["metric"] == metric]
             if pts:
-                _band(ax, pts, init.partition("+")[2] or "plain SFT", colors[i % len(colors)])
+                _band(ax, pts, split_variant(init)[1] or "plain SFT", colors[i % len(colors)])
         ax.set(xlabel="SFT step", ylabel=label)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"rotation-preserving SFT vs plain SFT: {model} / {task}")

@@ -3,8 +3,9 @@
 The study directory holds ``<stage>/<model>/<task>/<init>/seed=<s>/`` run directories
 (``sweeps.runs``): stage ``sft`` with init ``base``, and one stage per RL algorithm with inits
 ``sft-step=NNNNNN``. :func:`read_study` reads every run's ``metrics.jsonl`` (evaluation records
-only: keys under ``eval/``, and the online rotation monitor's two means) and, when the spectral stage has run, ``spectral/summary.csv``. It
-never trains or evaluates anything. What it cannot use is reported rather than skipped silently:
+only: keys under ``eval/``, and the online rotation monitor's two means) and, when the spectral
+stage has run, ``spectral/summary.csv``. SFT variants (the rotation regulariser on) are SFT runs
+whose init is ``base+<variant>`` (``sweeps.runs.with_variant``). It never trains or evaluates anything. What it cannot use is reported rather than skipped silently:
 
 - ``missing``: RL cells (algo x model x task x init x seed) absent for a seed that has an SFT
   run, present without ``DONE`` (unfinished: left out of the statistics), SFT runs without
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
 
-from sweeps.runs import atomic_write_text, iter_metrics, split_variant
+from sweeps.runs import atomic_write_text, iter_metrics
 
 SFT = "sft"
 OOD, ID = "eval/ood/success", "eval/id/success"
@@ -38,11 +39,6 @@ class RunKey(NamedTuple):
     task: str
     init: str
     seed: int
-
-    @property
-    def variant(self) -> str:
-        """The SFT variant of the run (``base+rotreg_...`` -> ``rotreg_...``; "" = plain)."""
-        return split_variant(self.init)[1]
 
     @property
     def init_step(self) -> int | None:
