@@ -5,6 +5,7 @@
 - λ > 0 lands in its own directory (``base+rotreg_...``), logs ``train/rotation_reg`` and trains
   other weights;
 - with λ > 0, two DDP processes give the one-process curves (loss and penalty);
+- the angle variant resumes after SIGKILL to the uninterrupted curve (its bases are trainer state);
 - FSDP is refused in one line naming the key (by the schema in one process; by the module when
   the ranks were started first, since they get an untyped copy of the config).
 """
@@ -81,3 +82,20 @@ def test_ddp_gives_the_one_process_curves_and_fsdp_is_refused(plain, tmp_path):
     assert lines[-1].startswith("error: ") and "algo.rotation_reg.lam > 0 needs whole parameters" in lines[-1]
     assert "trainer/strategy=fsdp" in lines[-1] and not (tmp_path / "fsdp" / "default" / "sft" / "tiny" /
                                                         "general_points_compact" / "base+rotreg_block_k8_lam1" / "seed=0" / "DONE").exists()
+
+
+def test_angle_penalty_resumes_after_sigkill_to_the_uninterrupted_curve(tmp_path):
+    """The angle variant's current bases live in the trainer state: a job killed after step 4
+    resumes from step 3 with the bases re-estimated at step 2, and ends as the uninterrupted run."""
+    from tests.conftest import run_and_kill
+
+    angle = [*ON, "algo.rotation_reg.variant=angle", "algo.rotation_reg.refresh=2"]
+    train(angle, tmp_path / "ref")
+    out, init = tmp_path / "killed", "base+rotreg_angle_k8_lam1_r2"
+    run_and_kill([str(BIN / "sweeps-train"), *SMOKE, *angle, f"paths.output_dir={out}"], run(out, init), 4)
+    assert not (run(out, init) / "DONE").exists()
+    res = train(angle, out)
+    assert "resuming" in res.stdout + res.stderr
+    for key in ("train/loss", "train/rotation_reg"):
+        assert train_curve(run(out, init), key) == pytest.approx(train_curve(run(tmp_path / "ref", init), key), rel=1e-6)
+    assert len(train_curve(run(out, init), "train/rotation_reg")) == 6
