@@ -43,7 +43,7 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
     unknown = sorted(set(a.stages) - set(study.stages()))
     if unknown:
         raise ValueError(f"analysis.stages names {unknown}, which have no run directories under {root} (found {study.stages()})")
-    res = analyse(study, Options(a.confidence, a.n_resamples, a.seed, a.method, a.flat_tolerance))
+    res = analyse(study, Options(a.confidence, a.n_resamples, a.seed, a.method, a.flat_tolerance, a.select_fraction))
     out = root / "analysis"
     tables = report.write_tables(res, study, out)
     figures = plots.draw_all(res, study, out / "figures")

@@ -1,7 +1,9 @@
 """Run identity: directories derived from grid axes, config signatures, atomic writes, DONE.
 
 A job's directory is ``<output_dir>/<study>/<stage>/<model>/<task>/<init>/seed=<s>/`` — never a
-timestamp — so the same grid cell always lands in the same place. The directory holds:
+timestamp — so the same grid cell always lands in the same place. An SFT variant (the rotation
+regulariser on) extends the init axis, ``base+rotreg_block_k16_lam0.1`` (:func:`with_variant`,
+:func:`rotation_variant`); with the regulariser off the directory and signature are plain SFT's. The directory holds:
 
 - ``config.yaml``: the resolved config; ``signature``: a hash of it without non-semantic keys
   (paths, launcher, tracking), so moving the outputs or switching launchers keeps identity;
@@ -96,17 +98,47 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def signature(resolved: dict[str, Any]) -> str:
     """Hash of the resolved config without the non-semantic keys (a job run on 8 GPUs with FSDP
-    is the same job as on one, and resumes from the same directory)."""
+    is the same job as on one, and resumes from the same directory). The rotation regulariser's
+    settings count only when it is on (λ > 0): with λ = 0 the job is plain SFT, the same job as
+    before the option existed."""
     semantic = {k: v for k, v in resolved.items() if k not in NON_SEMANTIC}
     for group, key in NON_SEMANTIC_FIELDS:
         if isinstance(semantic.get(group), dict) and key in semantic[group]:
             semantic[group] = {k: v for k, v in semantic[group].items() if k != key}
+    algo = semantic.get("algo")
+    if isinstance(algo, dict) and isinstance(algo.get("rotation_reg"), dict) and not rotation_variant(algo["rotation_reg"]):
+        semantic["algo"] = {k: v for k, v in algo.items() if k != "rotation_reg"}
     blob = json.dumps(semantic, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def run_dir(output_dir: str | os.PathLike, study: str, stage: str, model: str, task: str, init: str, seed: int) -> Path:
-    return Path(output_dir) / study / stage / model / task / init / f"seed={seed}"
+def run_dir(output_dir: str | os.PathLike, study: str, stage: str, model: str, task: str, init: str, seed: int,
+            variant: str = "") -> Path:
+    return Path(output_dir) / study / stage / model / task / with_variant(init, variant) / f"seed={seed}"
+
+
+VARIANT_SEP = "+"
+
+
+def with_variant(init: str, variant: str) -> str:
+    """The init axis of a run with an SFT variant: ``base`` + ``rotreg_block_k16_lam0.1`` ->
+    ``base+rotreg_block_k16_lam0.1``; no variant: ``init`` unchanged."""
+    return f"{init}{VARIANT_SEP}{variant}" if variant else init
+
+
+def split_variant(init: str) -> tuple[str, str]:
+    """Inverse of :func:`with_variant`: ``(init, variant)``, variant ``""`` when there is none."""
+    base, _, variant = init.partition(VARIANT_SEP)
+    return base, variant
+
+
+def rotation_variant(reg: Any) -> str:
+    """The run-directory name of an ``algo.rotation_reg`` setting: ``""`` when off (absent or
+    λ = 0), else ``rotreg_<variant>_k<k>_lam<λ>`` (``_r<refresh>`` added for ``angle``)."""
+    if reg is None or not reg.get("lam"):
+        return ""
+    name = f"rotreg_{reg.get('variant', 'block')}_k{int(reg.get('k'))}_lam{float(reg.get('lam')):g}"
+    return name + (f"_r{int(reg.get('refresh'))}" if reg.get("variant") == "angle" else "")
 
 
 def ckpt_name(step: int) -> str:

@@ -84,8 +84,28 @@ class AlgoConfig:
 
 
 @dataclass
+class RotationRegConfig:
+    """Rotation-preserving SFT (``sweeps.modules.rotation_reg``); off unless ``lam`` > 0."""
+
+    lam: float = 0.0                  # weight λ of the penalty added to the SFT loss; 0 = off (plain SFT)
+    k: int = 16                       # top-k singular subspaces of each model.spectral_targets matrix
+    variant: str = "block"            # block: ‖U0ᵀ(W − W0)V0‖²_F | angle: Σ sin² of the principal angles
+    refresh: int = 10                 # angle: steps between re-estimates of W's top-k bases
+    n_iter: int = 2                   # angle: subspace-iteration steps per re-estimate (warm-started)
+
+    def __post_init__(self) -> None:
+        _check(self.lam >= 0, f"algo.rotation_reg.lam must be >= 0 (0 = off), got {self.lam}")
+        _check(self.k > 0, f"algo.rotation_reg.k must be > 0, got {self.k}")
+        _check(self.variant in ("block", "angle"), f"algo.rotation_reg.variant={self.variant!r}: use block or angle")
+        _check(self.refresh > 0, f"algo.rotation_reg.refresh must be > 0, got {self.refresh}")
+        _check(self.n_iter > 0, f"algo.rotation_reg.n_iter must be > 0, got {self.n_iter}")
+
+
+@dataclass
 class SFTAlgoConfig(AlgoConfig):
     """Supervised fine-tuning with a completion-only loss."""
+
+    rotation_reg: RotationRegConfig = field(default_factory=RotationRegConfig)
 
 
 @dataclass
@@ -286,6 +306,17 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check(bool(self.study) and "/" not in self.study, f"study={self.study!r} must be a non-empty name without '/'")
         _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        reg = getattr(self.algo, "rotation_reg", None)
+        if reg is not None and reg.lam > 0:
+            target = str((getattr(self.trainer, "strategy", None) or {}).get("_target_", ""))
+            _check("fsdp" not in target.lower(),   # same line as sweeps.modules.rotation_reg.FSDP_REFUSED
+                   "algo.rotation_reg.lam > 0 needs whole parameters on every process: not available with "
+                   "trainer/strategy=fsdp (sharded); use trainer/strategy=ddp or one process")
+            _check(not self.model.lora.enabled,
+                   "algo.rotation_reg.lam > 0 needs full fine-tuning: the LoRA-adapted weight is not a parameter; "
+                   "set model.lora.enabled=false")
+            _check(bool(self.model.spectral_targets),
+                   "algo.rotation_reg.lam > 0 needs model.spectral_targets (the matrices it regularises)")
         group = getattr(self.algo, "group_size", None)
         if group and hasattr(self.trainer, "batch_size"):
             _check(self.trainer.batch_size % group == 0,

@@ -69,7 +69,7 @@ def stage_runs(cfg: DictConfig, argv: list[str]) -> list[Path]:
     """The run directories a stage's multirun writes (for its progress display): SFT's seeds, or
     the RL algorithms x init checkpoints (steps, or roles resolved per seed) x seeds."""
     from sweeps.analysis.roles import resolve
-    from sweeps.runs import ckpt_name, run_dir
+    from sweeps.runs import ckpt_name, run_dir, with_variant
 
     def run(stage: str, init: str, seed: int) -> Path:
         return run_dir(cfg.paths.output_dir, cfg.study, stage, cfg.model.name, cfg.task.name, init, seed)
@@ -77,12 +77,40 @@ def stage_runs(cfg: DictConfig, argv: list[str]) -> list[Path]:
     axes = dict(a.split("=", 1) for a in argv if "=" in a and a.split("=", 1)[0] in ("algo", "init.step", "init.role"))
     seeds = list(cfg.plan.seeds)
     if axes.get("algo") == "sft":
-        return [run("sft", "base", s) for s in seeds]
+        return [run("sft", with_variant("base", v), s) for v in sft_variants(cfg, argv) for s in seeds]
     algos = axes["algo"].split(",")
     if "init.step" in axes:
         return [run(a, f"sft-{ckpt_name(int(n))}", s) for a in algos for n in axes["init.step"].split(",") for s in seeds]
     return [run(a, f"sft-{ckpt_name(resolve(r, run('sft', 'base', s)))}", s)
             for a in algos for r in axes["init.role"].split(",") for s in seeds]
+
+
+def sft_variants(cfg: DictConfig, argv: list[str]) -> list[str]:
+    """The SFT variants (run-directory names, ``sweeps.runs.rotation_variant``; "" = plain SFT) an
+    SFT multirun writes: the product of the values swept on ``algo.rotation_reg.*`` keys in
+    ``argv`` (e.g. ``algo.rotation_reg.lam=0,0.01,0.1``), the rest as ``cfg`` has it."""
+    import itertools
+
+    from sweeps.runs import rotation_variant
+
+    prefix = "algo.rotation_reg."
+    reg = cfg.algo.get("rotation_reg")
+    swept = [(a.split("=", 1)[0][len(prefix):], a.split("=", 1)[1].split(",")) for a in argv if a.startswith(prefix) and "=" in a]
+    if reg is None or not swept:
+        return [rotation_variant(reg)]
+    base = OmegaConf.to_container(reg, resolve=True)
+    names = []
+    for combo in itertools.product(*(values for _, values in swept)):
+        setting = {**base, **{k: _number(v) for (k, _), v in zip(swept, combo)}}
+        names.append(rotation_variant(setting))
+    return list(dict.fromkeys(names))
+
+
+def _number(text: str) -> Any:
+    try:
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        return text
 
 
 def check_roles(cfg: DictConfig) -> None:

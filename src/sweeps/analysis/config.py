@@ -23,12 +23,14 @@ class AnalysisConfig:
     method: str = "percentile"        # percentile | BCa | basic (scipy.stats.bootstrap)
     flat_tolerance: float = 1e-6      # OOD differences at or below this are "flat" (no peak, no loss, no gain)
     stages: List[str] = field(default_factory=list)   # RL stages to analyse; [] = every one found
+    select_fraction: float = 0.5      # checkpoint selection by rotation: the last checkpoint with rotation <= this x the end's
 
     def __post_init__(self) -> None:
         _check(0 < self.confidence < 1, f"analysis.confidence must be in (0, 1), got {self.confidence}")
         _check(self.n_resamples >= 99, f"analysis.n_resamples must be >= 99, got {self.n_resamples}")
         _check(self.method in METHODS, f"analysis.method={self.method!r}: use one of {list(METHODS)}")
         _check(self.flat_tolerance >= 0, f"analysis.flat_tolerance must be >= 0, got {self.flat_tolerance}")
+        _check(0 < self.select_fraction <= 1, f"analysis.select_fraction must be in (0, 1], got {self.select_fraction}")
         _check("sft" not in self.stages, "analysis.stages lists RL stages only (sft is always analysed)")
 
 

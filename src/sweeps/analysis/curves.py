@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ class Options:
     seed: int = 0
     method: str = "percentile"
     flat_tolerance: float = 1e-6
+    select_fraction: float = 0.5          # roles.select_by_rotation's fraction (analysis.select_fraction)
 
     def ci(self, values: list[float]) -> tuple[float, float, float]:
         return bootstrap_ci(values, np.mean, self.confidence, self.n_resamples, self.seed, self.method)
@@ -112,12 +113,12 @@ def crossfit_drop(run: Path, split: str = "ood") -> float:
     return float(np.mean(drops))
 
 
-def sft_seeds(study: Study, model: str, task: str, tol: float) -> list[dict[str, Any]]:
-    """One row per finished SFT seed: peak, max, end, ID at the peak/end, and the cross-fitted
-    OOD drop (``crossfit_drop``)."""
+def sft_seeds(study: Study, model: str, task: str, tol: float, init: str = "base") -> list[dict[str, Any]]:
+    """One row per finished SFT seed of the SFT runs with init ``init`` (plain SFT: ``base``):
+    peak, max, end, ID at the peak/end, and the cross-fitted OOD drop (``crossfit_drop``)."""
     rows = []
     for key in study.keys(SFT):
-        if (key.model, key.task) != (model, task):
+        if (key.model, key.task, key.init) != (model, task, init):
             continue
         peak = find_peak(*study.curve(key, OOD), tol)
         ids = study.metrics[key].get(ID, {})
@@ -376,6 +377,11 @@ class Results:
     points: list[dict[str, Any]]         # rotation ↔ OOD-drop points
     correlations: list[dict[str, Any]]
     notes: list[str]
+    ablation: list[dict[str, Any]] = field(default_factory=list)         # SFT variants vs plain SFT (sweeps.analysis.ablation)
+    ablation_seeds: list[dict[str, Any]] = field(default_factory=list)
+    ablation_curves: list[dict[str, Any]] = field(default_factory=list)
+    selection: list[dict[str, Any]] = field(default_factory=list)        # checkpoint choice by rotation vs the OOD peak
+    selection_seeds: list[dict[str, Any]] = field(default_factory=list)
 
 
 def analyse(study: Study, opts: Options) -> Results:
@@ -386,7 +392,7 @@ def analyse(study: Study, opts: Options) -> Results:
         sft = sft_seeds(study, model, task, opts.flat_tolerance)
         res.sft_seeds += sft
         res.summary += sft_summary(opts, sft)
-        keys = [k for k in study.keys(SFT) if (k.model, k.task) == (model, task)]
+        keys = [k for k in study.keys(SFT) if (k.model, k.task, k.init) == (model, task, "base")]
         errs = sorted({m for k in keys for m in study.metrics[k] if "/err/" in m})
         for metric in (ID, OOD, *errs):
             res.curves += [{**cell, **r} for r in mean_curve(opts, study, keys, metric, with_ci=metric in (ID, OOD))]
@@ -407,4 +413,7 @@ def analyse(study: Study, opts: Options) -> Results:
             res.notes.append(f"{model}/{task}: rotation↔OOD unavailable (no spectral/summary.csv with a usable reference)")
         if len(sft) == 1:
             res.notes.append(f"{model}/{task}: one seed: confidence intervals are unavailable, not estimated")
+        from sweeps.analysis import ablation
+
+        ablation.analyse_cell(res, opts, study, model, task, opts.select_fraction)
     return res

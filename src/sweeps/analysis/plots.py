@@ -84,7 +84,7 @@ def sft_curves(res: Results, study: Study, model: str, task: str, out: Path) -> 
     for metric, label, color in ((ID, "ID success", "tab:blue"), (OOD, "OOD success", "tab:red")):
         _band(ax, [r for r in rows if r["metric"] == metric], label, color)
     for key in study.keys("sft"):
-        if (key.model, key.task) == (model, task):
+        if (key.model, key.task, key.init) == (model, task, "base"):
             ax.plot(*study.curve(key, OOD), color="tab:red", alpha=0.25, lw=0.8)
     step, value = _row(res, model, task, "sft", "ood_peak_step"), _row(res, model, task, "sft", "ood_peak_value")
     if step and math.isfinite(step["estimate"]):
@@ -205,6 +205,28 @@ def study_figure(res: Results, study: Study, model: str, task: str, out: Path) -
     return _save(fig, out / f"study_{slug(model, task)}.png")
 
 
+def ablation(res: Results, model: str, task: str, out: Path) -> Path | None:
+    """OOD, ID and rotation vs SFT step per SFT variant (mean over seeds, CI bands)."""
+    rows = [r for r in res.ablation_curves if (r["model"], r["task"]) == (model, task)]
+    if not rows:
+        return None
+    from sweeps.analysis.roles import ROTATION
+    from sweeps.runs import split_variant
+
+    inits = list(dict.fromkeys(r["init"] for r in rows))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (metric, label) in zip(axes, ((OOD, "OOD success"), (ID, "ID success"), (ROTATION, "mean principal angle to the start (rad)"))):
+        for i, init in enumerate(inits):
+            pts = [r for r in rows if r["init"] == init and r["metric"] == metric]
+            if pts:
+                _band(ax, pts, split_variant(init)[1] or "plain SFT", colors[i % len(colors)])
+        ax.set(xlabel="SFT step", ylabel=label)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"rotation-preserving SFT vs plain SFT: {model} / {task}")
+    return _save(fig, out / f"ablation_{slug(model, task)}.png")
+
+
 def draw_all(res: Results, study: Study, out: Path) -> list[tuple[str, Path]]:
     """Every figure, as (caption, path) in report order."""
     figs: list[tuple[str, Path | None]] = []
@@ -217,4 +239,5 @@ def draw_all(res: Results, study: Study, out: Path) -> list[tuple[str, Path]]:
         figs.append((f"rotation vs OOD drop ({cell})", rotation(res, model, task, out)))
         figs.append((f"per-layer rotation ({cell})", layers(study, model, task, ref, out)))
         figs.append((f"error types ({cell})", errors(res, model, task, out)))
+        figs.append((f"rotation-preserving SFT vs plain SFT ({cell})", ablation(res, model, task, out)))
     return [(c, p) for c, p in figs if p is not None]

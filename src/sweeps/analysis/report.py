@@ -32,6 +32,9 @@ def write_tables(res: Results, study: Study, out: Path) -> list[Path]:
     tables = {"tidy": (tidy_rows(study), TIDY_COLUMNS), "summary": (res.summary, None), "sft_seeds": (res.sft_seeds, None),
               "rl_seeds": (res.rl_seeds, None), "windows": (res.windows, None), "peak_tests": (res.tests, None),
               "curves": (res.curves, None), "rotation_points": (res.points, None), "correlations": (res.correlations, None),
+              "ablation": (res.ablation, None), "ablation_seeds": (res.ablation_seeds, None),
+              "ablation_curves": (res.ablation_curves, None), "selection": (res.selection, None),
+              "selection_seeds": (res.selection_seeds, None),
               "missing": (study.missing, ("stage", "model", "task", "init", "seed", "problem")),
               "non_finite": (study.non_finite, ("run", "step", "metric", "value"))}
     return [write_csv(out / f"{name}.csv", rows, cols) for name, (rows, cols) in tables.items() if rows or cols]
@@ -96,6 +99,7 @@ def write_report(res: Results, study: Study, figures: list[tuple[str, Path]], ta
              "<h2>Rotation ↔ OOD drop</h2>",
              table(_with_interval(res.correlations, ["model", "task", "reference", "scalar", "role", "correlation"]))
              if res.correlations else "<p class=note>unavailable: no spectral summaries (run sweeps-spectral)</p>",
+             *ablation_sections(res),
              "<h2>Figures</h2>"]
     parts += [f'<figure><img src="{html.escape(rel(p))}" alt="{html.escape(c)}"><figcaption>{html.escape(c)}</figcaption></figure>'
               for c, p in figures]
@@ -107,6 +111,22 @@ def write_report(res: Results, study: Study, figures: list[tuple[str, Path]], ta
            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
     atomic_write_text(report, doc)
     return report
+
+
+def ablation_sections(res: Results) -> list[str]:
+    """The rotation-preserving SFT comparison and the checkpoint selection, when the study has them."""
+    parts = []
+    if res.ablation:
+        rows = [{**a, "p_below": r.get("p_below", ""), "p_above": r.get("p_above", ""), "effect": r.get("effect", "")}
+                for a, r in zip(_with_interval(res.ablation, ["variant", "comparison", "metric"]), res.ablation)]
+        parts += ["<h2>Rotation-preserving SFT vs plain SFT (per seed, paired)</h2>",
+                  "<p>value: mean over seeds; minus plain: mean of the per-seed differences from plain SFT "
+                  "(same seed, base and data), percentile bootstrap CI over seeds, sign-flip p-values.</p>", table(rows)]
+    if res.selection:
+        parts += ["<h2>Checkpoint selection by rotation (no OOD data)</h2>",
+                  "<p>gap_to_ood_peak = OOD(picked checkpoint) − the run's OOD maximum (0 = the peak found).</p>",
+                  table(_with_interval(res.selection, ["init", "rule", "metric"]))]
+    return parts
 
 
 def _relpath(path: Path, start: Path) -> str:
@@ -126,6 +146,14 @@ def summary_metrics(res: Results) -> dict[str, float]:
     out: dict[str, float] = {}
     rows = [(("analysis", r["model"], r["task"], r["stage"], r.get("init"), r["metric"]), r) for r in res.summary + res.tests]
     rows += [(("analysis", r["model"], r["task"], "corr", r["scalar"], r["correlation"]), r) for r in res.correlations]
+    for parts, r in rows:
+        key = metric_key(*parts)
+        for suffix, name in (("", "estimate"), ("_lo", "lo"), ("_hi", "hi")):
+            if isinstance(r[name], (int, float)) and math.isfinite(r[name]):
+                out[key + suffix] = float(r[name])
+    rows = [(("analysis", r["model"], r["task"], "ablation", r["init"], r["metric"] + ("_vs_plain" if r["comparison"] != "value" else "")), r)
+            for r in res.ablation]
+    rows += [(("analysis", r["model"], r["task"], "selection", r["init"], r["rule"], r["metric"]), r) for r in res.selection]
     for parts, r in rows:
         key = metric_key(*parts)
         for suffix, name in (("", "estimate"), ("_lo", "lo"), ("_hi", "hi")):

@@ -3,8 +3,9 @@
 The study directory holds ``<stage>/<model>/<task>/<init>/seed=<s>/`` run directories
 (``sweeps.runs``): stage ``sft`` with init ``base``, and one stage per RL algorithm with inits
 ``sft-step=NNNNNN``. :func:`read_study` reads every run's ``metrics.jsonl`` (evaluation records
-only: keys under ``eval/``) and, when the spectral stage has run, ``spectral/summary.csv``. It
-never trains or evaluates anything. What it cannot use is reported rather than skipped silently:
+only: keys under ``eval/``, and the online rotation monitor's two means) and, when the spectral
+stage has run, ``spectral/summary.csv``. SFT variants (the rotation regulariser on) are SFT runs
+whose init is ``base+<variant>`` (``sweeps.runs.with_variant``). It never trains or evaluates anything. What it cannot use is reported rather than skipped silently:
 
 - ``missing``: RL cells (algo x model x task x init x seed) absent for a seed that has an SFT
   run, present without ``DONE`` (unfinished: left out of the statistics), SFT runs without
@@ -29,6 +30,7 @@ from sweeps.runs import atomic_write_text, iter_metrics
 
 SFT = "sft"
 OOD, ID = "eval/ood/success", "eval/id/success"
+ROTATION_KEYS = ("rotation/angle_mean", "rotation/chordal_normalised")   # the online monitor's means, when it ran
 
 
 class RunKey(NamedTuple):
@@ -98,7 +100,7 @@ def read_run(study: Study, key: RunKey, path: Path) -> None:
     for rec in iter_metrics(path / "metrics.jsonl"):
         step = rec.get("step")
         for name, raw in rec.items():
-            if not name.startswith("eval/") or not isinstance(step, int):
+            if not (name.startswith("eval/") or name in ROTATION_KEYS) or not isinstance(step, int):
                 continue
             v = _as_float(raw)
             if not math.isfinite(v):

@@ -7,12 +7,12 @@ from typing import Any
 from omegaconf import DictConfig
 
 from sweeps.jobs import common
-from sweeps.runs import Run
+from sweeps.runs import Run, rotation_variant, with_variant
 
 
 def init_name(cfg: DictConfig) -> str:
-    """The run directory's init axis."""
-    return "base"
+    """The run directory's init axis: ``base``, plus the regulariser's setting when it is on."""
+    return with_variant("base", rotation_variant(cfg.algo.get("rotation_reg")))
 
 
 def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
     tracker = common.start_tracker(cfg, run, stage="sft", init="base")
     resume = common.prepare_resume(run, tracker)
     model, tokenizer = build(cfg.model)
-    module = SFTModule(model, cfg.algo, cfg.trainer.max_steps)
+    module = SFTModule(model, cfg.algo, cfg.trainer.max_steps, list(cfg.model.spectral_targets))
     recorder = Recorder(run, tracker)
     callbacks = common.standard_callbacks(cfg, run, task, recorder, tokenizer)
     trainer = common.make_trainer(cfg, callbacks, gradient_clip_val=cfg.algo.max_grad_norm)

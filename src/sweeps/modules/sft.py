@@ -13,6 +13,10 @@ loss is normalised by the completion tokens of the whole global batch (counted a
 so that averaging the ranks' gradients gives exactly the gradient of the one-process token
 mean (the same fix as Hugging Face's ``num_items_in_batch``); ``train/loss`` is that global
 mean. A plain per-rank mean would weight a rank's tokens by its share of the batch.
+
+Rotation-preserving SFT (``algo.rotation_reg.lam > 0``, :mod:`sweeps.modules.rotation_reg`): the
+penalty λ R(W) of the target matrices is added to the loss; ``train/loss`` stays the
+cross-entropy and R is logged as ``train/rotation_reg``. With λ = 0 nothing is added.
 """
 
 from __future__ import annotations
@@ -23,14 +27,17 @@ import lightning as L
 import torch
 from transformers import get_scheduler
 
+from sweeps.modules import rotation_reg
 from sweeps.parallel import strategies, world
 
 
 class SFTModule(L.LightningModule):
-    def __init__(self, model: torch.nn.Module, algo: Any, max_steps: int):
+    def __init__(self, model: torch.nn.Module, algo: Any, max_steps: int, targets: list[str] | None = None):
         super().__init__()
         self.model, self.algo, self.max_steps = model, algo, max_steps
         self.last_lr, self.step_metrics = float("nan"), {}
+        # references from the weights as built (the base), before a resume state is loaded
+        self.reg = rotation_reg.build(model, algo, targets or [])
 
     @property
     def stage_step(self) -> int:
@@ -39,6 +46,8 @@ class SFTModule(L.LightningModule):
 
     def configure_model(self) -> None:
         strategies.configure(self)               # FSDP shards the model here, before the optimizer
+        if self.reg is not None:
+            rotation_reg.check_whole(self.model)  # the ranks' configs skip the schema's check: refuse here too
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         self.last_lr = self.optimizers().param_groups[0]["lr"]
@@ -50,7 +59,19 @@ class SFTModule(L.LightningModule):
         if not torch.isfinite(mean):
             raise FloatingPointError(f"non-finite SFT loss {mean.item()} at step {self.global_step}")
         self.step_metrics = {"train/loss": float(mean)}
-        return out.loss
+        if self.reg is None:
+            return out.loss
+        r = self.reg.penalty(self.model, self.global_step)                           # [] R(W), same on every rank
+        self.step_metrics["train/rotation_reg"] = float(r.detach())
+        return out.loss + self.algo.rotation_reg.lam * r
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.reg is not None:
+            checkpoint["rotation_reg"] = self.reg.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.reg is not None:
+            self.reg.load_state_dict(checkpoint.get("rotation_reg") or {})
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]
