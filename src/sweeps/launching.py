@@ -58,9 +58,14 @@ def job_identity(cfg: DictConfig) -> tuple[Any, Run, str]:
     import importlib
 
     # the stage's job module names its init axis (sft: "base", pretrain: "scratch", RL: the SFT step)
-    init = importlib.import_module(cfg.algo.job.rsplit(".", 1)[0]).init_name(cfg)
+    job = importlib.import_module(cfg.algo.job.rsplit(".", 1)[0])
+    init = job.init_name(cfg)
     run = Run(run_dir(cfg.paths.output_dir, cfg.study, cfg.algo.name, cfg.model.name, task.name, init, cfg.seed))
-    return task, run, signature(OmegaConf.to_container(cfg, resolve=True))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    # a job module may name what it resolves (RL: the SFT step a role names), so two ways of
+    # asking for the same job give one signature
+    semantic = getattr(job, "semantic_config", None)
+    return task, run, signature(semantic(cfg, resolved) if semantic else resolved)
 
 
 def check_slurm(partition: str | None) -> None:

@@ -39,6 +39,15 @@ def init_name(cfg: DictConfig) -> str:
     return f"sft-{ckpt_name(init_step(cfg))}"
 
 
+def semantic_config(cfg: DictConfig, resolved: dict[str, Any]) -> dict[str, Any]:
+    """The config as the signature sees it: ``init.role=ood_peak`` that resolves to step 300 is
+    the job ``init.step=300`` (same directory, same start checkpoint), so a study whose role
+    lands on one of its listed steps finds that run DONE instead of refusing its directory."""
+    if resolved.get("init", {}).get("role") is None:
+        return resolved
+    return {**resolved, "init": {**resolved["init"], "step": init_step(cfg), "role": None}}
+
+
 def locate_init(cfg: DictConfig) -> Path:
     path = Run(sft_run_dir(cfg)).ckpt(init_step(cfg))
     if not path.is_dir():
