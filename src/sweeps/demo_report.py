@@ -97,20 +97,31 @@ def replace_section(readme: Path, name: str, body: str) -> None:
     atomic_write_text(readme, f"{head}{begin}\n{body}{end}{tail}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
+    """The report scripts' command line: the study directory, where the README and docs/ are."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("study_dir", type=Path)
     ap.add_argument("--readme", type=Path, default=REPO / "README.md")
     ap.add_argument("--docs", type=Path, default=REPO / "docs")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def publish_figure(args: argparse.Namespace, pattern: str) -> str | None:
+    """Copy the study's first figure matching ``pattern`` to ``docs/<study>.png``; its path
+    relative to the README, or None when the analysis drew no such figure."""
+    figs = sorted((args.study_dir / "analysis" / "figures").glob(pattern))
+    if not figs:
+        return None
+    dest = args.docs / f"{args.study_dir.name}.png"
+    args.docs.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(figs[0], dest)
+    return str(dest.resolve().relative_to(args.readme.resolve().parent))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv, __doc__.splitlines()[0])
     name = args.study_dir.name
-    figs = sorted((args.study_dir / "analysis" / "figures").glob("study_*.png"))
-    rel = None
-    if figs:
-        args.docs.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(figs[0], args.docs / f"{name}.png")
-        rel = str((args.docs / f"{name}.png").resolve().relative_to(args.readme.resolve().parent))
-    body = section(args.study_dir, rel)
+    body = section(args.study_dir, publish_figure(args, "study_*.png"))
     atomic_write_text(args.study_dir / "result.md", body)
     if args.readme.is_file():
         replace_section(args.readme, name, body)
