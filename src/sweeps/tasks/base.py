@@ -13,11 +13,33 @@ verification loop treats both alike (``sweeps.episodes.play``).
 
 from __future__ import annotations
 
+import functools
+import json
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 SPLITS = ("id", "ood")
+
+
+@functools.lru_cache(maxsize=None)
+def _field_re(key: str) -> re.Pattern[str]:
+    return re.compile(rf"""["']{re.escape(key)}["']\s*:\s*(["'])(.*?)\1""")
+
+
+def json_string_field(completion: str, key: str) -> str | None:
+    """The string under ``key`` in a reply: from the reply parsed as a JSON object, else from the
+    first ``"key": "value"`` in it (either quote, so a trailing comma or single quotes do not
+    lose the answer), else None."""
+    try:
+        obj = json.loads(completion)
+        if isinstance(obj, dict) and isinstance(obj.get(key), str):
+            return obj[key]
+    except Exception:  # noqa: BLE001 - any JSON failure falls through to the regex
+        pass
+    match = _field_re(key).search(completion)
+    return match.group(2) if match else None
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sweeps.tasks.base import Example, Grade, Task
+from sweeps.tasks.base import Example, Grade, Task, json_string_field
 from sweeps.tasks.expr import OPERATORS, ExprError, evaluate, is_solvable, solve
 
 ILLEGAL_FORMULA, INCORRECT_NUMBER = "illegal_formula", "incorrect_number"
@@ -80,7 +80,6 @@ _MAX_DRAWS = 10_000
 # Non-empty and only digits, operators and parentheses: the same language as
 # (?:[0-9]+|[+\-*/()])+, whose nested quantifier backtracked exponentially on "1" * 40 + "x".
 _LEGAL = re.compile(r"[0-9+\-*/()]+")
-_FORMULA_RE = re.compile(r"""["']formula["']\s*:\s*(["'])(.*?)\1""")
 _CHAIN_STEP = re.compile(r"([0-9]{1,6})([+\-*/])([0-9]{1,6})=([0-9]{1,12})")
 CHAIN_STEPS = 3
 
@@ -97,14 +96,8 @@ def extract_formula(completion: str, answer_format: str = "json") -> str:
         return completion
     if answer_format == "values":
         return completion.rsplit(";", 1)[1] if ";" in completion else "None"
-    try:
-        obj = json.loads(completion)
-        if isinstance(obj, dict) and isinstance(obj.get("formula"), str):
-            return obj["formula"]
-    except Exception:  # noqa: BLE001 - any JSON failure falls through to the regex
-        pass
-    match = _FORMULA_RE.search(completion)
-    return match.group(2) if match else "None"
+    formula = json_string_field(completion, "formula")
+    return "None" if formula is None else formula
 
 
 def normalize_formula(formula: str) -> str:

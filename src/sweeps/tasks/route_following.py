@@ -67,7 +67,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweeps.tasks.base import Example, Grade, Task
+from sweeps.tasks.base import Example, Grade, Task, json_string_field
 
 COMPASS = ("north", "northeast", "east", "southeast", "south", "southwest", "west", "northwest")
 VECTORS = ((0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1))   # (dx, dy), y north
@@ -94,7 +94,6 @@ FEEDBACK = {FORMAT_ERROR: "no valid action", WRONG_INTERSECTION: "wrong intersec
 PROMPT_STYLES = ("paper", "tiny")
 SOURCES = ("generated", "virl")
 _MAX_DRAWS = 10_000
-_ACTION_RE = re.compile(r"""["']action["']\s*:\s*(["'])(.*?)\1""")
 _CALL_RE = re.compile(r"(forward|stop)\s*\(\s*\)|turn_direction\s*\(\s*['\"]?([a-z ]+?)['\"]?\s*\)")
 _FROM_CODE = {code: action for action, code in TINY_CODES.items()}
 
@@ -299,14 +298,8 @@ def parse_paper_action(text: str) -> str | None:
 
 def extract_action(completion: str) -> str:
     """The reply's JSON "action", else the quote-tolerant regex, else the whole reply."""
-    try:
-        obj = json.loads(completion)
-        if isinstance(obj, dict) and isinstance(obj.get("action"), str):
-            return obj["action"]
-    except Exception:  # noqa: BLE001 - any JSON failure falls through to the regex
-        pass
-    m = _ACTION_RE.search(completion)
-    return m.group(2) if m else completion
+    action = json_string_field(completion, "action")
+    return completion if action is None else action
 
 
 # --- the task --------------------------------------------------------------------------------
