@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= outputs
 
-.PHONY: install demo bases test test-fast clean
+.PHONY: install demo bases lint test test-fast clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,7 +26,12 @@ bases: $(BIN)/.installed
 	$(BIN)/sweeps-train -m hydra/launcher=local experiment=tiny_pretrain seed=0,1 paths.output_dir=$(OUT)
 	$(BIN)/python -m sweeps.models.export_base $(OUT)/tiny_pretrain
 
-test: $(BIN)/.installed
+# ruff: lint (pyproject's [tool.ruff]) and the formatter's check; `ruff format .` applies it.
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/python -m pytest -q tests
 
 test-fast: $(BIN)/.installed

@@ -12,8 +12,9 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -22,9 +23,14 @@ CONF = REPO / "conf"
 
 # Overrides of conf/model/tiny.yaml (random init, the project's word-level tokenizer).
 SHAPES: dict[str, list[str]] = {
-    "tiny": [],                                                           # 4 layers, hidden 128, MLP 384
-    "small": ["model.arch.hidden_size=512", "model.arch.intermediate_size=1536", "model.arch.num_hidden_layers=8",
-              "model.arch.num_attention_heads=8", "model.arch.num_key_value_heads=8"],
+    "tiny": [],  # 4 layers, hidden 128, MLP 384
+    "small": [
+        "model.arch.hidden_size=512",
+        "model.arch.intermediate_size=1536",
+        "model.arch.num_hidden_layers=8",
+        "model.arch.num_attention_heads=8",
+        "model.arch.num_key_value_heads=8",
+    ],
 }
 
 
@@ -66,11 +72,18 @@ def trl_version_or_none() -> str | None:
 def machine_line(extra: dict[str, str] | None = None) -> str:
     import transformers
 
-    parts = [f"{os.cpu_count()} cores ({cpu_name()})", f"python {platform.python_version()}",
-             f"torch {torch.__version__}", f"transformers {transformers.__version__}"]
+    parts = [
+        f"{os.cpu_count()} cores ({cpu_name()})",
+        f"python {platform.python_version()}",
+        f"torch {torch.__version__}",
+        f"transformers {transformers.__version__}",
+    ]
     parts += [f"{k} {v}" for k, v in (extra or {}).items()]
-    parts += [f"torch threads {torch.get_num_threads()}", "no GPU" if not torch.cuda.is_available() else "GPU present",
-              load()]
+    parts += [
+        f"torch threads {torch.get_num_threads()}",
+        "no GPU" if not torch.cuda.is_available() else "GPU present",
+        load(),
+    ]
     return "machine: " + ", ".join(parts)
 
 

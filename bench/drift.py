@@ -23,12 +23,14 @@ def drift(a: Path, b: Path) -> float:
     if wa.keys() != wb.keys():
         raise SystemExit(f"error: {a} and {b} hold different weights (not the same model)")
     total = sum(float(torch.sum((wb[k].double() - wa[k].double()) ** 2)) for k in wa)
-    return total ** 0.5
+    return total**0.5
 
 
 def main(argv: list[str]) -> None:
     if len(argv) < 2 or len(argv) % 2:
-        raise SystemExit("usage: python bench/drift.py CKPT_A CKPT_B [CKPT_C CKPT_D ...] (pairs of checkpoint directories)")
+        raise SystemExit(
+            "usage: python bench/drift.py CKPT_A CKPT_B [CKPT_C CKPT_D ...] (pairs of checkpoint directories)"
+        )
     for a, b in zip(argv[::2], argv[1::2]):
         print(f"{drift(Path(a), Path(b)):.4f}  {a} -> {b}")
 

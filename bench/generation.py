@@ -55,10 +55,20 @@ def run_generate(model, batch, new, pad, batch_size):
     for i in range(0, len(batch), batch_size):
         chunk = batch[i : i + batch_size]
         L = max(map(len, chunk))
-        ids = torch.tensor([[pad] * (L - len(p)) + p for p in chunk])          # [B, L] left-padded
+        ids = torch.tensor([[pad] * (L - len(p)) + p for p in chunk])  # [B, L] left-padded
         mask = (torch.arange(L)[None] >= torch.tensor([L - len(p) for p in chunk])[:, None]).long()
-        model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new, min_new_tokens=new, do_sample=True,
-                       temperature=1.0, top_p=1.0, top_k=0, pad_token_id=pad, eos_token_id=None)
+        model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=new,
+            min_new_tokens=new,
+            do_sample=True,
+            temperature=1.0,
+            top_p=1.0,
+            top_k=0,
+            pad_token_id=pad,
+            eos_token_id=None,
+        )
 
 
 def interleaved(paths: dict, repeats: int) -> dict[str, tuple[float, float]]:
@@ -90,10 +100,14 @@ def main() -> None:
     shapes = ["tiny"] if args.tiny else ["tiny", "small"]
     print(f"# generation bench ({'tiny sizes' if args.tiny else 'full'})")
     print(machine_line())
-    print(f"{n_prompts} prompts x {samples} samples (grouped) or {n_prompts * samples} distinct prompts, {new} new "
-          f"tokens each, temperature 1.0, eos off; medians of {args.repeats} interleaved repeats\n")
-    print("| shape | workload | path | wall s | samples/s | tokens/s | CPU s | wall: vs batched generate "
-          "| CPU: vs batched generate |")
+    print(
+        f"{n_prompts} prompts x {samples} samples (grouped) or {n_prompts * samples} distinct prompts, {new} new "
+        f"tokens each, temperature 1.0, eos off; medians of {args.repeats} interleaved repeats\n"
+    )
+    print(
+        "| shape | workload | path | wall s | samples/s | tokens/s | CPU s | wall: vs batched generate "
+        "| CPU: vs batched generate |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for shape in shapes:
         model, tok = build(compose(SHAPES[shape]).model)
@@ -104,15 +118,22 @@ def main() -> None:
         for wl, batch in workloads.items():
             paths = {}
             if not args.no_batch1 and wl == "grouped":
-                paths["generate, batch 1"] = lambda: run_generate(model, batch, new, pad, 1)
-            paths["generate, batched"] = lambda: run_generate(model, batch, new, pad, len(batch))
-            paths["ours (sweeps hf)"] = lambda: run_ours(model, batch, new, pad)
+                paths["generate, batch 1"] = lambda model=model, batch=batch, pad=pad: run_generate(
+                    model, batch, new, pad, 1
+                )
+            paths["generate, batched"] = lambda model=model, batch=batch, pad=pad: run_generate(
+                model, batch, new, pad, len(batch)
+            )
+            paths["ours (sweeps hf)"] = lambda model=model, batch=batch, pad=pad: run_ours(model, batch, new, pad)
             with torch.inference_mode():
                 times = interleaved(paths, args.repeats)
             bw, bc = times["generate, batched"]
             for name, (w, c) in times.items():
-                print(f"| {shape} ({n_params(model) / 1e6:.2f}M) | {wl} | {name} | {w:.3f} | {len(batch) / w:.0f} | "
-                      f"{len(batch) * new / w:.0f} | {c:.3f} | {bw / w:.2f}x | {bc / c:.2f}x |", flush=True)
+                print(
+                    f"| {shape} ({n_params(model) / 1e6:.2f}M) | {wl} | {name} | {w:.3f} | {len(batch) / w:.0f} | "
+                    f"{len(batch) * new / w:.0f} | {c:.3f} | {bw / w:.2f}x | {bc / c:.2f}x |",
+                    flush=True,
+                )
     print(f"\nat the end: {machine_line().split(', ')[-1]}")
 
 

@@ -62,10 +62,23 @@ class Sizes:
 
 
 def config(shape: str, beta: float, sz: Sizes) -> Any:
-    return compose(["algo=grpo", "task=general_points_compact", "trainer=rl_cpu", "tracking=none",
-                    f"algo.kl_coef={beta}", f"algo.group_size={sz.group}", f"algo.micro_batch_size={sz.micro}",
-                    "algo.lr=1e-4", "algo.clip=0.2", "algo.max_attempts=1", f"task.max_new_tokens={sz.new_tokens}",
-                    f"trainer.batch_size={sz.batch}", *SHAPES[shape]])
+    return compose(
+        [
+            "algo=grpo",
+            "task=general_points_compact",
+            "trainer=rl_cpu",
+            "tracking=none",
+            f"algo.kl_coef={beta}",
+            f"algo.group_size={sz.group}",
+            f"algo.micro_batch_size={sz.micro}",
+            "algo.lr=1e-4",
+            "algo.clip=0.2",
+            "algo.max_attempts=1",
+            f"task.max_new_tokens={sz.new_tokens}",
+            f"trainer.batch_size={sz.batch}",
+            *SHAPES[shape],
+        ]
+    )
 
 
 def step_prompts(cfg: Any, task: Any, n_steps: int, sz: Sizes) -> list[list[Any]]:
@@ -97,9 +110,16 @@ def summarize(marks: list[tuple[float, float]], gen: GenTimer, warmup: int, leng
     """Durations between consecutive step ends (so everything in the loop counts), warm-up dropped."""
     wall, cpu = (x[warmup:] for x in spans(marks))
     gwall, gcpu = gen.wall[warmup:][: len(wall)], gen.cpu[warmup:][: len(wall)]
-    return {"step": median(wall), "gen": median(gwall), "rest": median([s - g for s, g in zip(wall, gwall)]),
-            "cpu": median(cpu), "gen_cpu": median(gcpu), "rest_cpu": median([s - g for s, g in zip(cpu, gcpu)]),
-            "n": len(wall), "len": sum(lengths) / max(len(lengths), 1)}
+    return {
+        "step": median(wall),
+        "gen": median(gwall),
+        "rest": median([s - g for s, g in zip(wall, gwall)]),
+        "cpu": median(cpu),
+        "gen_cpu": median(gcpu),
+        "rest_cpu": median([s - g for s, g in zip(cpu, gcpu)]),
+        "n": len(wall),
+        "len": sum(lengths) / max(len(lengths), 1),
+    }
 
 
 # --- ours -----------------------------------------------------------------------------------
@@ -114,9 +134,9 @@ def run_ours(shape: str, beta: float, sz: Sizes, steps: int, warmup: int) -> dic
 
     cfg = config(shape, beta, sz)
     task = build_task(cfg.task)
-    model, tok = build(cfg.model)                                     # as the SFT job builds its base
+    model, tok = build(cfg.model)  # as the SFT job builds its base
     model.train()
-    ref = copy.deepcopy(model).eval().requires_grad_(False) if beta > 0 else None   # as jobs/rl.py
+    ref = copy.deepcopy(model).eval().requires_grad_(False) if beta > 0 else None  # as jobs/rl.py
     rollout = get_method(cfg.rollout.builder)(model, tok, cfg.rollout)
     gen = GenTimer(rollout.generate)
     rollout.generate = gen
@@ -158,12 +178,18 @@ def run_floor(shape: str, beta: float, sz: Sizes, steps: int, warmup: int) -> di
         prompts = [chat_ids(tok, [{"role": "user", "content": task.prompt(ex)}], True) for ex in examples]
         rows = [p for p in prompts for _ in range(G)]
         model.eval()
-        out = gen(model, rows, sp, pad_id=pad, eos_ids=eos, seeds=[derive_seed(SEED, "floor", s, i) for i in range(len(rows))])
+        out = gen(
+            model, rows, sp, pad_id=pad, eos_ids=eos, seeds=[derive_seed(SEED, "floor", s, i) for i in range(len(rows))]
+        )
         model.train()
-        rewards = torch.tensor([task.grade(examples[i // G], tok.decode(t, skip_special_tokens=True)).reward
-                                for i, t in enumerate(out.tokens)]).view(-1, G)                      # [P, G]
+        rewards = torch.tensor(
+            [
+                task.grade(examples[i // G], tok.decode(t, skip_special_tokens=True)).reward
+                for i, t in enumerate(out.tokens)
+            ]
+        ).view(-1, G)  # [P, G]
         adv = (rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, unbiased=False, keepdim=True) + 1e-6)
-        adv = adv.view(-1)                                                                           # [N]
+        adv = adv.view(-1)  # [N]
         seqs = [p + t for p, t in zip(rows, out.tokens)]
         N, Lmax = len(seqs), max(map(len, seqs))
         ids = torch.full((N, Lmax), pad, dtype=torch.long)
@@ -180,7 +206,7 @@ def run_floor(shape: str, beta: float, sz: Sizes, steps: int, warmup: int) -> di
             Lb = int(attn[sl].sum(1).max())
             x, a, m = ids[sl, :Lb], attn[sl, :Lb], resp[sl, : Lb - 1]
             logp = torch.log_softmax(model(input_ids=x, attention_mask=a).logits[:, :-1].float(), -1)
-            logp = logp.gather(-1, x[:, 1:, None]).squeeze(-1)                                       # [n, T]
+            logp = logp.gather(-1, x[:, 1:, None]).squeeze(-1)  # [n, T]
             per_tok = -adv[sl, None] * torch.exp(logp - logp.detach())
             if ref is not None:
                 with torch.no_grad():
@@ -210,8 +236,12 @@ def run_trl(shape: str, beta: float, sz: Sizes, steps: int, warmup: int, checkpo
     model, tok = build(cfg.model)
     total = warmup + steps
     examples = [ex for step in step_prompts(cfg, task, total, sz) for ex in step]
-    data = Dataset.from_dict({"prompt": [[{"role": "user", "content": task.prompt(ex)}] for ex in examples],
-                              "idx": list(range(len(examples)))})
+    data = Dataset.from_dict(
+        {
+            "prompt": [[{"role": "user", "content": task.prompt(ex)}] for ex in examples],
+            "idx": list(range(len(examples))),
+        }
+    )
 
     def reward(prompts, completions, idx, **kw):
         texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
@@ -224,18 +254,45 @@ def run_trl(shape: str, beta: float, sz: Sizes, steps: int, warmup: int, checkpo
             ends.append(clock())
 
     with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)          # TRL builds its reference model from a path
+        model.save_pretrained(tmp)  # TRL builds its reference model from a path
         tok.save_pretrained(tmp)
         args = GRPOConfig(
-            output_dir=str(Path(tmp) / "out"), use_cpu=True, bf16=False, fp16=False, report_to="none",
-            seed=SEED, data_seed=SEED, max_steps=total, learning_rate=1e-4, lr_scheduler_type="constant",
-            adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8, weight_decay=0.0, max_grad_norm=1.0,
-            per_device_train_batch_size=sz.micro, gradient_accumulation_steps=sz.batch // sz.micro,
-            num_generations=sz.group, max_completion_length=sz.new_tokens, temperature=1.0, top_p=1.0, top_k=0,
-            beta=beta, epsilon=0.2, loss_type="dapo", scale_rewards="group", num_iterations=1,
-            shuffle_dataset=False, use_vllm=False, gradient_checkpointing=checkpointing,
-            logging_steps=10_000, save_strategy="no", disable_tqdm=True, dataloader_num_workers=0,
-            remove_unused_columns=False)
+            output_dir=str(Path(tmp) / "out"),
+            use_cpu=True,
+            bf16=False,
+            fp16=False,
+            report_to="none",
+            seed=SEED,
+            data_seed=SEED,
+            max_steps=total,
+            learning_rate=1e-4,
+            lr_scheduler_type="constant",
+            adam_beta1=0.9,
+            adam_beta2=0.999,
+            adam_epsilon=1e-8,
+            weight_decay=0.0,
+            max_grad_norm=1.0,
+            per_device_train_batch_size=sz.micro,
+            gradient_accumulation_steps=sz.batch // sz.micro,
+            num_generations=sz.group,
+            max_completion_length=sz.new_tokens,
+            temperature=1.0,
+            top_p=1.0,
+            top_k=0,
+            beta=beta,
+            epsilon=0.2,
+            loss_type="dapo",
+            scale_rewards="group",
+            num_iterations=1,
+            shuffle_dataset=False,
+            use_vllm=False,
+            gradient_checkpointing=checkpointing,
+            logging_steps=10_000,
+            save_strategy="no",
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            remove_unused_columns=False,
+        )
         trainer = GRPOTrainer(model=tmp, reward_funcs=reward, args=args, train_dataset=data, processing_class=tok)
         set_threads(torch.get_num_threads())
         gen = GenTimer(trainer.model.generate)
@@ -259,7 +316,9 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="smoke sizes: tiny shape, 4 prompts x 4 samples x 4 tokens")
     ap.add_argument("--shapes", nargs="+", default=None, choices=list(SHAPES))
     ap.add_argument("--betas", nargs="+", type=float, default=[0.0, 0.04])
-    ap.add_argument("--steps", type=int, default=None, help="measured optimiser steps per path (default 3; 1 with --tiny)")
+    ap.add_argument(
+        "--steps", type=int, default=None, help="measured optimiser steps per path (default 3; 1 with --tiny)"
+    )
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-trl", action="store_true", help="skip TRL (not installed: pip install '.[bench]')")
@@ -278,29 +337,40 @@ def main() -> None:
     trl_version = None if args.no_trl else trl_version_or_none()
     print(f"# rl bench ({'tiny sizes' if args.tiny else 'full'})")
     print(machine_line({"trl": trl_version or "not installed"}))
-    print(f"{sz.prompts} prompts x {sz.group} samples x <= {sz.new_tokens} new tokens per optimiser step, "
-          f"micro-batch {sz.micro}; median over {steps} step(s) after {args.warmup} warm-up step(s)\n")
-    print("| shape | beta | path | wall s/step | generation | rest | CPU s/step | generation | rest "
-          "| completion tokens | wall: path / ours | CPU: path / ours |")
+    print(
+        f"{sz.prompts} prompts x {sz.group} samples x <= {sz.new_tokens} new tokens per optimiser step, "
+        f"micro-batch {sz.micro}; median over {steps} step(s) after {args.warmup} warm-up step(s)\n"
+    )
+    print(
+        "| shape | beta | path | wall s/step | generation | rest | CPU s/step | generation | rest "
+        "| completion tokens | wall: path / ours | CPU: path / ours |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for shape in shapes:
         for beta in args.betas:
             rows: dict[str, dict[str, float]] = {}
-            with contextlib.redirect_stdout(sys.stderr):          # trainers' own prints stay off the table
+            with contextlib.redirect_stdout(sys.stderr):  # trainers' own prints stay off the table
                 rows["floor (hand-written)"] = run_floor(shape, beta, sz, steps, args.warmup)
                 rows["ours (PolicyGradientModule)"] = run_ours(shape, beta, sz, steps, args.warmup)
                 if trl_version:
-                    rows["TRL GRPOTrainer, grad. checkpointing on (default)"] = run_trl(shape, beta, sz, steps,
-                                                                                       args.warmup, True)
-                    rows["TRL GRPOTrainer, grad. checkpointing off"] = run_trl(shape, beta, sz, steps, args.warmup,
-                                                                               False)
+                    rows["TRL GRPOTrainer, grad. checkpointing on (default)"] = run_trl(
+                        shape, beta, sz, steps, args.warmup, True
+                    )
+                    rows["TRL GRPOTrainer, grad. checkpointing off"] = run_trl(
+                        shape, beta, sz, steps, args.warmup, False
+                    )
             o = rows["ours (PolicyGradientModule)"]
             for name, r in rows.items():
-                print(f"| {shape} | {beta:g} | {name} | {r['step']:.3f} | {r['gen']:.3f} | {r['rest']:.3f} | "
-                      f"{r['cpu']:.3f} | {r['gen_cpu']:.3f} | {r['rest_cpu']:.3f} | {r['len']:.1f} | "
-                      f"{r['step'] / o['step']:.2f}x | {r['cpu'] / o['cpu']:.2f}x |", flush=True)
-    print(f"\npath s / ours s > 1: ours is that many times faster; for the floor, ours s / floor s = its inverse. "
-          f"At the end: {machine_line().split(', ')[-1]}")
+                print(
+                    f"| {shape} | {beta:g} | {name} | {r['step']:.3f} | {r['gen']:.3f} | {r['rest']:.3f} | "
+                    f"{r['cpu']:.3f} | {r['gen_cpu']:.3f} | {r['rest_cpu']:.3f} | {r['len']:.1f} | "
+                    f"{r['step'] / o['step']:.2f}x | {r['cpu'] / o['cpu']:.2f}x |",
+                    flush=True,
+                )
+    print(
+        f"\npath s / ours s > 1: ours is that many times faster; for the floor, ours s / floor s = its inverse. "
+        f"At the end: {machine_line().split(', ')[-1]}"
+    )
 
 
 def transformers_logging() -> None:

@@ -37,13 +37,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SHAPES, clock, compose, machine_line, median, n_params, set_threads, spans  # noqa: E402
 
 SEED = 0
-PATHS = {"plain": [], "block": ["algo.rotation_reg.lam=1", "algo.rotation_reg.variant=block"],
-         "angle": ["algo.rotation_reg.lam=1", "algo.rotation_reg.variant=angle", "algo.rotation_reg.refresh=10"]}
+PATHS = {
+    "plain": [],
+    "block": ["algo.rotation_reg.lam=1", "algo.rotation_reg.variant=block"],
+    "angle": ["algo.rotation_reg.lam=1", "algo.rotation_reg.variant=angle", "algo.rotation_reg.refresh=10"],
+}
 
 
 def config(shape: str, batch: int, steps: int, path: str) -> Any:
-    return compose(["algo=sft", "task=general_points_compact", "trainer=cpu", "tracking=none", "algo.rotation_reg.k=16",
-                    f"trainer.batch_size={batch}", f"trainer.max_steps={steps}", *SHAPES[shape], *PATHS[path]])
+    return compose(
+        [
+            "algo=sft",
+            "task=general_points_compact",
+            "trainer=cpu",
+            "tracking=none",
+            "algo.rotation_reg.k=16",
+            f"trainer.batch_size={batch}",
+            f"trainer.max_steps={steps}",
+            *SHAPES[shape],
+            *PATHS[path],
+        ]
+    )
 
 
 def run(shape: str, batch: int, steps: int, warmup: int, path: str, data: list[dict[str, torch.Tensor]] | None):
@@ -64,7 +78,7 @@ def run(shape: str, batch: int, steps: int, warmup: int, path: str, data: list[d
         it = iter(SFTStream(build_task(cfg.task), tok, SEED, batch, lambda: 0))
         data = [next(it) for _ in range(total)]
     t = time.perf_counter()
-    module = SFTModule(model, cfg.algo, total, list(cfg.model.spectral_targets))   # the references' SVDs
+    module = SFTModule(model, cfg.algo, total, list(cfg.model.spectral_targets))  # the references' SVDs
     setup = time.perf_counter() - t
     ends: list[tuple[float, float]] = []
 
@@ -89,10 +103,20 @@ def bench(shape: str, batch: int, steps: int, warmup: int, rounds: int) -> None:
             times[path][0].extend(wall)
             times[path][1].extend(cpu)
             setup[path] = s
-    targets = len([n for n, p in model.named_parameters() if p.ndim == 2 and any(x in n for x in ("q_proj", "k_proj", "v_proj", "down_proj"))])
-    print(f"\n## {shape} ({n_params(model) / 1e6:.1f}M parameters, {targets} target matrices, k = 16), "
-          f"batch {batch}, {rounds} rounds x {steps} measured steps per path\n")
-    print("| path | step s (median wall) | step CPU s | vs plain (wall) | vs plain (CPU) | reference SVDs at start, s |")
+    targets = len(
+        [
+            n
+            for n, p in model.named_parameters()
+            if p.ndim == 2 and any(x in n for x in ("q_proj", "k_proj", "v_proj", "down_proj"))
+        ]
+    )
+    print(
+        f"\n## {shape} ({n_params(model) / 1e6:.1f}M parameters, {targets} target matrices, k = 16), "
+        f"batch {batch}, {rounds} rounds x {steps} measured steps per path\n"
+    )
+    print(
+        "| path | step s (median wall) | step CPU s | vs plain (wall) | vs plain (CPU) | reference SVDs at start, s |"
+    )
     print("|---|---|---|---|---|---|")
     base_w, base_c = median(times["plain"][0]), median(times["plain"][1])
     for path, (wall, cpu) in times.items():

@@ -55,7 +55,7 @@ def train(cfg: Any) -> dict[str, Any]:
 
     class Timer(L.Callback):
         def __init__(self) -> None:
-            self.steps: list[tuple[float, float]] = []              # (seconds, real tokens) per step
+            self.steps: list[tuple[float, float]] = []  # (seconds, real tokens) per step
 
         def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, batch_idx: int) -> None:
             self.t = time.perf_counter()
@@ -83,8 +83,12 @@ def measure(cfg: Any, warmup: int) -> dict[str, float]:
         steps = r["steps"][warmup:]
         per_process.append(median([tok / s for s, tok in steps]))
     step = max(median([s for s, _ in r["steps"][warmup:]]) for r in ranks)
-    return {"per_process": sum(per_process) / len(per_process), "total": sum(per_process), "step_s": step,
-            "processes": len(ranks)}
+    return {
+        "per_process": sum(per_process) / len(per_process),
+        "total": sum(per_process),
+        "step_s": step,
+        "processes": len(ranks),
+    }
 
 
 def main() -> None:
@@ -94,20 +98,35 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     args = ap.parse_args()
     steps, warmup, batch = (3, 1, 8) if args.tiny else (args.steps + args.warmup, args.warmup, 64)
-    base = ["algo=sft", "model=tiny", "task=general_points_compact", "trainer=cpu", "tracking=none",
-            f"trainer.max_steps={steps}", f"trainer.batch_size={batch}", "trainer.save_every=[1]"]
-    rows = [("baseline 1 x 1", []), ("1 x 2 threads", ["trainer.threads=2"]),
-            ("2 x 1 ddp", ["trainer.devices=2", "trainer/strategy=ddp"]),
-            ("2 x 1 fsdp", ["trainer.devices=2", "trainer/strategy=fsdp"])]
+    base = [
+        "algo=sft",
+        "model=tiny",
+        "task=general_points_compact",
+        "trainer=cpu",
+        "tracking=none",
+        f"trainer.max_steps={steps}",
+        f"trainer.batch_size={batch}",
+        "trainer.save_every=[1]",
+    ]
+    rows = [
+        ("baseline 1 x 1", []),
+        ("1 x 2 threads", ["trainer.threads=2"]),
+        ("2 x 1 ddp", ["trainer.devices=2", "trainer/strategy=ddp"]),
+        ("2 x 1 fsdp", ["trainer.devices=2", "trainer/strategy=fsdp"]),
+    ]
     results = {name: measure(compose([*base, *extra]), warmup) for name, extra in rows}
     ref = results["baseline 1 x 1"]
     print(machine_line())
     print(f"SFT, tiny model, global batch {batch} sequences, {steps - warmup} timed steps after {warmup} warm-up\n")
-    print("| run | processes | step s (slowest rank) | tokens/s per process | tokens/s total | per process vs baseline | total vs baseline |")
+    print(
+        "| run | processes | step s (slowest rank) | tokens/s per process | tokens/s total | per process vs baseline | total vs baseline |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['processes']} | {r['step_s']:.3f} | {r['per_process']:.0f} | {r['total']:.0f} | "
-              f"{r['per_process'] / ref['per_process']:.2f}x | {r['total'] / ref['total']:.2f}x |")
+        print(
+            f"| {name} | {r['processes']} | {r['step_s']:.3f} | {r['per_process']:.0f} | {r['total']:.0f} | "
+            f"{r['per_process'] / ref['per_process']:.2f}x | {r['total'] / ref['total']:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -42,15 +42,34 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (SHAPES, clock, compose, machine_line, matmul_peak, median, n_params, set_threads, spans,  # noqa: E402
-                     trl_version_or_none)
+from _common import (
+    SHAPES,
+    clock,
+    compose,
+    machine_line,
+    matmul_peak,
+    median,
+    n_params,
+    set_threads,
+    spans,  # noqa: E402
+    trl_version_or_none,
+)
 
 SEED = 0
 
 
 def config(shape: str, batch: int, steps: int) -> Any:
-    return compose(["algo=sft", "task=general_points_compact", "trainer=cpu", "tracking=none",
-                    f"trainer.batch_size={batch}", f"trainer.max_steps={steps}", *SHAPES[shape]])
+    return compose(
+        [
+            "algo=sft",
+            "task=general_points_compact",
+            "trainer=cpu",
+            "tracking=none",
+            f"trainer.batch_size={batch}",
+            f"trainer.max_steps={steps}",
+            *SHAPES[shape],
+        ]
+    )
 
 
 def batches(cfg: Any, task: Any, tok: Any, n: int) -> list[dict[str, torch.Tensor]]:
@@ -67,16 +86,26 @@ def model_flops(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> float
     return 6 * n_params(model) * T + 12 * c.num_hidden_layers * c.hidden_size * S * T
 
 
-def summarize(marks: list[tuple[float, float]], warmup: int, data: list[dict[str, torch.Tensor]],
-              model: torch.nn.Module, peak: float) -> dict[str, float]:
+def summarize(
+    marks: list[tuple[float, float]],
+    warmup: int,
+    data: list[dict[str, torch.Tensor]],
+    model: torch.nn.Module,
+    peak: float,
+) -> dict[str, float]:
     wall, cpu = (x[warmup:] for x in spans(marks))
-    measured = data[warmup: warmup + len(wall)]
+    measured = data[warmup : warmup + len(wall)]
     tokens = [float(b["attention_mask"].sum()) for b in measured]
     flops = [model_flops(model, b) for b in measured]
-    return {"step": median(wall), "cpu": median(cpu), "tps": median([t / s for t, s in zip(tokens, wall)]),
-            "tps_cpu": median([t / s for t, s in zip(tokens, cpu)]),
-            "mfu": median([f / s for f, s in zip(flops, wall)]) / peak,
-            "mfu_cpu": median([f / s for f, s in zip(flops, cpu)]) / peak, "n": len(wall)}
+    return {
+        "step": median(wall),
+        "cpu": median(cpu),
+        "tps": median([t / s for t, s in zip(tokens, wall)]),
+        "tps_cpu": median([t / s for t, s in zip(tokens, cpu)]),
+        "mfu": median([f / s for f, s in zip(flops, wall)]) / peak,
+        "mfu_cpu": median([f / s for f, s in zip(flops, cpu)]) / peak,
+        "n": len(wall),
+    }
 
 
 def run_ours(shape: str, batch: int, steps: int, warmup: int, peak: float, prebuilt: bool = False) -> dict[str, float]:
@@ -100,9 +129,9 @@ def run_ours(shape: str, batch: int, steps: int, warmup: int, peak: float, prebu
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             ends.append(clock())
 
-    trainer = make_trainer(cfg, [StepClock()], gradient_clip_val=cfg.algo.max_grad_norm)   # as jobs/sft.py
+    trainer = make_trainer(cfg, [StepClock()], gradient_clip_val=cfg.algo.max_grad_norm)  # as jobs/sft.py
     stream = SFTStream(task, tok, SEED, cfg.trainer.batch_size, start_batch=lambda: trainer.global_step)
-    if prebuilt:                            # the same batches, drawn and tokenised before the clock starts
+    if prebuilt:  # the same batches, drawn and tokenised before the clock starts
         stream = data
     start = clock()
     trainer.fit(module, train_dataloaders=loader(stream))
@@ -137,13 +166,35 @@ def run_trl(shape: str, batch: int, steps: int, warmup: int, peak: float, checkp
     a = cfg.algo
     with tempfile.TemporaryDirectory() as tmp:
         args = SFTConfig(
-            output_dir=tmp, use_cpu=True, bf16=False, fp16=False, report_to="none", seed=SEED, data_seed=SEED,
-            max_steps=total, per_device_train_batch_size=batch, gradient_accumulation_steps=1,
-            learning_rate=a.lr, adam_beta1=a.betas[0], adam_beta2=a.betas[1], adam_epsilon=a.eps,
-            weight_decay=a.weight_decay, lr_scheduler_type=a.scheduler, warmup_steps=a.warmup_steps,
-            max_grad_norm=a.max_grad_norm, gradient_checkpointing=checkpointing, packing=False, padding_free=False,
-            shuffle_dataset=False, max_length=1024, logging_steps=10_000, save_strategy="no", disable_tqdm=True,
-            dataloader_num_workers=0, dataset_num_proc=None)
+            output_dir=tmp,
+            use_cpu=True,
+            bf16=False,
+            fp16=False,
+            report_to="none",
+            seed=SEED,
+            data_seed=SEED,
+            max_steps=total,
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=1,
+            learning_rate=a.lr,
+            adam_beta1=a.betas[0],
+            adam_beta2=a.betas[1],
+            adam_epsilon=a.eps,
+            weight_decay=a.weight_decay,
+            lr_scheduler_type=a.scheduler,
+            warmup_steps=a.warmup_steps,
+            max_grad_norm=a.max_grad_norm,
+            gradient_checkpointing=checkpointing,
+            packing=False,
+            padding_free=False,
+            shuffle_dataset=False,
+            max_length=1024,
+            logging_steps=10_000,
+            save_strategy="no",
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            dataset_num_proc=None,
+        )
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_dict(rows), processing_class=tok)
         trainer.add_callback(StepClock())
         start = clock()
@@ -173,29 +224,38 @@ def main() -> None:
     print(f"# sft bench ({'tiny sizes' if args.tiny else 'full'})")
     print(machine_line({"trl": trl_version or "not installed"}))
     print(f"measured fp32 matmul peak ({torch.get_num_threads()} thread(s)): {peak / 1e9:.1f} GFLOP/s")
-    print(f"batch {batch} sequences, 1 optimiser step per batch; median over {steps} step(s) after {args.warmup} "
-          f"warm-up step(s)\n")
-    print("| shape | params | path | wall s/step | tokens/s | MFU | CPU s/step | tokens/CPU-s | MFU (CPU time) "
-          "| ours / it (wall) | ours / it (CPU) |")
+    print(
+        f"batch {batch} sequences, 1 optimiser step per batch; median over {steps} step(s) after {args.warmup} "
+        f"warm-up step(s)\n"
+    )
+    print(
+        "| shape | params | path | wall s/step | tokens/s | MFU | CPU s/step | tokens/CPU-s | MFU (CPU time) "
+        "| ours / it (wall) | ours / it (CPU) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for shape in shapes:
         rows: dict[str, dict[str, float]] = {}
         with contextlib.redirect_stdout(sys.stderr):
             rows["ours (SFTModule)"] = run_ours(shape, batch, steps, args.warmup, peak)
-            rows["ours (SFTModule), batches pre-built like TRL's dataset"] = run_ours(shape, batch, steps, args.warmup,
-                                                                                      peak, prebuilt=True)
+            rows["ours (SFTModule), batches pre-built like TRL's dataset"] = run_ours(
+                shape, batch, steps, args.warmup, peak, prebuilt=True
+            )
             if trl_version:
-                rows["TRL SFTTrainer, grad. checkpointing on (default)"] = run_trl(shape, batch, steps, args.warmup,
-                                                                                   peak, True)
+                rows["TRL SFTTrainer, grad. checkpointing on (default)"] = run_trl(
+                    shape, batch, steps, args.warmup, peak, True
+                )
                 rows["TRL SFTTrainer, grad. checkpointing off"] = run_trl(shape, batch, steps, args.warmup, peak, False)
         from sweeps.models.build import build
 
         size = n_params(build(config(shape, batch, 1).model)[0])
         o = rows["ours (SFTModule)"]
         for name, r in rows.items():
-            print(f"| {shape} | {size / 1e6:.2f}M | {name} | {r['step']:.3f} | {r['tps']:.0f} | {100 * r['mfu']:.0f}% | "
-                  f"{r['cpu']:.3f} | {r['tps_cpu']:.0f} | {100 * r['mfu_cpu']:.0f}% | {o['tps'] / r['tps']:.2f}x | "
-                  f"{o['tps_cpu'] / r['tps_cpu']:.2f}x |", flush=True)
+            print(
+                f"| {shape} | {size / 1e6:.2f}M | {name} | {r['step']:.3f} | {r['tps']:.0f} | {100 * r['mfu']:.0f}% | "
+                f"{r['cpu']:.3f} | {r['tps_cpu']:.0f} | {100 * r['mfu_cpu']:.0f}% | {o['tps'] / r['tps']:.2f}x | "
+                f"{o['tps_cpu'] / r['tps_cpu']:.2f}x |",
+                flush=True,
+            )
     print(f"\nat the end: {machine_line().split(', ')[-1]}")
 
 

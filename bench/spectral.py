@@ -48,6 +48,7 @@ step 3 times one decomposition of each of the layer's shapes and skips the 7B ex
    counts within each aspect class: full ∝ m n min(m, n); eigh = Gram ∝ min² max + eigensolver
    ∝ min³ (timed apart); randomized ∝ m n (k + p). Extrapolated, not measured.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,18 +63,41 @@ import time
 from pathlib import Path
 
 SIZES = {
-    "default": {"shapes": [(512, 512), (512, 512), (512, 1536), (512, 1536)], "K": 8, "k": 64, "repeats": 3,
-                "tiny_model": [(128, 128), (128, 384)], "tiny_k": 16,
-                "big": {"square": (4096, 4096, 768), "wide": (1024, 5416, 192)}},
-    "tiny": {"shapes": [(64, 64), (64, 192)], "K": 3, "k": 8, "repeats": 1,
-             "tiny_model": [(128, 128), (128, 384)], "tiny_k": 16,
-             "big": {"square": (256, 256, 48), "wide": (128, 677, 24)}},
+    "default": {
+        "shapes": [(512, 512), (512, 512), (512, 1536), (512, 1536)],
+        "K": 8,
+        "k": 64,
+        "repeats": 3,
+        "tiny_model": [(128, 128), (128, 384)],
+        "tiny_k": 16,
+        "big": {"square": (4096, 4096, 768), "wide": (1024, 5416, 192)},
+    },
+    "tiny": {
+        "shapes": [(64, 64), (64, 192)],
+        "K": 3,
+        "k": 8,
+        "repeats": 1,
+        "tiny_model": [(128, 128), (128, 384)],
+        "tiny_k": 16,
+        "big": {"square": (256, 256, 48), "wide": (128, 677, 24)},
+    },
     # one transformer layer of Qwen2.5-0.5B: hidden 896, intermediate 4864, 14 heads, 2 KV heads of dim 64
-    "qwen0.5b-layer": {"shapes": [(896, 896), (128, 896), (128, 896), (896, 4864)], "K": 8, "k": 64, "repeats": 3,
-                       "names": ["model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
-                                 "model.layers.0.self_attn.v_proj.weight", "model.layers.0.mlp.down_proj.weight"],
-                       "tiny_model": [(896, 896), (128, 896), (896, 4864)], "tiny_k": 64, "tiny_reps": 3,
-                       "big": {}},
+    "qwen0.5b-layer": {
+        "shapes": [(896, 896), (128, 896), (128, 896), (896, 4864)],
+        "K": 8,
+        "k": 64,
+        "repeats": 3,
+        "names": [
+            "model.layers.0.self_attn.q_proj.weight",
+            "model.layers.0.self_attn.k_proj.weight",
+            "model.layers.0.self_attn.v_proj.weight",
+            "model.layers.0.mlp.down_proj.weight",
+        ],
+        "tiny_model": [(896, 896), (128, 896), (896, 4864)],
+        "tiny_k": 64,
+        "tiny_reps": 3,
+        "big": {},
+    },
 }
 QWEN7B = [("q", 3584, 3584, 1), ("k", 512, 3584, 1), ("v", 512, 3584, 1), ("down", 3584, 18944, 1)]
 LAYERS_7B, K_7B = 28, 768
@@ -95,8 +119,9 @@ def set_threads(n: int) -> None:
 
 
 # --- synthetic checkpoints -------------------------------------------------------------------------
-def make_checkpoints(root: Path, shapes: list[tuple[int, int]], K: int, eps: float = 0.01,
-                     names: list[str] | None = None) -> list[Path]:
+def make_checkpoints(
+    root: Path, shapes: list[tuple[int, int]], K: int, eps: float = 0.01, names: list[str] | None = None
+) -> list[Path]:
     import torch
     from safetensors.torch import save_file
 
@@ -109,8 +134,11 @@ def make_checkpoints(root: Path, shapes: list[tuple[int, int]], K: int, eps: flo
 
     mats = {}
     for i, (m, n) in enumerate(shapes):
-        name = names[i] if names else (f"model.layers.{i}.self_attn.q_proj.weight" if m == n
-                                       else f"model.layers.{i}.mlp.down_proj.weight")
+        name = (
+            names[i]
+            if names
+            else (f"model.layers.{i}.self_attn.q_proj.weight" if m == n else f"model.layers.{i}.mlp.down_proj.weight")
+        )
         r = min(m, n)
         U = torch.linalg.qr(torch.randn(m, r, generator=g, dtype=torch.float64)).Q  # [m, r]
         V = torch.linalg.qr(torch.randn(n, r, generator=g, dtype=torch.float64)).Q  # [n, r]
@@ -121,7 +149,10 @@ def make_checkpoints(root: Path, shapes: list[tuple[int, int]], K: int, eps: flo
     for t in range(K):
         path = root / f"step={t:06d}"
         path.mkdir(parents=True)
-        save_file({nm: (W * (1 + 0.01 * t)).float().contiguous() for nm, W in current.items()}, str(path / "model.safetensors"))
+        save_file(
+            {nm: (W * (1 + 0.01 * t)).float().contiguous() for nm, W in current.items()},
+            str(path / "model.safetensors"),
+        )
         current = {nm: mats[nm][1] @ W @ mats[nm][2].T for nm, W in current.items()}
         paths.append(path)
     return paths
@@ -149,8 +180,10 @@ def pairs(K: int, workload: str) -> list[tuple[int, str, int]]:
     checkpoint ``OOD_PEAK`` (when it exists) and t - 1 (for t = 1 the same checkpoint as base,
     and for t = OOD_PEAK the target itself, as in the stage, which writes every table).
     """
-    refs = {"one": lambda t: [("base", 0)],
-            "stage": lambda t: [("base", 0)] + ([("ood_peak", OOD_PEAK)] if OOD_PEAK < K else []) + [("previous", t - 1)]}
+    refs = {
+        "one": lambda t: [("base", 0)],
+        "stage": lambda t: [("base", 0)] + ([("ood_peak", OOD_PEAK)] if OOD_PEAK < K else []) + [("previous", t - 1)],
+    }
     return [(t, name, r) for t in range(1, K) for name, r in refs[workload](t)]
 
 
@@ -191,8 +224,12 @@ def work_stream(paths: list[Path], k: int, method: str, workload: str = "one") -
         keep = keeps_target({ref: paths[r] for _, ref, r in mine})  # the stage's rule
         for _, ref, r in mine:
             for row in compare(Checkpoint(paths[r]), tgt, names, cache, opts, keep_target=keep):
-                out[f"{t}/{ref}/{row['name']}"] = [row["u_angle_mean"], row["u_angle_max"], row["v_angle_mean"],
-                                                   row["v_angle_max"]]
+                out[f"{t}/{ref}/{row['name']}"] = [
+                    row["u_angle_mean"],
+                    row["u_angle_max"],
+                    row["v_angle_mean"],
+                    row["v_angle_max"],
+                ]
         cache.retain([paths[t], *fixed])
     return out
 
@@ -235,16 +272,40 @@ def worker(args: argparse.Namespace) -> None:
     base = _rss_kb("VmRSS")
     t0 = time.perf_counter()
     workload = args.workload[0]  # a worker runs one
-    res = (work_naive(paths, args.k, workload) if args.worker == "naive"
-           else work_stream(paths, args.k, args.worker, workload))
+    res = (
+        work_naive(paths, args.k, workload)
+        if args.worker == "naive"
+        else work_stream(paths, args.k, args.worker, workload)
+    )
     seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "peak_mb": (_rss_kb("VmHWM") - base) / 1024,
-                      "results": {k: [float(x) for x in v] for k, v in res.items()}}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_mb": (_rss_kb("VmHWM") - base) / 1024,
+                "results": {k: [float(x) for x in v] for k, v in res.items()},
+            }
+        )
+    )
 
 
 def spawn(which: str, d: Path, k: int, threads: int, workload: str, memory: bool = False, warmup: str = "pair") -> dict:
-    cmd = [sys.executable, __file__, "--worker", which, "--dir", str(d), "--k", str(k), "--threads", str(threads),
-           "--warmup", warmup, "--workload", workload]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        which,
+        "--dir",
+        str(d),
+        "--k",
+        str(k),
+        "--threads",
+        str(threads),
+        "--warmup",
+        warmup,
+        "--workload",
+        workload,
+    ]
     # memory runs: a fixed mmap threshold makes glibc return every large buffer when it is freed,
     # so the high-water mark measures live data, not heap fragmentation (it slows every path a
     # little, so timing runs go without it)
@@ -257,8 +318,10 @@ def spawn(which: str, d: Path, k: int, threads: int, workload: str, memory: bool
 
 # --- part 1: stream vs naive -----------------------------------------------------------------------
 WORKLOADS = ("stage", "one")
-TITLES = {"stage": "every checkpoint against base, ood_peak and previous (the stage's default references)",
-          "one": "every checkpoint against one fixed reference (checkpoint 0)"}
+TITLES = {
+    "stage": "every checkpoint against base, ood_peak and previous (the stage's default references)",
+    "one": "every checkpoint against one fixed reference (checkpoint 0)",
+}
 
 
 def compare_paths(size: dict, threads: int, workloads: list[str]) -> None:
@@ -277,11 +340,15 @@ def compare_workload(size: dict, threads: int, workload: str, d: Path, K: int) -
     pair_mb = 2 * sum(m * n for m, n in size["shapes"]) * 4 / 2**20
     shapes = ", ".join(f"{m}x{n}" for m, n in size["shapes"])
     n_pairs = len(pairs(K, workload))
-    print(f"\n## streaming pass vs naive, workload {workload}: {TITLES[workload]}; K={K} checkpoints, "
-          f"{n_pairs} checkpoint pairs (naive: {2 * n_pairs} SVDs per matrix; stream: one decomposition per "
-          f"checkpoint, {K}), matrices {shapes}, k={size['k']}, median of {size['repeats']} run(s)\n")
-    print("| path | median s | speed-up vs naive | peak MB above baseline | same, with one-time library buffers "
-          "| max abs angle diff vs naive (rad) |")
+    print(
+        f"\n## streaming pass vs naive, workload {workload}: {TITLES[workload]}; K={K} checkpoints, "
+        f"{n_pairs} checkpoint pairs (naive: {2 * n_pairs} SVDs per matrix; stream: one decomposition per "
+        f"checkpoint, {K}), matrices {shapes}, k={size['k']}, median of {size['repeats']} run(s)\n"
+    )
+    print(
+        "| path | median s | speed-up vs naive | peak MB above baseline | same, with one-time library buffers "
+        "| max abs angle diff vs naive (rad) |"
+    )
     print("|---|---|---|---|---|---|")
     for w, rs in runs.items():
         t = statistics.median(r["seconds"] for r in rs)
@@ -293,9 +360,11 @@ def compare_workload(size: dict, threads: int, workload: str, d: Path, K: int) -
             assert err < TOL, f"stream method={w} disagrees with the naive angles by {err:.2e} rad"
     trip_mb = sum((m + n + 1) * min(size["k"], m // 2, n // 2) for m, n in size["shapes"]) * 8 / 2**20
     held = {"stage": "base, ood_peak and previous", "one": "the reference"}[workload]
-    print(f"\ntwo checkpoints' target matrices: {pair_mb:.1f} MB as float32 (on disk), {2 * pair_mb:.1f} MB as float64; "
-          f"one checkpoint's float64 top-k triplets (U, S, V): {trip_mb:.1f} MB, of which the stream keeps "
-          f"those of {held} cached besides the current target's")
+    print(
+        f"\ntwo checkpoints' target matrices: {pair_mb:.1f} MB as float32 (on disk), {2 * pair_mb:.1f} MB as float64; "
+        f"one checkpoint's float64 top-k triplets (U, S, V): {trip_mb:.1f} MB, of which the stream keeps "
+        f"those of {held} cached besides the current target's"
+    )
 
 
 # --- part 2: per-matrix cost and the 7B extrapolation ----------------------------------------------
@@ -315,7 +384,7 @@ def per_matrix(m: int, n: int, k: int, repeats: int) -> dict[str, float]:
 
     W = torch.randn(m, n, generator=torch.Generator().manual_seed(0))  # [m, n] float32, as checkpoints store it
     opts = Options(k=k)
-    out = {meth: timed(lambda: decompose(W, k, opts, meth), repeats) for meth in METHODS}
+    out = {meth: timed(lambda meth=meth: decompose(W, k, opts, meth), repeats) for meth in METHODS}
     G = _gram(W)  # [r, r] float64 (what the eigh method builds)
     out["gram"] = timed(lambda: _gram(W), repeats)
     out["eig"] = timed(lambda: _top_eigh(G, k), repeats)  # not in place: G is reused
@@ -326,14 +395,18 @@ def scale(shape: tuple[int, int, int], measured: tuple[int, int, int], t: dict[s
     """Seconds for one decomposition of ``shape`` from the timings ``t`` of ``measured`` (same aspect class)."""
     (m, n, k), (bm, bn, bk) = shape, measured
     r, M, br, bM = min(m, n), max(m, n), min(bm, bn), max(bm, bn)
-    return {"full": t["full"] * (m * n * r) / (bm * bn * br),
-            "eigh": t["gram"] * (r * r * M) / (br * br * bM) + t["eig"] * (r / br) ** 3,
-            "randomized": t["randomized"] * (m * n * (k + p)) / (bm * bn * (bk + p))}
+    return {
+        "full": t["full"] * (m * n * r) / (bm * bn * br),
+        "eigh": t["gram"] * (r * r * M) / (br * br * bM) + t["eig"] * (r / br) ** 3,
+        "randomized": t["randomized"] * (m * n * (k + p)) / (bm * bn * (bk + p)),
+    }
 
 
 def extrapolate(big: dict[str, tuple[int, int, int]], timings: dict) -> None:
-    print(f"\n## Qwen2.5-7B, one checkpoint pair, extrapolated from the {' and '.join(f'{m}x{n} (k={k})' for m, n, k in big.values())} "
-          "timings above (square shapes from the square one, wide ones from the wide one)\n")
+    print(
+        f"\n## Qwen2.5-7B, one checkpoint pair, extrapolated from the {' and '.join(f'{m}x{n} (k={k})' for m, n, k in big.values())} "
+        "timings above (square shapes from the square one, wide ones from the wide one)\n"
+    )
     print("| matrix | shape | k | per layer: full SVD s | eigh s | randomized s |")
     print("|---|---|---|---|---|---|")
     tot = dict.fromkeys(METHODS, 0.0)
@@ -344,28 +417,35 @@ def extrapolate(big: dict[str, tuple[int, int, int]], timings: dict) -> None:
         for meth in METHODS:
             tot[meth] += est[meth] * count * LAYERS_7B
         print(f"| {name} | {m}x{n} | {k} | {est['full']:.2f} | {est['eigh']:.2f} | {est['randomized']:.2f} |")
-    print(f"\nper checkpoint pair ({LAYERS_7B} layers, reference cached): naive (2 full SVDs per matrix) "
-          f"{2 * tot['full'] / 60:.1f} min; stream full {tot['full'] / 60:.1f} min; stream eigh "
-          f"{tot['eigh'] / 60:.1f} min; stream randomized {tot['randomized'] / 60:.1f} min "
-          f"(+ the same again for a decomposition of ΔW when update_spectrum is on). Extrapolated, not measured.")
+    print(
+        f"\nper checkpoint pair ({LAYERS_7B} layers, reference cached): naive (2 full SVDs per matrix) "
+        f"{2 * tot['full'] / 60:.1f} min; stream full {tot['full'] / 60:.1f} min; stream eigh "
+        f"{tot['eigh'] / 60:.1f} min; stream randomized {tot['randomized'] / 60:.1f} min "
+        f"(+ the same again for a decomposition of ΔW when update_spectrum is on). Extrapolated, not measured."
+    )
     per_layer = sum(m * n for _, m, n, _ in QWEN7B)
-    print(f"two checkpoints' target matrices: {2 * per_layer * LAYERS_7B * 2 / 2**30:.1f} GiB in bf16; "
-          f"stream eigh with metrics [angles] holds one matrix as stored plus its float64 Gram matrix at a time "
-          f"(largest: down, {3584 * 18944 * 2 / 2**30:.2f} GiB bf16 + {3584 ** 2 * 8 / 2**30:.2f} GiB) "
-          f"plus {sum((m + n + 1) * min(K_7B, min(m, n) // 2) for _, m, n, _ in QWEN7B) * 8 * LAYERS_7B / 2**30:.1f} "
-          f"GiB of float64 top-k triplets per cached checkpoint.")
+    print(
+        f"two checkpoints' target matrices: {2 * per_layer * LAYERS_7B * 2 / 2**30:.1f} GiB in bf16; "
+        f"stream eigh with metrics [angles] holds one matrix as stored plus its float64 Gram matrix at a time "
+        f"(largest: down, {3584 * 18944 * 2 / 2**30:.2f} GiB bf16 + {3584**2 * 8 / 2**30:.2f} GiB) "
+        f"plus {sum((m + n + 1) * min(K_7B, min(m, n) // 2) for _, m, n, _ in QWEN7B) * 8 * LAYERS_7B / 2**30:.1f} "
+        f"GiB of float64 top-k triplets per cached checkpoint."
+    )
 
 
 def costs(size: dict, threads: int) -> None:
-    rows = ([(m, n, size["tiny_k"], size.get("tiny_reps", 5)) for m, n in size["tiny_model"]]
-            + [(*b, 1) for b in size["big"].values()])
+    rows = [(m, n, size["tiny_k"], size.get("tiny_reps", 5)) for m, n in size["tiny_model"]] + [
+        (*b, 1) for b in size["big"].values()
+    ]
     print("\n## one top-k decomposition per matrix (s; eigh = Gram product + top-k eigensolver)\n")
     print("| shape | k | full SVD | eigh | randomized (n_iter=4, p=10) | Gram | eigensolver |")
     print("|---|---|---|---|---|---|---|")
     timings = {}
     for m, n, k, reps in rows:
         t = timings[(m, n, k)] = per_matrix(m, n, k, reps)
-        print(f"| {m}x{n} | {k} | {t['full']:.4f} | {t['eigh']:.4f} | {t['randomized']:.4f} | {t['gram']:.4f} | {t['eig']:.4f} |")
+        print(
+            f"| {m}x{n} | {k} | {t['full']:.4f} | {t['eigh']:.4f} | {t['randomized']:.4f} | {t['gram']:.4f} | {t['eig']:.4f} |"
+        )
     if size["big"]:
         extrapolate(size["big"], timings)
 
@@ -374,27 +454,50 @@ def machine(threads: int) -> str:
     import scipy
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return (f"machine: {os.cpu_count()} cores ({cpu}), torch {torch.__version__}, scipy {scipy.__version__}, "
-            f"threads {threads}, GPU {gpu}, python {platform.python_version()}")
+    return (
+        f"machine: {os.cpu_count()} cores ({cpu}), torch {torch.__version__}, scipy {scipy.__version__}, "
+        f"threads {threads}, GPU {gpu}, python {platform.python_version()}"
+    )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tiny", action="store_true", help="small sizes (seconds), for the smoke test; same as --preset tiny")
-    p.add_argument("--preset", choices=tuple(SIZES), default="default",
-                   help="sizes: default (2x512x512 + 2x512x1536), qwen0.5b-layer (one Qwen2.5-0.5B layer's "
-                        "q/k/v/down shapes) or tiny")
+    p.add_argument(
+        "--tiny", action="store_true", help="small sizes (seconds), for the smoke test; same as --preset tiny"
+    )
+    p.add_argument(
+        "--preset",
+        choices=tuple(SIZES),
+        default="default",
+        help="sizes: default (2x512x512 + 2x512x1536), qwen0.5b-layer (one Qwen2.5-0.5B layer's "
+        "q/k/v/down shapes) or tiny",
+    )
     p.add_argument("--threads", type=int, default=1, help="CPU threads for every method (default 1)")
     p.add_argument("--worker", choices=("naive", *METHODS), help=argparse.SUPPRESS)
     p.add_argument("--dir", help=argparse.SUPPRESS)
     p.add_argument("--k", type=int, help=argparse.SUPPRESS)
     p.add_argument("--warmup", choices=("pair", "small"), default="pair", help=argparse.SUPPRESS)
-    p.add_argument("--workload", choices=WORKLOADS, nargs="+", default=list(WORKLOADS),
-                   help="which comparisons: stage (every checkpoint against base, ood_peak and previous, "
-                        "the spectral stage's default references) and/or one (one fixed reference)")
+    p.add_argument(
+        "--workload",
+        choices=WORKLOADS,
+        nargs="+",
+        default=list(WORKLOADS),
+        help="which comparisons: stage (every checkpoint against base, ood_peak and previous, "
+        "the spectral stage's default references) and/or one (one fixed reference)",
+    )
     args = p.parse_args()
     if args.worker:
         return worker(args)

@@ -81,7 +81,9 @@ def main() -> None:
         print(f"\nre-run left every metrics.jsonl untouched: {unchanged}; at the end: {machine_line().split(', ')[-1]}")
         if rc1 or rc2:
             log = out / ("bench_study_run1.log" if rc1 else "bench_study_run2.log")
-            print(f"a run failed; the tail of {log}:\n" + "\n".join(log.read_text().splitlines()[-30:]), file=sys.stderr)
+            print(
+                f"a run failed; the tail of {log}:\n" + "\n".join(log.read_text().splitlines()[-30:]), file=sys.stderr
+            )
             sys.exit(1)
     finally:
         if not keep and not os.environ.get("BENCH_KEEP"):

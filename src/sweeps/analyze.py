@@ -20,8 +20,8 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from sweeps import CONF_DIR, schema
-from sweeps.cli import one_line_errors
 from sweeps.analysis import config  # noqa: F401  (registers analyze_schema)
+from sweeps.cli import one_line_errors
 from sweeps.runs import atomic_write_json
 
 log = logging.getLogger("sweeps.analyze")
@@ -34,7 +34,7 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
     from sweeps.analysis.tables import read_study
 
     with open_dict(cfg):
-        if "/" in str(cfg.study):             # study=outputs/<name>: a study directory
+        if "/" in str(cfg.study):  # study=outputs/<name>: a study directory
             cfg.paths.output_dir, cfg.study = str(Path(cfg.study).expanduser().parent), Path(cfg.study).name
         cfg.paths.output_dir = str(Path(cfg.paths.output_dir).expanduser().resolve())
     schema.validate(cfg)
@@ -42,20 +42,31 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
     study = read_study(root, list(a.stages) or None)
     unknown = sorted(set(a.stages) - set(study.stages()))
     if unknown:
-        raise ValueError(f"analysis.stages names {unknown}, which have no run directories under {root} (found {study.stages()})")
+        raise ValueError(
+            f"analysis.stages names {unknown}, which have no run directories under {root} (found {study.stages()})"
+        )
     res = analyse(study, Options(a.confidence, a.n_resamples, a.seed, a.method, a.flat_tolerance, a.select_fraction))
     out = root / "analysis"
     tables = report.write_tables(res, study, out)
     figures = plots.draw_all(res, study, out / "figures")
     page = report.write_report(res, study, figures, tables, root / "report" / "index.html")
     metrics = report.summary_metrics(res)
-    summary = {"study": cfg.study, "report": str(page), "tables": len(tables), "figures": len(figures),
-               "metrics": len(metrics), "missing": len(study.missing), "non_finite": len(study.non_finite), "parent_run_id": None}
+    summary = {
+        "study": cfg.study,
+        "report": str(page),
+        "tables": len(tables),
+        "figures": len(figures),
+        "metrics": len(metrics),
+        "missing": len(study.missing),
+        "non_finite": len(study.non_finite),
+        "parent_run_id": None,
+    }
     if cfg.tracking.builder.endswith(".mlflow"):
         artifacts = {"analysis": tables, "analysis/figures": [p for _, p in figures], "report": [page]}
         try:
-            summary["parent_run_id"] = report.log_mlflow(cfg.tracking.uri, cfg.tracking.experiment or cfg.study,
-                                                         cfg.study, metrics, artifacts)
+            summary["parent_run_id"] = report.log_mlflow(
+                cfg.tracking.uri, cfg.tracking.experiment or cfg.study, cfg.study, metrics, artifacts
+            )
         except Exception as err:  # noqa: BLE001 - the files are the result; MLflow mirrors them
             log.warning("MLflow logging failed (%s); the tables, figures and report are on disk", err)
     atomic_write_json(out / "analysis.json", summary)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class Preempted(RuntimeError):
@@ -55,7 +56,7 @@ def hydra_error_line(err: BaseException) -> str:
     from omegaconf import DictConfig, OmegaConf
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-    head, *hints = one_line(err).split("; ")       # e.g. "Could not override 'x'." + "To append ... use +x=1"
+    head, *hints = one_line(err).split("; ")  # e.g. "Could not override 'x'." + "To append ... use +x=1"
     head = head.rstrip(".")
     override = getattr(err, "override", None)
     if override:
@@ -64,13 +65,18 @@ def hydra_error_line(err: BaseException) -> str:
     if isinstance(cause, OmegaConfBaseException):
         head += f": {one_line(cause)}"
         parent = getattr(cause, "parent_node", None)
-        if isinstance(cause, ConfigKeyError | ConfigAttributeError) and isinstance(parent, DictConfig) \
-                and dataclasses.is_dataclass(OmegaConf.get_type(parent)):
+        if (
+            isinstance(cause, ConfigKeyError | ConfigAttributeError)
+            and isinstance(parent, DictConfig)
+            and dataclasses.is_dataclass(OmegaConf.get_type(parent))
+        ):
             # a schema'd node: "+key=value" would be refused too (schema.check_keys); name the near miss
             keys = [str(k) for k in parent.keys()]
             close = difflib.get_close_matches(str(cause.key), keys, n=1)
             where = str(cause.full_key).rpartition(".")[0]
-            hints = [f"did you mean {where + '.' if where else ''}{close[0]}?" if close else f"the keys there are {keys}"]
+            hints = [
+                f"did you mean {where + '.' if where else ''}{close[0]}?" if close else f"the keys there are {keys}"
+            ]
     return "; ".join([head, *hints])
 
 
@@ -80,7 +86,7 @@ def _compact_hydra_errors() -> None:
     Other exceptions, and every error under HYDRA_FULL_ERROR=1, keep Hydra's own report."""
     import os
 
-    try:                                   # a private Hydra function: without it, Hydra's own report stays
+    try:  # a private Hydra function: without it, Hydra's own report stays
         from hydra._internal import utils as hydra_utils
         from hydra.errors import CompactHydraException
 
@@ -112,12 +118,12 @@ def one_line_errors(fn: Callable[..., Any], *args: Any, log: logging.Logger | No
     """Call ``fn(*args)``; a user error becomes ``SystemExit("error: <message>")``."""
     try:
         return fn(*args)
-    except Preempted as err:                   # SIGTERM: state saved; 143 tells a scheduler "terminated"
+    except Preempted as err:  # SIGTERM: state saved; 143 tells a scheduler "terminated"
         if log is not None:
             log.warning("%s", err)
         print(f"stopped: {err}", file=sys.stderr)
         raise SystemExit(Preempted.exit_code) from None
-    except USER_ERRORS as err:                 # ConfigError and CheckpointError are ValueErrors
+    except USER_ERRORS as err:  # ConfigError and CheckpointError are ValueErrors
         if log is not None:
             log.error("%s: %s", type(err).__name__, err)
         raise SystemExit(f"error: {one_line(err)}") from None

@@ -58,21 +58,27 @@ def section(study_dir: Path, figure: str | None) -> str:
     lines = []
     if figure:
         lines += [f"![{study_dir.name}: SFT curves and RL from checkpoints]({figure})", ""]
-    lines += [f"Measured quantities: mean over {n} seeds with a 95% bootstrap CI in brackets "
-              "(`sweeps-analyze`, percentile bootstrap over seeds; greedy success on the frozen 200-item "
-              "ID and OOD sets).", "",
-              "| quantity | estimate [95% CI] |", "|---|---|",
-              f"| SFT: OOD peak step | {ci(sft.get('ood_peak_step'), 0)} |",
-              f"| SFT: OOD at the peak | {ci(sft.get('ood_peak_value'))} |",
-              f"| SFT: OOD at the end | {ci(sft.get('ood_end_value'))} |",
-              f"| SFT: OOD max − end (biased up by noise) | {ci(sft.get('ood_max_minus_end'))} |",
-              f"| SFT: OOD peak − end, cross-fitted (unbiased) | {ci(sft.get('ood_drop_crossfit'))} |",
-              f"| SFT: ID at the end | {ci(sft.get('id_end_value'))} |"]
+    lines += [
+        f"Measured quantities: mean over {n} seeds with a 95% bootstrap CI in brackets "
+        "(`sweeps-analyze`, percentile bootstrap over seeds; greedy success on the frozen 200-item "
+        "ID and OOD sets).",
+        "",
+        "| quantity | estimate [95% CI] |",
+        "|---|---|",
+        f"| SFT: OOD peak step | {ci(sft.get('ood_peak_step'), 0)} |",
+        f"| SFT: OOD at the peak | {ci(sft.get('ood_peak_value'))} |",
+        f"| SFT: OOD at the end | {ci(sft.get('ood_end_value'))} |",
+        f"| SFT: OOD max − end (biased up by noise) | {ci(sft.get('ood_max_minus_end'))} |",
+        f"| SFT: OOD peak − end, cross-fitted (unbiased) | {ci(sft.get('ood_drop_crossfit'))} |",
+        f"| SFT: ID at the end | {ci(sft.get('id_end_value'))} |",
+    ]
     for stage in sorted({r["stage"] for r in summary if r["stage"] != "sft"}):
         rl = sorted((r for r in summary if r["stage"] == stage), key=lambda r: _f(r.get("init_step")))
         for init in dict.fromkeys(r["init_step"] for r in rl):
             by = {r["metric"]: r for r in rl if r["init_step"] == init}
-            lines.append(f"| {stage} from SFT step {int(_f(init))}: ΔOOD / ΔID | {ci(by.get('d_ood'))} / {ci(by.get('d_id'))} |")
+            lines.append(
+                f"| {stage} from SFT step {int(_f(init))}: ΔOOD / ΔID | {ci(by.get('d_ood'))} / {ci(by.get('d_id'))} |"
+            )
         win = next((w for w in windows if w.get("stage") == stage), None)
         if win:
             inside = win.get("window") or "[]"
@@ -83,7 +89,9 @@ def section(study_dir: Path, figure: str | None) -> str:
     for r in corr:
         if r.get("correlation") == "spearman":
             role = "control" if r.get("role") == "control" else "rotation"
-            lines.append(f"| Spearman({r['scalar']} vs OOD drop), {role}, ref {r.get('reference') or '-'} | {ci(r, 2)} |")
+            lines.append(
+                f"| Spearman({r['scalar']} vs OOD drop), {role}, ref {r.get('reference') or '-'} | {ci(r, 2)} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -20,8 +20,9 @@ train on exactly what was sampled; evaluation only reads rewards and error class
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from sweeps.generation.base import Generation, SamplingParams, derive_seed
 from sweeps.tasks.base import Example, Task
@@ -46,7 +47,7 @@ class Episode:
     item: int
     turns: list[Turn] = field(default_factory=list)
     success: bool = False
-    truncated: bool = False          # ended by the context limit, not by the attempt budget
+    truncated: bool = False  # ended by the context limit, not by the attempt budget
 
     @property
     def rewards(self) -> list[float]:
@@ -98,8 +99,8 @@ def play(
     if len(items) != len(examples):
         raise ValueError(f"play: {len(items)} item indices for {len(examples)} examples")
     episodes = [Episode(item=items[i]) for i in range(len(examples))]
-    steps, tries = [0] * len(examples), [0] * len(examples)          # current step, attempts used there
-    views = [task.at_step(ex, 0) for ex in examples]                  # each example as seen at its step
+    steps, tries = [0] * len(examples), [0] * len(examples)  # current step, attempts used there
+    views = [task.at_step(ex, 0) for ex in examples]  # each example as seen at its step
     convs = [[{"role": "user", "content": task.prompt(v)}] for v in views]
     active = list(range(len(examples)))
     while active:
@@ -117,10 +118,21 @@ def play(
                 text = tokenizer.decode(toks, skip_special_tokens=True)
                 grade = task.grade(views[i], text)
                 if not math.isfinite(grade.reward):
-                    raise ValueError(f"task {task.name!r} graded item {items[i]} with a non-finite reward "
-                                     f"({grade.reward}); a grader must return finite rewards")
-                episodes[i].turns.append(Turn(prompts[i], list(toks), list(lps), text, float(grade.reward),
-                                              bool(grade.correct), list(grade.errors)))
+                    raise ValueError(
+                        f"task {task.name!r} graded item {items[i]} with a non-finite reward "
+                        f"({grade.reward}); a grader must return finite rewards"
+                    )
+                episodes[i].turns.append(
+                    Turn(
+                        prompts[i],
+                        list(toks),
+                        list(lps),
+                        text,
+                        float(grade.reward),
+                        bool(grade.correct),
+                        list(grade.errors),
+                    )
+                )
                 if grade.correct:
                     steps[i], tries[i] = steps[i] + 1, 0
                     if steps[i] == task.num_steps(examples[i]):
@@ -130,7 +142,9 @@ def play(
                         convs[i] = [{"role": "user", "content": task.prompt(views[i])}]
                 else:
                     tries[i] += 1
-                    convs[i] = convs[i] + [{"role": "assistant", "content": text},
-                                           {"role": "user", "content": task.feedback_message(grade)}]
+                    convs[i] = convs[i] + [
+                        {"role": "assistant", "content": text},
+                        {"role": "user", "content": task.feedback_message(grade)},
+                    ]
         active = [i for i in active if not episodes[i].success and tries[i] < attempts]
     return episodes

@@ -1,6 +1,7 @@
 """``sweeps-eval``: score any checkpoint directory on a task's frozen ID/OOD sets.
 
-    sweeps-eval "ckpt='outputs/default/sft/tiny/general_points/base/seed=0/ckpt/step=000300'"   # quoted: Hydra's grammar reads '=' in a value
+    # quoted: Hydra's grammar reads '=' in a value
+    sweeps-eval "ckpt='outputs/default/sft/tiny/general_points/base/seed=0/ckpt/step=000300'"
     sweeps-eval ckpt=/path/to/hf_model task=determinant eval.temperature=0.7 eval.size=500
 
 Writes eval.json and episodes_<split>.jsonl into ``out`` (default: the checkpoint directory).

@@ -28,8 +28,9 @@ import hashlib
 import json
 import logging
 import random
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from sweeps.episodes import Episode, play
 from sweeps.generation.base import SamplingParams, derive_seed
@@ -72,7 +73,7 @@ def frozen_evalset(task: Task, task_cfg: dict[str, Any], split: str, n: int, see
     if path.is_file():
         try:
             examples = [Example.from_json(json.loads(line)) for line in path.read_text().splitlines() if line]
-        except (ValueError, KeyError, TypeError, AttributeError):    # torn or edited: it is only a cache
+        except (ValueError, KeyError, TypeError, AttributeError):  # torn or edited: it is only a cache
             examples = []
         if len(examples) == n:
             return examples
@@ -83,16 +84,33 @@ def frozen_evalset(task: Task, task_cfg: dict[str, Any], split: str, n: int, see
 
 
 # --- episodes ------------------------------------------------------------------------------
-def run_episodes(generate: Any, tokenizer: Any, task: Task, examples: Sequence[Example], params: SamplingParams,
-                 seed_parts: tuple[Any, ...], batch_size: int, max_length: int | None = None) -> list[Episode]:
+def run_episodes(
+    generate: Any,
+    tokenizer: Any,
+    task: Task,
+    examples: Sequence[Example],
+    params: SamplingParams,
+    seed_parts: tuple[Any, ...],
+    batch_size: int,
+    max_length: int | None = None,
+) -> list[Episode]:
     """Evaluation episodes of every item, this rank playing its share (see the module doc);
     the whole list, in item order, on rank 0; None on the other ranks."""
     from sweeps.parallel import world
 
     w = world.world()
     mine = list(range(w.rank, len(examples), w.size))
-    episodes = play(generate, tokenizer, task, [examples[i] for i in mine], params, seed_parts, batch_size,
-                    max_length=max_length, items=mine)
+    episodes = play(
+        generate,
+        tokenizer,
+        task,
+        [examples[i] for i in mine],
+        params,
+        seed_parts,
+        batch_size,
+        max_length=max_length,
+        items=mine,
+    )
     parts = world.gather(episodes)
     return None if parts is None else sorted((e for part in parts for e in part), key=lambda e: e.item)
 
@@ -120,9 +138,20 @@ def summarize(task: Task, episodes: Sequence[Episode]) -> dict[str, float]:
 
 
 def save_episodes(path: Path, examples: Sequence[Example], episodes: Sequence[Episode]) -> None:
-    lines = [json.dumps({"item": ep.item, "success": ep.success, "texts": ep.texts, "rewards": ep.rewards,
-                         "errors": ep.errors, "example": ex.to_json()}, sort_keys=True)
-             for ex, ep in zip(examples, episodes)]
+    lines = [
+        json.dumps(
+            {
+                "item": ep.item,
+                "success": ep.success,
+                "texts": ep.texts,
+                "rewards": ep.rewards,
+                "errors": ep.errors,
+                "example": ex.to_json(),
+            },
+            sort_keys=True,
+        )
+        for ex, ep in zip(examples, episodes)
+    ]
     atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
@@ -135,15 +164,19 @@ class Evaluator:
         from sweeps.parallel import world
 
         # rank 0 loads (or creates) the study's frozen sets and hands them to the other ranks
-        self.sets = {s: world.on_main(frozen_evalset, task, task_cfg, s, n, eval_cfg.seed, evalset_root)
-                     for s in eval_cfg.splits}
+        self.sets = {
+            s: world.on_main(frozen_evalset, task, task_cfg, s, n, eval_cfg.seed, evalset_root) for s in eval_cfg.splits
+        }
         self.params = SamplingParams(
-            max_new_tokens=task.max_new_tokens, temperature=eval_cfg.temperature,
-            top_p=eval_cfg.top_p, top_k=eval_cfg.top_k,
+            max_new_tokens=task.max_new_tokens,
+            temperature=eval_cfg.temperature,
+            top_p=eval_cfg.top_p,
+            top_k=eval_cfg.top_k,
         )
 
-    def __call__(self, model: Any, tokenizer: Any, step: int, out_dir: Path | None = None,
-                 stop_check: Any = None) -> dict[str, float]:
+    def __call__(
+        self, model: Any, tokenizer: Any, step: int, out_dir: Path | None = None, stop_check: Any = None
+    ) -> dict[str, float]:
         """Score ``model`` (every rank calls this together); writes the files on rank 0 and
         returns the metrics on every rank."""
         import torch
@@ -158,17 +191,24 @@ class Evaluator:
 
         def generate(prompts: list[list[int]], params: SamplingParams, seeds: list[int]) -> Any:
             if stop_check is not None:
-                stop_check(step)                     # SIGTERM: stop between batches (one process)
+                stop_check(step)  # SIGTERM: stop between batches (one process)
             return hf.generate(model, prompts, params, pad_id=tokenizer.pad_token_id, eos_ids=eos, seeds=seeds)
 
         metrics: dict[str, float] = {}
         try:
             with gathered(model), torch.inference_mode():
                 for split, examples in self.sets.items():
-                    episodes = run_episodes(generate, tokenizer, self.task, examples, self.params,
-                                            (self.run_seed, step, split), self.eval_cfg.batch_size,
-                                            max_length=max_positions(model))
-                    if episodes is None:                   # not rank 0: the metrics come below
+                    episodes = run_episodes(
+                        generate,
+                        tokenizer,
+                        self.task,
+                        examples,
+                        self.params,
+                        (self.run_seed, step, split),
+                        self.eval_cfg.batch_size,
+                        max_length=max_positions(model),
+                    )
+                    if episodes is None:  # not rank 0: the metrics come below
                         continue
                     metrics.update({f"eval/{split}/{k}": v for k, v in summarize(self.task, episodes).items()})
                     if out_dir is not None:
@@ -176,5 +216,7 @@ class Evaluator:
         finally:
             model.train(was_training)
         if out_dir is not None and world.world().main:
-            atomic_write_text(Path(out_dir) / "eval.json", json.dumps({"step": step, **metrics}, sort_keys=True, indent=1))
+            atomic_write_text(
+                Path(out_dir) / "eval.json", json.dumps({"step": step, **metrics}, sort_keys=True, indent=1)
+            )
         return world.broadcast(metrics)

@@ -29,8 +29,9 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -77,7 +78,9 @@ def check_slurm(partition: str | None) -> None:
     have = sorted({p.rstrip("*") for p in _slurm_tool("sinfo", "-h", "-o", "%P").split()})
     for p in (partition or "").split(","):
         if p and p not in have:
-            raise LaunchError(f"error: SLURM partition {p!r} does not exist; partitions here: {', '.join(have) or 'none'}")
+            raise LaunchError(
+                f"error: SLURM partition {p!r} does not exist; partitions here: {', '.join(have) or 'none'}"
+            )
     _slurm_tool("sacct", "-o", "JobID", "--parsable2", "-j", "1")
 
 
@@ -86,7 +89,9 @@ def _slurm_tool(*cmd: str) -> str:
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     except FileNotFoundError:
-        raise LaunchError(f"error: {cmd[0]} not found: a SLURM launcher needs the SLURM tools on PATH; {hint}") from None
+        raise LaunchError(
+            f"error: {cmd[0]} not found: a SLURM launcher needs the SLURM tools on PATH; {hint}"
+        ) from None
     except subprocess.TimeoutExpired:
         raise LaunchError(f"error: {cmd[0]} did not answer in 60 s: is slurmctld up?") from None
     if res.returncode:
@@ -99,11 +104,13 @@ class SubmitUnfinished:
     """Mixin for BaseSubmititLauncher: submit only the jobs not DONE with the same signature."""
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        if not job_overrides and initial_job_idx == 0:          # Hydra would report success having run nothing
-            raise LaunchError("error: this multirun expands to no jobs: a swept key has no values (e.g. "
-                              "seed='range(0,0)'); give every swept key at least one value")
+        if not job_overrides and initial_job_idx == 0:  # Hydra would report success having run nothing
+            raise LaunchError(
+                "error: this multirun expands to no jobs: a swept key has no values (e.g. "
+                "seed='range(0,0)'); give every swept key at least one value"
+            )
         self.check_cluster()
-        if self.config.hydra.job.name != "train":               # other apps (sweeps-spectral) have no run identity
+        if self.config.hydra.job.name != "train":  # other apps (sweeps-spectral) have no run identity
             return super().launch(job_overrides, initial_job_idx)  # type: ignore[misc]
         returns: list[JobReturn | None] = [self._finished(list(o)) for o in job_overrides]
         todo = [list(o) for o, r in zip(job_overrides, returns) if r is None]
@@ -121,21 +128,25 @@ class SubmitUnfinished:
         tasks, nodes = int(self.params.get("tasks_per_node", 1)), int(self.params.get("nodes", 1))  # type: ignore[attr-defined]
         devices, num_nodes = int(cfg.trainer.devices), int(cfg.trainer.num_nodes)
         gpus = self.params.get("gpus_per_node")  # type: ignore[attr-defined]
-        if tasks == 1 and nodes == 1 and num_nodes == 1:        # the job starts its own ranks
+        if tasks == 1 and nodes == 1 and num_nodes == 1:  # the job starts its own ranks
             if gpus is not None and cfg.trainer.accelerator in ("gpu", "cuda") and int(gpus) < devices:
-                raise LaunchError(f"error: trainer.devices={devices} but the launcher gives gpus_per_node={gpus}: "
-                                  f"set hydra.launcher.gpus_per_node={devices}")
+                raise LaunchError(
+                    f"error: trainer.devices={devices} but the launcher gives gpus_per_node={gpus}: "
+                    f"set hydra.launcher.gpus_per_node={devices}"
+                )
             return
         if (tasks, nodes) != (devices, num_nodes):
-            raise LaunchError(f"error: trainer.devices={devices} x trainer.num_nodes={num_nodes} but the launcher runs "
-                              f"tasks_per_node={tasks} x nodes={nodes}: set hydra.launcher.tasks_per_node={devices} "
-                              f"hydra.launcher.nodes={num_nodes} (one task per device) or tasks_per_node=1 on one node")
+            raise LaunchError(
+                f"error: trainer.devices={devices} x trainer.num_nodes={num_nodes} but the launcher runs "
+                f"tasks_per_node={tasks} x nodes={nodes}: set hydra.launcher.tasks_per_node={devices} "
+                f"hydra.launcher.nodes={num_nodes} (one task per device) or tasks_per_node=1 on one node"
+            )
 
     def _finished(self, overrides: list[str]) -> JobReturn | None:
         """A completed JobReturn for a job that is DONE with the same signature, else None."""
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)  # type: ignore[attr-defined]
         with read_write(cfg), open_dict(cfg):
-            del cfg["hydra"]                                    # as the job sees it (run_job drops it)
+            del cfg["hydra"]  # as the job sees it (run_job drops it)
         try:
             _, run, sig = job_identity(cfg)
         except JOB_ERRORS as err:
@@ -143,8 +154,10 @@ class SubmitUnfinished:
         self.check_resources(cfg)
         stored = run.stored_signature()
         if stored is not None and stored != sig:  # the job would refuse it: say so before submitting
-            raise LaunchError(f"error: run directory {run.path} holds a run with signature {stored}, this config has "
-                              f"{sig}: use another paths.output_dir or study name, or delete the directory")
+            raise LaunchError(
+                f"error: run directory {run.path} holds a run with signature {stored}, this config has "
+                f"{sig}: use another paths.output_dir or study name, or delete the directory"
+            )
         if not (run.done and stored == sig):
             return None
         log.info("skip: %s is DONE with the same signature", run.path)
@@ -153,5 +166,11 @@ class SubmitUnfinished:
         except ValueError as err:
             raise LaunchError(f"error: {err}") from None
         value = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
-        return JobReturn(overrides=overrides, cfg=cfg, working_dir=str(run.path), task_name="train",
-                         status=JobStatus.COMPLETED, _return_value=value)
+        return JobReturn(
+            overrides=overrides,
+            cfg=cfg,
+            working_dir=str(run.path),
+            task_name="train",
+            status=JobStatus.COMPLETED,
+            _return_value=value,
+        )

@@ -28,7 +28,9 @@ def memory_plan(cfg: DictConfig) -> dict[str, float]:
     task = schema.validate(cfg)
     p = memory.for_job(cfg, task)
     print(p.table(), flush=True)
-    memory.check(p, memory.sharding(cfg.trainer.strategy)[0], bool(cfg.model.gradient_checkpointing), str(cfg.model.dtype))
+    memory.check(
+        p, memory.sharding(cfg.trainer.strategy)[0], bool(cfg.model.gradient_checkpointing), str(cfg.model.dtype)
+    )
     return {"total_gib": p.total / memory.GIB}
 
 

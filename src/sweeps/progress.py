@@ -19,9 +19,10 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 log = logging.getLogger("sweeps.progress")
 
@@ -54,7 +55,7 @@ class StageState:
     done: int
     failed: int
     running: int
-    fraction: float          # mean progress over the stage's jobs, 0..1
+    fraction: float  # mean progress over the stage's jobs, 0..1
     elapsed: float
 
     @property
@@ -65,8 +66,10 @@ class StageState:
         return self.elapsed * (1 - self.fraction) / self.fraction
 
     def line(self, stage: str) -> str:
-        return (f"stage {stage}: {self.done}/{self.total} jobs done, {self.failed} failed, {self.running} running, "
-                f"{self.fraction:.0%} of the steps, ETA {duration(self.eta)}")
+        return (
+            f"stage {stage}: {self.done}/{self.total} jobs done, {self.failed} failed, {self.running} running, "
+            f"{self.fraction:.0%} of the steps, ETA {duration(self.eta)}"
+        )
 
 
 def stage_state(runs: Sequence[Path], started: float, now: float | None = None) -> StageState:

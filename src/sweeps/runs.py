@@ -23,14 +23,20 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 # Keys that do not change what a job computes (where it writes, how it is launched or tracked,
 # how many processes share the work and how they shard it: the global batch is the same).
 NON_SEMANTIC = ("paths", "tracking", "hydra", "launcher", "parent_run_id", "plan", "memory")
-NON_SEMANTIC_FIELDS = (("trainer", "devices"), ("trainer", "num_nodes"), ("trainer", "strategy"),
-                       ("trainer", "progress_every_s"), ("model", "gradient_checkpointing"))
+NON_SEMANTIC_FIELDS = (
+    ("trainer", "devices"),
+    ("trainer", "num_nodes"),
+    ("trainer", "strategy"),
+    ("trainer", "progress_every_s"),
+    ("model", "gradient_checkpointing"),
+)
 
 
 _UMASK = os.umask(0)
@@ -68,7 +74,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)             # mkstemp makes 0600; others in the group may read runs
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; others in the group may read runs
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -106,14 +112,26 @@ def signature(resolved: dict[str, Any]) -> str:
         if isinstance(semantic.get(group), dict) and key in semantic[group]:
             semantic[group] = {k: v for k, v in semantic[group].items() if k != key}
     algo = semantic.get("algo")
-    if isinstance(algo, dict) and isinstance(algo.get("rotation_reg"), dict) and not rotation_variant(algo["rotation_reg"]):
+    if (
+        isinstance(algo, dict)
+        and isinstance(algo.get("rotation_reg"), dict)
+        and not rotation_variant(algo["rotation_reg"])
+    ):
         semantic["algo"] = {k: v for k, v in algo.items() if k != "rotation_reg"}
     blob = json.dumps(semantic, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def run_dir(output_dir: str | os.PathLike, study: str, stage: str, model: str, task: str, init: str, seed: int,
-            variant: str = "") -> Path:
+def run_dir(
+    output_dir: str | os.PathLike,
+    study: str,
+    stage: str,
+    model: str,
+    task: str,
+    init: str,
+    seed: int,
+    variant: str = "",
+) -> Path:
     return Path(output_dir) / study / stage / model / task / with_variant(init, variant) / f"seed={seed}"
 
 
@@ -168,7 +186,7 @@ class Run:
                 f"run directory {self.path} holds a run with signature {stored}, this config has {sig}: "
                 f"use another paths.output_dir or study name, or delete the directory"
             )
-        if stored == sig:                                       # a torn file here: one line naming it
+        if stored == sig:  # a torn file here: one line naming it
             for f, fix in ((self.path / "DONE", DONE_FIX), (self.resume_dir / "state.json", STATE_FIX)):
                 if f.is_file():
                     read_json(f, fix.format(resume=self.resume_dir))
@@ -176,7 +194,7 @@ class Run:
             return "skip"
         state = "resume" if stored == sig else "new"
         self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / "FAILED").unlink(missing_ok=True)          # an earlier attempt's; this one starts now
+        (self.path / "FAILED").unlink(missing_ok=True)  # an earlier attempt's; this one starts now
         atomic_write_text(self.path / "config.yaml", config_yaml)
         atomic_write_text(self.path / "signature", sig + "\n")
         return state
@@ -189,7 +207,9 @@ class Run:
         from sweeps.cli import first_line
 
         name = type(error).__name__
-        atomic_write_json(self.path / "FAILED", {"error": f"{name}: {first_line(error, 10_000)}" if str(error).strip() else name})
+        atomic_write_json(
+            self.path / "FAILED", {"error": f"{name}: {first_line(error, 10_000)}" if str(error).strip() else name}
+        )
 
     # --- checkpoints ---------------------------------------------------------------
     @property
@@ -224,7 +244,7 @@ class Run:
     def read_metrics(self) -> list[dict[str, Any]]:
         return list(iter_metrics(self.metrics_file))
 
-    def truncate_metrics(self, keep: "callable") -> None:
+    def truncate_metrics(self, keep: callable) -> None:
         """Rewrite metrics.jsonl atomically keeping the records ``keep(rec)`` accepts."""
         if self.metrics_file.is_file():
             kept = [json.dumps(r, sort_keys=True) for r in self.read_metrics() if keep(r)]
@@ -245,7 +265,7 @@ def iter_metrics(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(rec, dict) and isinstance(rec.get("step"), int):   # a record, not a fragment
+            if isinstance(rec, dict) and isinstance(rec.get("step"), int):  # a record, not a fragment
                 yield rec
 
 

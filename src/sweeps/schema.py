@@ -10,7 +10,7 @@ point calls right after composing (before any work). Groups whose YAML names a c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -26,8 +26,17 @@ def _check(cond: bool, msg: str) -> None:
 
 
 # transformers.get_scheduler names (kept here so validation needs no transformers import)
-SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
-              "constant_with_warmup", "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
+SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "cosine_with_min_lr",
+    "warmup_stable_decay",
+)
 
 
 @dataclass
@@ -36,7 +45,7 @@ class LoraConfig:
     r: int = 8
     alpha: float = 16.0
     dropout: float = 0.0
-    target_modules: List[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
 
     def __post_init__(self) -> None:
         _check(self.r > 0, f"model.lora.r must be > 0, got {self.r}")
@@ -46,40 +55,51 @@ class LoraConfig:
 @dataclass
 class ModelConfig:
     name: str = MISSING
-    builder: str = MISSING            # dotted path: sweeps.models.build.from_config | from_pretrained
-    path: Optional[str] = None        # hub id or local directory for from_pretrained
+    builder: str = MISSING  # dotted path: sweeps.models.build.from_config | from_pretrained
+    path: str | None = None  # hub id or local directory for from_pretrained
     dtype: str = "float32"
     trust_remote_code: bool = False
     init_seed: int = 0
-    base_seed: int = 0                # which shipped pretrained base (models with one base per seed)
-    arch: Dict[str, Any] = field(default_factory=dict)
+    base_seed: int = 0  # which shipped pretrained base (models with one base per seed)
+    arch: dict[str, Any] = field(default_factory=dict)
     lora: LoraConfig = field(default_factory=LoraConfig)
-    spectral_targets: List[str] = field(default_factory=list)
-    gradient_checkpointing: bool = False   # recompute each block's activations in backward (less memory, ~1/3 more compute)
+    spectral_targets: list[str] = field(default_factory=list)
+    gradient_checkpointing: bool = (
+        False  # recompute each block's activations in backward (less memory, ~1/3 more compute)
+    )
 
     def __post_init__(self) -> None:
-        _check(self.dtype in ("float32", "bfloat16", "float16"), f"model.dtype={self.dtype!r}: use float32, bfloat16 or float16")
+        _check(
+            self.dtype in ("float32", "bfloat16", "float16"),
+            f"model.dtype={self.dtype!r}: use float32, bfloat16 or float16",
+        )
 
 
 @dataclass
 class AlgoConfig:
     name: str = MISSING
-    job: str = MISSING                # dotted path of the function that runs this stage
+    job: str = MISSING  # dotted path of the function that runs this stage
     lr: float = 1e-5
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.98])
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     eps: float = 1e-7
     weight_decay: float = 0.0
-    scheduler: str = "constant_with_warmup"   # any transformers.get_scheduler name
+    scheduler: str = "constant_with_warmup"  # any transformers.get_scheduler name
     warmup_steps: int = 0
-    max_grad_norm: Optional[float] = 1.0
+    max_grad_norm: float | None = 1.0
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, f"algo.lr must be > 0, got {self.lr}")
-        _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), f"algo.betas must be two values in [0, 1), got {self.betas}")
+        _check(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+            f"algo.betas must be two values in [0, 1), got {self.betas}",
+        )
         _check(self.eps > 0, f"algo.eps must be > 0, got {self.eps}")
         _check(self.weight_decay >= 0, f"algo.weight_decay must be >= 0, got {self.weight_decay}")
         _check(self.warmup_steps >= 0, f"algo.warmup_steps must be >= 0, got {self.warmup_steps}")
-        _check(self.max_grad_norm is None or self.max_grad_norm > 0, f"algo.max_grad_norm must be > 0 or null, got {self.max_grad_norm}")
+        _check(
+            self.max_grad_norm is None or self.max_grad_norm > 0,
+            f"algo.max_grad_norm must be > 0 or null, got {self.max_grad_norm}",
+        )
         _check(self.scheduler in SCHEDULERS, f"algo.scheduler={self.scheduler!r} is not one of {list(SCHEDULERS)}")
 
 
@@ -87,11 +107,11 @@ class AlgoConfig:
 class RotationRegConfig:
     """Rotation-preserving SFT (``sweeps.modules.rotation_reg``); off unless ``lam`` > 0."""
 
-    lam: float = 0.0                  # weight λ of the penalty added to the SFT loss; 0 = off (plain SFT)
-    k: int = 16                       # top-k singular subspaces of each model.spectral_targets matrix
-    variant: str = "block"            # block: ‖U0ᵀ(W − W0)V0‖²_F | angle: Σ sin² of the principal angles
-    refresh: int = 10                 # angle: steps between re-estimates of W's top-k bases
-    n_iter: int = 2                   # angle: subspace-iteration steps per re-estimate (warm-started)
+    lam: float = 0.0  # weight λ of the penalty added to the SFT loss; 0 = off (plain SFT)
+    k: int = 16  # top-k singular subspaces of each model.spectral_targets matrix
+    variant: str = "block"  # block: ‖U0ᵀ(W − W0)V0‖²_F | angle: Σ sin² of the principal angles
+    refresh: int = 10  # angle: steps between re-estimates of W's top-k bases
+    n_iter: int = 2  # angle: subspace-iteration steps per re-estimate (warm-started)
 
     def __post_init__(self) -> None:
         _check(self.lam >= 0, f"algo.rotation_reg.lam must be >= 0 (0 = off), got {self.lam}")
@@ -112,28 +132,36 @@ class SFTAlgoConfig(AlgoConfig):
 class PretrainAlgoConfig(AlgoConfig):
     """Pretraining a tiny base from scratch on a rule-stated mixture (``sweeps.jobs.pretrain``)."""
 
-    targets: List[int] = field(default_factory=lambda: [24])          # the target of each example
-    face_card_prob: float = 6 / 13    # each card is a J/Q/K with this probability
-    face_high_prob: float = 0.5       # each face value is drawn from 11..13 with this probability, else 1..10
-    schedule_steps: Optional[int] = None   # LR schedule length (null: trainer.max_steps); a test replays the start of a long run
+    targets: list[int] = field(default_factory=lambda: [24])  # the target of each example
+    face_card_prob: float = 6 / 13  # each card is a J/Q/K with this probability
+    face_high_prob: float = 0.5  # each face value is drawn from 11..13 with this probability, else 1..10
+    schedule_steps: int | None = (
+        None  # LR schedule length (null: trainer.max_steps); a test replays the start of a long run
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(len(self.targets) > 0 and all(t > 0 for t in self.targets), f"algo.targets must be positive integers, got {list(self.targets)}")
+        _check(
+            len(self.targets) > 0 and all(t > 0 for t in self.targets),
+            f"algo.targets must be positive integers, got {list(self.targets)}",
+        )
         _check(0 <= self.face_card_prob <= 1, f"algo.face_card_prob must be in [0, 1], got {self.face_card_prob}")
         _check(0 <= self.face_high_prob <= 1, f"algo.face_high_prob must be in [0, 1], got {self.face_high_prob}")
-        _check(self.schedule_steps is None or self.schedule_steps > 0, f"algo.schedule_steps must be > 0 or null, got {self.schedule_steps}")
+        _check(
+            self.schedule_steps is None or self.schedule_steps > 0,
+            f"algo.schedule_steps must be > 0 or null, got {self.schedule_steps}",
+        )
 
 
 @dataclass
 class RLAlgoConfig(AlgoConfig):
     """Policy-gradient RL from an SFT checkpoint (grpo, reinforce, ppo)."""
 
-    module: str = MISSING             # dotted path of the LightningModule class
-    advantage: str = "group_norm"     # policy_gradient.ADVANTAGES key (ppo uses GAE)
-    policy_loss: str = "clipped"      # policy_gradient.POLICY_LOSSES key
+    module: str = MISSING  # dotted path of the LightningModule class
+    advantage: str = "group_norm"  # policy_gradient.ADVANTAGES key (ppo uses GAE)
+    policy_loss: str = "clipped"  # policy_gradient.POLICY_LOSSES key
     agg: str = "token-mean"
-    group_size: int = 8               # episodes per prompt (1 for ppo)
+    group_size: int = 8  # episodes per prompt (1 for ppo)
     epochs: int = 1
     minibatches: int = 1
     micro_batch_size: int = 16
@@ -145,7 +173,7 @@ class RLAlgoConfig(AlgoConfig):
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
-    max_attempts: Optional[int] = 1   # null = the task's verification budget
+    max_attempts: int | None = 1  # null = the task's verification budget
     gamma: float = 0.9
     lam: float = 0.95
     vf_coef: float = 0.5
@@ -160,14 +188,24 @@ class RLAlgoConfig(AlgoConfig):
         _check(self.kl_coef >= 0 and self.entropy_coef >= 0, "algo.kl_coef and algo.entropy_coef must be >= 0")
         _check(self.temperature > 0, f"algo.temperature must be > 0 for RL sampling, got {self.temperature}")
         _check(0 < self.top_p <= 1, f"algo.top_p must be in (0, 1], got {self.top_p}")
-        _check(self.max_attempts is None or self.max_attempts > 0, f"algo.max_attempts must be > 0 or null, got {self.max_attempts}")
+        _check(
+            self.max_attempts is None or self.max_attempts > 0,
+            f"algo.max_attempts must be > 0 or null, got {self.max_attempts}",
+        )
         _check(self.kl_estimator in ("k1", "k2", "k3"), f"algo.kl_estimator={self.kl_estimator!r}: use k1, k2 or k3")
         _check(self.agg in ("token-mean", "seq-mean"), f"algo.agg={self.agg!r}: use token-mean or seq-mean")
-        _check(self.advantage in ("group_norm", "group_mean", "gae"), f"algo.advantage={self.advantage!r}: use group_norm, group_mean or gae")
-        _check(self.policy_loss in ("clipped", "vanilla"), f"algo.policy_loss={self.policy_loss!r}: use clipped or vanilla")
-        _check(self.advantage == "gae" or self.group_size >= 2,
-               f"algo.group_size={self.group_size} with algo.advantage={self.advantage}: a group baseline over one "
-               f"episode makes every advantage 0 (nothing to learn): use algo.group_size >= 2")
+        _check(
+            self.advantage in ("group_norm", "group_mean", "gae"),
+            f"algo.advantage={self.advantage!r}: use group_norm, group_mean or gae",
+        )
+        _check(
+            self.policy_loss in ("clipped", "vanilla"), f"algo.policy_loss={self.policy_loss!r}: use clipped or vanilla"
+        )
+        _check(
+            self.advantage == "gae" or self.group_size >= 2,
+            f"algo.group_size={self.group_size} with algo.advantage={self.advantage}: a group baseline over one "
+            f"episode makes every advantage 0 (nothing to learn): use algo.group_size >= 2",
+        )
 
 
 @dataclass
@@ -176,29 +214,31 @@ class TrainerConfig:
     max_steps: int = 300
     batch_size: int = 64
     accumulate: int = 1
-    save_every: Any = 50              # an int (every N steps) or a list of steps
-    eval_at_start: bool = True        # evaluate the starting weights as checkpoint 0
+    save_every: Any = 50  # an int (every N steps) or a list of steps
+    eval_at_start: bool = True  # evaluate the starting weights as checkpoint 0
     log_every: int = 1
-    threads: int = 1                  # torch threads per process (seeds run in parallel)
+    threads: int = 1  # torch threads per process (seeds run in parallel)
     accelerator: str = "cpu"
     precision: str = "32-true"
-    devices: int = 1                  # processes (devices) per node; > 1: one rank each (sweeps.parallel)
+    devices: int = 1  # processes (devices) per node; > 1: one rank each (sweeps.parallel)
     num_nodes: int = 1
-    strategy: Any = None              # conf/trainer/strategy/<name>.yaml: auto, ddp, fsdp, deepspeed_stage_2
-    rotation_monitor: int = 0         # log rotation/* (principal angles vs the start) every N steps; 0 = off
-    rotation_k: int = 8               # top-k subspaces for the monitor (k <= n/2)
-    progress_every_s: float = 30.0    # progress.json and, without a terminal, a log line this often
+    strategy: Any = None  # conf/trainer/strategy/<name>.yaml: auto, ddp, fsdp, deepspeed_stage_2
+    rotation_monitor: int = 0  # log rotation/* (principal angles vs the start) every N steps; 0 = off
+    rotation_k: int = 8  # top-k subspaces for the monitor (k <= n/2)
+    progress_every_s: float = 30.0  # progress.json and, without a terminal, a log line this often
     # caps for quick runs (trainer=smoke); null = the eval's and the task's own (see apply_caps)
-    eval_size: Optional[int] = None       # evaluation items per split, at most
-    max_attempts: Optional[int] = None    # graded attempts per episode (evaluation and RL), at most
-    max_new_tokens: Optional[int] = None  # tokens per reply, at most
+    eval_size: int | None = None  # evaluation items per split, at most
+    max_attempts: int | None = None  # graded attempts per episode (evaluation and RL), at most
+    max_new_tokens: int | None = None  # tokens per reply, at most
 
     def __post_init__(self) -> None:
         for cap in ("eval_size", "max_attempts", "max_new_tokens"):
             value = getattr(self, cap)
             _check(value is None or value > 0, f"trainer.{cap} must be > 0 or null (no cap), got {value}")
         _check(self.progress_every_s > 0, f"trainer.progress_every_s must be > 0, got {self.progress_every_s}")
-        _check(self.rotation_monitor >= 0, f"trainer.rotation_monitor must be >= 0 (0 = off), got {self.rotation_monitor}")
+        _check(
+            self.rotation_monitor >= 0, f"trainer.rotation_monitor must be >= 0 (0 = off), got {self.rotation_monitor}"
+        )
         _check(self.max_steps > 0, f"trainer.max_steps must be > 0, got {self.max_steps}")
         _check(self.batch_size > 0, f"trainer.batch_size must be > 0, got {self.batch_size}")
         _check(self.accumulate > 0, f"trainer.accumulate must be > 0, got {self.accumulate}")
@@ -207,11 +247,16 @@ class TrainerConfig:
         _check(self.devices > 0, f"trainer.devices must be > 0, got {self.devices}")
         _check(self.num_nodes > 0, f"trainer.num_nodes must be > 0, got {self.num_nodes}")
         ranks = self.devices * self.num_nodes
-        _check(self.batch_size % ranks == 0,
-               f"trainer.batch_size={self.batch_size} does not split evenly over trainer.devices x trainer.num_nodes = "
-               f"{ranks} processes: use a multiple of {ranks}")
+        _check(
+            self.batch_size % ranks == 0,
+            f"trainer.batch_size={self.batch_size} does not split evenly over trainer.devices x trainer.num_nodes = "
+            f"{ranks} processes: use a multiple of {ranks}",
+        )
         steps = save_steps(self.save_every, self.max_steps)
-        _check(len(steps) > 0, f"trainer.save_every={self.save_every!r} gives no checkpoint within trainer.max_steps={self.max_steps}")
+        _check(
+            len(steps) > 0,
+            f"trainer.save_every={self.save_every!r} gives no checkpoint within trainer.max_steps={self.max_steps}",
+        )
 
 
 def save_steps(save_every: Any, max_steps: int) -> list[int]:
@@ -231,10 +276,10 @@ def save_steps(save_every: Any, max_steps: int) -> list[int]:
 
 @dataclass
 class EvalConfig:
-    size: Optional[int] = None        # items per split; null = task.eval_items
-    seed: int = 42                    # the frozen evaluation set's seed
-    splits: List[str] = field(default_factory=lambda: ["id", "ood"])
-    temperature: float = 0.0          # 0 = greedy; > 0 = sampled with seeds (run seed, step, item)
+    size: int | None = None  # items per split; null = task.eval_items
+    seed: int = 42  # the frozen evaluation set's seed
+    splits: list[str] = field(default_factory=lambda: ["id", "ood"])
+    temperature: float = 0.0  # 0 = greedy; > 0 = sampled with seeds (run seed, step, item)
     top_p: float = 1.0
     top_k: int = 0
     batch_size: int = 256
@@ -246,7 +291,10 @@ class EvalConfig:
         _check(self.batch_size > 0, f"eval.batch_size must be > 0, got {self.batch_size}")
         from sweeps.tasks.base import SPLITS
 
-        _check(len(self.splits) > 0, f"eval.splits is empty: nothing would be evaluated; name at least one of {list(SPLITS)}")
+        _check(
+            len(self.splits) > 0,
+            f"eval.splits is empty: nothing would be evaluated; name at least one of {list(SPLITS)}",
+        )
         bad = [s for s in self.splits if s not in SPLITS]
         _check(not bad, f"eval.splits has unknown split(s) {bad}: the tasks know {list(SPLITS)}")
 
@@ -255,10 +303,10 @@ class EvalConfig:
 class MemoryConfig:
     """The memory plan (``sweeps-plan``; ``sweeps-train`` checks it before loading on a GPU)."""
 
-    gpu_gib: Optional[float] = None   # memory per GPU; null = the current CUDA device's
-    seq_len: Optional[int] = None     # tokens per sequence; null = measured with the model's tokenizer
-    overhead_gib: float = 2.0         # CUDA context, NCCL buffers, allocator slack
-    check: str = "warn"               # sweeps-train on a GPU: warn | refuse | off
+    gpu_gib: float | None = None  # memory per GPU; null = the current CUDA device's
+    seq_len: int | None = None  # tokens per sequence; null = measured with the model's tokenizer
+    overhead_gib: float = 2.0  # CUDA context, NCCL buffers, allocator slack
+    check: str = "warn"  # sweeps-train on a GPU: warn | refuse | off
 
     def __post_init__(self) -> None:
         _check(self.gpu_gib is None or self.gpu_gib > 0, f"memory.gpu_gib must be > 0 or null, got {self.gpu_gib}")
@@ -269,9 +317,9 @@ class MemoryConfig:
 
 @dataclass
 class TrackingConfig:
-    builder: str = MISSING            # sweeps.tracking.mlflow_tracker.mlflow | sweeps.tracking.base.null
-    uri: Optional[str] = None
-    experiment: Optional[str] = None  # null = the study name
+    builder: str = MISSING  # sweeps.tracking.mlflow_tracker.mlflow | sweeps.tracking.base.null
+    uri: str | None = None
+    experiment: str | None = None  # null = the study name
 
 
 @dataclass
@@ -281,16 +329,16 @@ class PathsConfig:
 
 @dataclass
 class InitConfig:
-    step: Optional[int] = None        # RL: the SFT checkpoint step to start from
-    role: Optional[str] = None        # RL: a role resolved from SFT results (e.g. ood_peak)
-    sft_study: Optional[str] = None   # RL: the study holding the SFT runs (default: this study)
+    step: int | None = None  # RL: the SFT checkpoint step to start from
+    role: str | None = None  # RL: a role resolved from SFT results (e.g. ood_peak)
+    sft_study: str | None = None  # RL: the study holding the SFT runs (default: this study)
 
 
 @dataclass
 class TrainConfig:
     study: str = "default"
     seed: int = 0
-    parent_run_id: Optional[str] = None
+    parent_run_id: str | None = None
     model: ModelConfig = MISSING
     task: Any = MISSING
     algo: Any = MISSING
@@ -301,7 +349,7 @@ class TrainConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     init: InitConfig = field(default_factory=InitConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
-    plan: Any = None                  # sweeps-study: the grid of a named study (experiment files)
+    plan: Any = None  # sweeps-study: the grid of a named study (experiment files)
 
     def __post_init__(self) -> None:
         _check(bool(self.study) and "/" not in self.study, f"study={self.study!r} must be a non-empty name without '/'")
@@ -309,25 +357,35 @@ class TrainConfig:
         reg = getattr(self.algo, "rotation_reg", None)
         if reg is not None and reg.lam > 0:
             target = str((getattr(self.trainer, "strategy", None) or {}).get("_target_", ""))
-            _check("fsdp" not in target.lower(),   # same line as sweeps.modules.rotation_reg.FSDP_REFUSED
-                   "algo.rotation_reg.lam > 0 needs whole parameters on every process: not available with "
-                   "trainer/strategy=fsdp (sharded); use trainer/strategy=ddp or one process")
-            _check(not self.model.lora.enabled,
-                   "algo.rotation_reg.lam > 0 needs full fine-tuning: the LoRA-adapted weight is not a parameter; "
-                   "set model.lora.enabled=false")
-            _check(bool(self.model.spectral_targets),
-                   "algo.rotation_reg.lam > 0 needs model.spectral_targets (the matrices it regularises)")
+            _check(
+                "fsdp" not in target.lower(),  # same line as sweeps.modules.rotation_reg.FSDP_REFUSED
+                "algo.rotation_reg.lam > 0 needs whole parameters on every process: not available with "
+                "trainer/strategy=fsdp (sharded); use trainer/strategy=ddp or one process",
+            )
+            _check(
+                not self.model.lora.enabled,
+                "algo.rotation_reg.lam > 0 needs full fine-tuning: the LoRA-adapted weight is not a parameter; "
+                "set model.lora.enabled=false",
+            )
+            _check(
+                bool(self.model.spectral_targets),
+                "algo.rotation_reg.lam > 0 needs model.spectral_targets (the matrices it regularises)",
+            )
         group = getattr(self.algo, "group_size", None)
         if group and hasattr(self.trainer, "batch_size"):
-            _check(self.trainer.batch_size % group == 0,
-                   f"algo.group_size={group} does not divide trainer.batch_size={self.trainer.batch_size} "
-                   f"(episodes per RL step): pick a batch size that is a multiple of the group size")
+            _check(
+                self.trainer.batch_size % group == 0,
+                f"algo.group_size={group} does not divide trainer.batch_size={self.trainer.batch_size} "
+                f"(episodes per RL step): pick a batch size that is a multiple of the group size",
+            )
             ranks = self.trainer.devices * self.trainer.num_nodes
             prompts = self.trainer.batch_size // group
-            _check(prompts % ranks == 0,
-                   f"trainer.batch_size / algo.group_size = {prompts} prompts per RL step do not split evenly over "
-                   f"{ranks} processes (each rank samples whole groups): use a batch size that is a multiple of "
-                   f"{group * ranks}")
+            _check(
+                prompts % ranks == 0,
+                f"trainer.batch_size / algo.group_size = {prompts} prompts per RL step do not split evenly over "
+                f"{ranks} processes (each rank samples whole groups): use a batch size that is a multiple of "
+                f"{group * ranks}",
+            )
 
 
 def job_schema(name: str, **extra: tuple[Any, Any]) -> type:
@@ -343,23 +401,23 @@ def job_schema(name: str, **extra: tuple[Any, Any]) -> type:
     inherited = [(f.name, f.type, field(default=MISSING)) for f in dataclasses.fields(TrainConfig)]
     added = [(k, t, field(default_factory=d) if callable(d) else field(default=d)) for k, (t, d) in extra.items()]
     cls = dataclasses.make_dataclass(name, inherited + added, bases=(TrainConfig,))
-    cls.__module__ = __name__          # the inherited annotations are strings in this module
+    cls.__module__ = __name__  # the inherited annotations are strings in this module
     return cls
 
 
 EvalJobConfig = job_schema(
     "EvalJobConfig",
-    ckpt=(Optional[str], None),       # the checkpoint directory to score
-    out=(Optional[str], None),        # where eval.json goes (default: the checkpoint directory)
+    ckpt=(str | None, None),  # the checkpoint directory to score
+    out=(str | None, None),  # where eval.json goes (default: the checkpoint directory)
 )
 
 
 def asset_path(rel: str) -> str:
     """``${sweeps_asset:tiny_base/base0}``: a file shipped in the repository's ``assets/``, as an
     absolute path (jobs may run in another working directory, e.g. on SLURM)."""
-    from sweeps import CONF_DIR
-
     from pathlib import Path
+
+    from sweeps import CONF_DIR
 
     return str(Path(CONF_DIR).parent / "assets" / rel)
 
@@ -388,7 +446,7 @@ def validate(cfg: DictConfig) -> Any:
     one-line message naming the key.
     """
     check_keys(cfg)
-    OmegaConf.to_object(cfg)          # instantiates the dataclasses: runs __post_init__
+    OmegaConf.to_object(cfg)  # instantiates the dataclasses: runs __post_init__
     apply_caps(cfg)
     return build_task(cfg.task)
 
@@ -438,7 +496,10 @@ def build_task(task_cfg: DictConfig) -> Any:
     from hydra.utils import get_class
 
     target = task_cfg.get("_target_")
-    _check(bool(target), "task._target_ is missing: a task config names its class, e.g. sweeps.tasks.general_points.GeneralPoints")
+    _check(
+        bool(target),
+        "task._target_ is missing: a task config names its class, e.g. sweeps.tasks.general_points.GeneralPoints",
+    )
     try:
         cls = get_class(target)
     except Exception:  # noqa: BLE001
@@ -467,5 +528,6 @@ def check_splits(task: Any) -> None:
         try:
             task.sample(split, random.Random(0))
         except (ValueError, RuntimeError) as err:
-            raise ConfigError(f"task {task.name}: its {split} split is empty ({err}): change the task's "
-                              f"{split} settings") from None
+            raise ConfigError(
+                f"task {task.name}: its {split} split is empty ({err}): change the task's {split} settings"
+            ) from None

@@ -27,7 +27,7 @@ from typing import Any
 
 MASK = "***"
 _SECRET_WORDS = {"token", "password", "passwd", "secret", "credential", "credentials", "apikey"}
-_NOT_SECRET = {"pad", "eos", "bos", "unk", "sep", "cls", "mask", "id", "ids", "special"}   # tokenizer fields
+_NOT_SECRET = {"pad", "eos", "bos", "unk", "sep", "cls", "mask", "id", "ids", "special"}  # tokenizer fields
 _URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^\s:/@]+:)([^\s@/]+)(@)")
 _KEY_VALUE = re.compile(r"([\w.\-]+)(['\"]?[ \t]*[=:][ \t]*['\"]?)([^\s,\]}'\"]+)")
 
@@ -36,7 +36,7 @@ def is_secret_name(name: str) -> bool:
     """``hf_token``, ``MLFLOW_TRACKING_PASSWORD``, ``api_key``, ``client_secret``: yes;
     ``max_new_tokens``, ``pad_token_id``, ``tokenizer``: no."""
     words = [w for w in re.split(r"[^a-z0-9]+", str(name).lower()) if w]
-    joined = {a + b for a, b in zip(words, words[1:])}                      # api_key -> apikey
+    joined = {a + b for a, b in zip(words, words[1:])}  # api_key -> apikey
     return bool((_SECRET_WORDS & (set(words) | joined)) and not _NOT_SECRET & set(words))
 
 
@@ -51,16 +51,21 @@ def redact_text(text: str, secrets: list[str] | None = None) -> str:
     for value in env_secrets() if secrets is None else secrets:
         text = text.replace(value, MASK)
     text = _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + m.group(3), text)
-    return _KEY_VALUE.sub(lambda m: m.group(1) + m.group(2) + MASK if is_secret_name(m.group(1).rsplit(".", 1)[-1])
-                          and m.group(3) != MASK else m.group(0), text)
+    return _KEY_VALUE.sub(
+        lambda m: (
+            m.group(1) + m.group(2) + MASK
+            if is_secret_name(m.group(1).rsplit(".", 1)[-1]) and m.group(3) != MASK
+            else m.group(0)
+        ),
+        text,
+    )
 
 
 def redact(obj: Any, secrets: list[str] | None = None) -> Any:
     """A copy of a config container (dicts, lists, scalars) with secrets masked."""
     secrets = env_secrets() if secrets is None else secrets
     if isinstance(obj, dict):
-        return {k: (MASK if is_secret_name(k) and v not in (None, "") else redact(v, secrets))
-                for k, v in obj.items()}
+        return {k: (MASK if is_secret_name(k) and v not in (None, "") else redact(v, secrets)) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [redact(v, secrets) for v in obj]
     if isinstance(obj, str):

@@ -56,10 +56,14 @@ def stage_commands(cfg: DictConfig, launcher: str, extra: list[str], parent: str
         if unknown:
             raise schema.ConfigError(f"plan.rl.init_roles has {unknown}, which match no role: use {sorted(ROLES)}")
         if not steps and not roles:
-            raise schema.ConfigError("plan.rl has algos but neither init_steps nor init_roles: name the SFT checkpoints to start from")
+            raise schema.ConfigError(
+                "plan.rl has algos but neither init_steps nor init_roles: name the SFT checkpoints to start from"
+            )
         algos = ",".join(rl.algos)
         if steps:
-            cmds.append(("rl", [exe, "-m", f"algo={algos}", f"init.step={','.join(map(str, steps))}", *rl.overrides, *common]))
+            cmds.append(
+                ("rl", [exe, "-m", f"algo={algos}", f"init.step={','.join(map(str, steps))}", *rl.overrides, *common])
+            )
         if roles:
             cmds.append(("rl", [exe, "-m", f"algo={algos}", f"init.role={','.join(roles)}", *rl.overrides, *common]))
     return cmds
@@ -80,9 +84,15 @@ def stage_runs(cfg: DictConfig, argv: list[str]) -> list[Path]:
         return [run("sft", with_variant("base", v), s) for v in sft_variants(cfg, argv) for s in seeds]
     algos = axes["algo"].split(",")
     if "init.step" in axes:
-        return [run(a, f"sft-{ckpt_name(int(n))}", s) for a in algos for n in axes["init.step"].split(",") for s in seeds]
-    return [run(a, f"sft-{ckpt_name(resolve(r, run('sft', 'base', s)))}", s)
-            for a in algos for r in axes["init.role"].split(",") for s in seeds]
+        return [
+            run(a, f"sft-{ckpt_name(int(n))}", s) for a in algos for n in axes["init.step"].split(",") for s in seeds
+        ]
+    return [
+        run(a, f"sft-{ckpt_name(resolve(r, run('sft', 'base', s)))}", s)
+        for a in algos
+        for r in axes["init.role"].split(",")
+        for s in seeds
+    ]
 
 
 def sft_variants(cfg: DictConfig, argv: list[str]) -> list[str]:
@@ -95,7 +105,11 @@ def sft_variants(cfg: DictConfig, argv: list[str]) -> list[str]:
 
     prefix = "algo.rotation_reg."
     reg = cfg.algo.get("rotation_reg")
-    swept = [(a.split("=", 1)[0][len(prefix):], a.split("=", 1)[1].split(",")) for a in argv if a.startswith(prefix) and "=" in a]
+    swept = [
+        (a.split("=", 1)[0][len(prefix) :], a.split("=", 1)[1].split(","))
+        for a in argv
+        if a.startswith(prefix) and "=" in a
+    ]
     if reg is None or not swept:
         return [rotation_variant(reg)]
     base = OmegaConf.to_container(reg, resolve=True)
@@ -136,10 +150,14 @@ def parent_run(cfg: DictConfig) -> str | None:
     init_store(cfg.tracking.uri)
     client = MlflowClient(cfg.tracking.uri)
     exp = retry(lambda: ensure_experiment(client, cfg.tracking.experiment or cfg.study))
-    found = client.search_runs([exp], filter_string=f"tags.`sweeps.role` = 'parent' and tags.`sweeps.study` = '{cfg.study}'")
+    found = client.search_runs(
+        [exp], filter_string=f"tags.`sweeps.role` = 'parent' and tags.`sweeps.study` = '{cfg.study}'"
+    )
     if found:
         return found[0].info.run_id
-    run = client.create_run(exp, run_name=f"study/{cfg.study}", tags={"sweeps.role": "parent", "sweeps.study": cfg.study})
+    run = client.create_run(
+        exp, run_name=f"study/{cfg.study}", tags={"sweeps.role": "parent", "sweeps.study": cfg.study}
+    )
     client.log_text(run.info.run_id, OmegaConf.to_yaml(cfg.plan), "plan.yaml")
     return run.info.run_id
 
@@ -149,8 +167,11 @@ def inputs_fingerprint(root: Path, argv: list[str]) -> str:
     metrics.jsonl and spectral summary (path, size, mtime). Equal before a re-run and after the
     last run of the stage means the stage would redo identical work."""
     h = hashlib.sha256(json.dumps(argv).encode())
-    files = [*root.glob("*/*/*/*/seed=*/DONE"), *root.glob("*/*/*/*/seed=*/metrics.jsonl"),
-             *root.glob("*/*/*/*/seed=*/spectral/summary.csv")]
+    files = [
+        *root.glob("*/*/*/*/seed=*/DONE"),
+        *root.glob("*/*/*/*/seed=*/metrics.jsonl"),
+        *root.glob("*/*/*/*/seed=*/spectral/summary.csv"),
+    ]
     for f in sorted(files):
         st = f.stat()
         h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
@@ -161,7 +182,7 @@ def run_study(cfg: DictConfig, launcher: str, extra: list[str]) -> dict[str, Any
     with open_dict(cfg):
         cfg.paths.output_dir = str(Path(cfg.paths.output_dir).expanduser().resolve())
     schema.validate(cfg)
-    stage_commands(cfg, launcher, extra, None)                  # validate the plan before anything runs
+    stage_commands(cfg, launcher, extra, None)  # validate the plan before anything runs
     parent = parent_run(cfg)
     extra = [e for e in extra if not e.startswith("paths.output_dir=")] + [f"paths.output_dir={cfg.paths.output_dir}"]
     done = []
@@ -175,9 +196,14 @@ def run_study(cfg: DictConfig, launcher: str, extra: list[str]) -> dict[str, Any
         done.append(stage)
     seeds = ",".join(map(str, cfg.plan.seeds))
     algos = ["sft", *((cfg.plan.get("rl") or {}).get("algos") or [])]
-    late = [("spectral", "sweeps-spectral", ["-m", f"hydra/launcher={launcher}", f"seed={seeds}",
-                                             f"spectral.stages=[{','.join(algos)}]"]),
-            ("analysis", "sweeps-analyze", [])]
+    late = [
+        (
+            "spectral",
+            "sweeps-spectral",
+            ["-m", f"hydra/launcher={launcher}", f"seed={seeds}", f"spectral.stages=[{','.join(algos)}]"],
+        ),
+        ("analysis", "sweeps-analyze", []),
+    ]
     root = Path(cfg.paths.output_dir) / cfg.study
     outputs = {"spectral": None, "analysis": root / "analysis" / "analysis.json"}
     for stage, app, args in late:

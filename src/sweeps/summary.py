@@ -29,8 +29,12 @@ def collect(study: Path) -> dict[tuple[str, str, str], dict[int, dict[str, list[
 def render(table: dict) -> str:
     lines = []
     for (stage, model, task), steps in sorted(table.items()):
-        lines += [f"### {stage} / {model} / {task}", "",
-                  "| step | seeds | ID success (mean, min-max) | OOD success (mean, min-max) |", "|---|---|---|---|"]
+        lines += [
+            f"### {stage} / {model} / {task}",
+            "",
+            "| step | seeds | ID success (mean, min-max) | OOD success (mean, min-max) |",
+            "|---|---|---|---|",
+        ]
         for step in sorted(steps):
             cells = []
             for key in ("eval/id/success", "eval/ood/success"):

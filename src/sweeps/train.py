@@ -1,7 +1,7 @@
 """``sweeps-train``: one job of a grid; ``algo`` picks the stage (sft, grpo, reinforce, ppo).
 
-    sweeps-train algo=sft model=tiny task=general_points trainer=smoke seed=0
-    sweeps-train -m hydra/launcher=local seed=0,1,2
+sweeps-train algo=sft model=tiny task=general_points trainer=smoke seed=0
+sweeps-train -m hydra/launcher=local seed=0,1,2
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import hydra
 from hydra.utils import get_method
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from sweeps import CONF_DIR, schema, secrets  # noqa: F401  (schema registers the structured-config schemas)
 from sweeps.cli import one_line_errors
@@ -60,8 +60,10 @@ def check_writable(run_path: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=run_path, prefix=".write-test-"):
             pass
     except OSError as err:
-        raise ValueError(f"paths.output_dir: cannot write the run directory {run_path} ({err.strerror or err}): "
-                         "choose a writable paths.output_dir") from None
+        raise ValueError(
+            f"paths.output_dir: cannot write the run directory {run_path} ({err.strerror or err}): "
+            "choose a writable paths.output_dir"
+        ) from None
 
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")

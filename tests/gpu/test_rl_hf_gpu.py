@@ -29,10 +29,25 @@ def test_rl_steps_on_cuda_with_hf_rollout(tmp_path, algo, extra):
     model, tok = build(base.model)
     sft = run_dir(tmp_path, "gpu", "sft", "tiny", "determinant_small", "base", 0)
     save_checkpoint(model, tok, Run(sft).ckpt(0))
-    overrides = ["model=tiny", "task=determinant_small", f"algo={algo}", "trainer=smoke", "trainer.batch_size=32",
-                 "trainer.max_steps=2", "trainer.save_every=2", "trainer.accelerator=gpu", "trainer.precision=32-true",
-                 "trainer.eval_at_start=false", "eval.size=8", "eval.splits=[id]", "tracking=none", "init.step=0",
-                 "study=gpu", f"paths.output_dir={tmp_path}", *extra]
+    overrides = [
+        "model=tiny",
+        "task=determinant_small",
+        f"algo={algo}",
+        "trainer=smoke",
+        "trainer.batch_size=32",
+        "trainer.max_steps=2",
+        "trainer.save_every=2",
+        "trainer.accelerator=gpu",
+        "trainer.precision=32-true",
+        "trainer.eval_at_start=false",
+        "eval.size=8",
+        "eval.splits=[id]",
+        "tracking=none",
+        "init.step=0",
+        "study=gpu",
+        f"paths.output_dir={tmp_path}",
+        *extra,
+    ]
     if algo == "grpo":
         overrides.append("algo.group_size=8")
     train(compose(overrides))
@@ -41,7 +56,7 @@ def test_rl_steps_on_cuda_with_hf_rollout(tmp_path, algo, extra):
     # a random policy may earn equal rewards in every group (zero advantages, zero gradient), so
     # the check is that the steps ran on the GPU end to end, with sampler and trainer agreeing
     assert len(recs) == 2 and all(r["rl/grad_norm"] >= 0 and r["rl/loss"] == r["rl/loss"] for r in recs)
-    assert all(r["rl/logp_mismatch_mean"] < 1e-3 for r in recs)      # fp32 sampler vs trainer on the GPU
+    assert all(r["rl/logp_mismatch_mean"] < 1e-3 for r in recs)  # fp32 sampler vs trainer on the GPU
     if extra:
         assert all("rl/kl" in r for r in recs)
     assert (Run(rl).ckpt(2) / "model.safetensors").is_file()

@@ -19,8 +19,18 @@ import torch
 
 pytestmark = pytest.mark.gpu
 BIN = Path(sys.executable).parent
-GPU = ["model=tiny", "task=determinant_small", "eval.splits=[id]", "eval.size=16", "tracking=none", "trainer=gpu",
-       "trainer.max_steps=20", "trainer.save_every=[10,20]", "trainer.batch_size=32", "trainer.eval_at_start=false"]
+GPU = [
+    "model=tiny",
+    "task=determinant_small",
+    "eval.splits=[id]",
+    "eval.size=16",
+    "tracking=none",
+    "trainer=gpu",
+    "trainer.max_steps=20",
+    "trainer.save_every=[10,20]",
+    "trainer.batch_size=32",
+    "trainer.eval_at_start=false",
+]
 
 
 def gpus() -> int:
@@ -28,8 +38,9 @@ def gpus() -> int:
 
 
 def job(out: Path, *args: str) -> list[dict]:
-    res = subprocess.run([str(BIN / "sweeps-train"), *GPU, *args, f"paths.output_dir={out}"], capture_output=True,
-                         text=True, timeout=900)
+    res = subprocess.run(
+        [str(BIN / "sweeps-train"), *GPU, *args, f"paths.output_dir={out}"], capture_output=True, text=True, timeout=900
+    )
     assert res.returncode == 0, res.stderr[-4000:]
     newest = max(out.glob("*/*/tiny/determinant_small/*/seed=0/metrics.jsonl"), key=lambda p: p.stat().st_mtime)
     return [json.loads(line) for line in newest.read_text().splitlines()]
@@ -43,7 +54,7 @@ def test_fsdp_bf16_with_checkpointing_on_one_gpu_tracks_the_plain_run(tmp_path):
     plain = losses(job(tmp_path / "plain"))
     fsdp = losses(job(tmp_path / "fsdp", "trainer/strategy=fsdp", "model.gradient_checkpointing=true"))
     assert len(plain) == len(fsdp) == 20
-    assert all(abs(a - b) < 0.05 * abs(a) for a, b in zip(plain, fsdp)), (plain, fsdp)    # bf16 compute both
+    assert all(abs(a - b) < 0.05 * abs(a) for a, b in zip(plain, fsdp)), (plain, fsdp)  # bf16 compute both
     assert fsdp[-1] < fsdp[0]
 
 
@@ -51,7 +62,9 @@ def test_fsdp_bf16_with_checkpointing_on_one_gpu_tracks_the_plain_run(tmp_path):
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_two_gpus_give_the_one_gpu_curve(tmp_path, strategy):
     one = losses(job(tmp_path / "one", "trainer.precision=32-true"))
-    two = losses(job(tmp_path / "two", "trainer.precision=32-true", "trainer.devices=2", f"trainer/strategy={strategy}"))
+    two = losses(
+        job(tmp_path / "two", "trainer.precision=32-true", "trainer.devices=2", f"trainer/strategy={strategy}")
+    )
     assert two == pytest.approx(one, rel=1e-4)
 
 
@@ -59,12 +72,22 @@ def test_two_gpus_give_the_one_gpu_curve(tmp_path, strategy):
 def test_grpo_fsdp_on_two_gpus_matches_one_gpu_counts(tmp_path):
     sft = tmp_path / "rl"
     job(sft, "study=rl")
-    rl = ["study=rl", "algo=grpo", "init.step=20", "trainer.max_steps=3", "trainer.save_every=3",
-          "trainer.precision=32-true", "algo.lr=3e-4"]
+    rl = [
+        "study=rl",
+        "algo=grpo",
+        "init.step=20",
+        "trainer.max_steps=3",
+        "trainer.save_every=3",
+        "trainer.precision=32-true",
+        "algo.lr=3e-4",
+    ]
     one = [r for r in job(sft, *rl) if "rl/reward_mean" in r]
-    two = [r for r in job(sft, *rl, "init.sft_study=rl", "study=rl2", "trainer.devices=2", "trainer/strategy=fsdp")
-           if "rl/reward_mean" in r]
-    assert [r["rl/reward_mean"] for r in two[:1]] == [r["rl/reward_mean"] for r in one[:1]]   # the same first episodes
+    two = [
+        r
+        for r in job(sft, *rl, "init.sft_study=rl", "study=rl2", "trainer.devices=2", "trainer/strategy=fsdp")
+        if "rl/reward_mean" in r
+    ]
+    assert [r["rl/reward_mean"] for r in two[:1]] == [r["rl/reward_mean"] for r in one[:1]]  # the same first episodes
 
 
 def test_deepspeed_stage_2_sft_on_one_gpu(tmp_path):
@@ -81,8 +104,19 @@ def test_vllm_colocated_with_fsdp_on_two_gpus(tmp_path):
     pytest.importorskip("vllm")
     sft = tmp_path / "rl"
     job(sft, "study=rl", "model.dtype=bfloat16")
-    recs = job(sft, "study=rl", "model.dtype=bfloat16", "algo=grpo", "init.step=20", "trainer.max_steps=3",
-               "trainer.save_every=3", "rollout=vllm", "rollout.enable_sleep_mode=true", "rollout.max_model_len=1024", "trainer.devices=2",
-               "trainer/strategy=fsdp")
+    recs = job(
+        sft,
+        "study=rl",
+        "model.dtype=bfloat16",
+        "algo=grpo",
+        "init.step=20",
+        "trainer.max_steps=3",
+        "trainer.save_every=3",
+        "rollout=vllm",
+        "rollout.enable_sleep_mode=true",
+        "rollout.max_model_len=1024",
+        "trainer.devices=2",
+        "trainer/strategy=fsdp",
+    )
     steps = [r for r in recs if "rl/logp_mismatch_mean" in r]
     assert len(steps) == 3 and all(r["rl/logp_mismatch_mean"] < 0.05 for r in steps)

@@ -20,8 +20,16 @@ from tests.conftest import CONF
 
 pytestmark = pytest.mark.gpu
 
-QWEN2_5_0_5B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                    num_key_value_heads=2, rope_theta=1e6, tie_word_embeddings=True, max_position_embeddings=2048)
+QWEN2_5_0_5B = dict(
+    hidden_size=896,
+    intermediate_size=4864,
+    num_hidden_layers=24,
+    num_attention_heads=14,
+    num_key_value_heads=2,
+    rope_theta=1e6,
+    tie_word_embeddings=True,
+    max_position_embeddings=2048,
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +41,13 @@ def qwen(tmp_path_factory):
     from sweeps.models.tokenizer import build_tokenizer
 
     tok = build_tokenizer(model_max_length=2048)
-    config = transformers.Qwen2Config(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                      pad_token_id=tok.pad_token_id, **QWEN2_5_0_5B)
+    config = transformers.Qwen2Config(
+        vocab_size=len(tok),
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        **QWEN2_5_0_5B,
+    )
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     path = save_checkpoint(model, tok, tmp_path_factory.mktemp("models") / "qwen2.5-0.5b-random")
@@ -61,14 +74,14 @@ def _prompts(tok, n: int) -> list[list[int]]:
 @torch.no_grad()
 def _hf_rows(model, prompt: list[int], cont: list[int], temperature: float = 1.0) -> torch.Tensor:
     """Teacher-forced next-token log-probs at each position of ``cont``: [T, V]."""
-    ids = torch.tensor([prompt + cont], device="cuda")                       # [1, P + T]
+    ids = torch.tensor([prompt + cont], device="cuda")  # [1, P + T]
     logits = model(ids).logits[0, len(prompt) - 1 : -1].float() / temperature  # [T, V]
     return torch.log_softmax(logits, -1)
 
 
 def _hf_logprobs(model, prompt: list[int], cont: list[int], temperature: float = 1.0) -> list[float]:
     """The training model's log-probs of the tokens of ``cont`` after ``prompt``."""
-    rows = _hf_rows(model, prompt, cont, temperature)                        # [T, V]
+    rows = _hf_rows(model, prompt, cont, temperature)  # [T, V]
     return rows.gather(-1, torch.tensor(cont, device=rows.device)[:, None]).squeeze(-1).tolist()
 
 
@@ -96,14 +109,16 @@ def test_greedy_matches_the_hf_backend(qwen, rollout, capsys):
     # model's argmax up to bf16 noise, and its log-prob matches the training model's.
     regret, gap = 0.0, 0.0
     for p, toks, lps in zip(prompts, ours.tokens, ours.logprobs):
-        rows = _hf_rows(model, p, toks)                                      # [T, V]
+        rows = _hf_rows(model, p, toks)  # [T, V]
         chosen = rows.gather(-1, torch.tensor(toks, device=rows.device)[:, None]).squeeze(-1)  # [T]
         regret = max(regret, (rows.max(-1).values - chosen).max().item())
         gap = max(gap, _max_gap(lps, chosen.tolist()))
     with capsys.disabled():
-        print(f"\n[vllm greedy vs hf] first token equal {first:.2f}, first 4 equal {first4:.2f}, "
-              f"max hf-argmax regret {regret:.4f}, max |dlogp| {gap:.4f}")
-    assert first >= 0.75 and first4 >= 0.5                                  # most agree; near-ties may flip
+        print(
+            f"\n[vllm greedy vs hf] first token equal {first:.2f}, first 4 equal {first4:.2f}, "
+            f"max hf-argmax regret {regret:.4f}, max |dlogp| {gap:.4f}"
+        )
+    assert first >= 0.75 and first4 >= 0.5  # most agree; near-ties may flip
     assert regret < 0.15 and gap < 0.2
     for toks, lps, done in zip(ours.tokens, ours.logprobs, ours.finished):
         assert len(toks) == len(lps) <= 16 and done == (bool(toks) and toks[-1] in rollout.eos)
@@ -131,7 +146,11 @@ def test_sampled_logprobs_follow_the_sampling_distribution(qwen, rollout, capsys
             rollout.generate(prompts, sp, seeds)
         pytest.skip("this vLLM returns raw log-probs (needs logprobs_mode='processed_logprobs')")
     out = rollout.generate(prompts, sp, seeds)
-    gap = max(_max_gap(lps, _hf_logprobs(model, p, toks, 0.7)) for p, toks, lps in zip(prompts, out.tokens, out.logprobs) if toks)
+    gap = max(
+        _max_gap(lps, _hf_logprobs(model, p, toks, 0.7))
+        for p, toks, lps in zip(prompts, out.tokens, out.logprobs)
+        if toks
+    )
     top1 = rollout.generate(prompts, SamplingParams(max_new_tokens=4, temperature=1.0, top_k=1), seeds)
     with capsys.disabled():
         print(f"\n[vllm logprobs at T=0.7] max |dlogp| vs hf log_softmax(logits / 0.7): {gap:.4f}")
@@ -144,8 +163,10 @@ def test_sampled_logprobs_follow_the_sampling_distribution(qwen, rollout, capsys
 def test_sync_weights_moves_the_sampler_and_back(qwen, rollout, capsys):
     model, tok = qwen
     prompt = _prompts(tok, 1)[0]
-    cont = tok.encode("The answer is 12 and the rank is 3 because the matrix has two equal rows", add_special_tokens=False)
-    long_prompt = (prompt * 10)[:48]                                        # three full 16-token KV blocks
+    cont = tok.encode(
+        "The answer is 12 and the rank is 3 because the matrix has two equal rows", add_special_tokens=False
+    )
+    long_prompt = (prompt * 10)[:48]  # three full 16-token KV blocks
     original = {k: v.detach().clone() for k, v in model.state_dict().items()}
     v0, h0 = _engine_logprobs(rollout, prompt, cont), _hf_logprobs(model, prompt, cont)
     rollout.generate([long_prompt], SamplingParams(max_new_tokens=1), None)  # fills the prefix cache
@@ -153,7 +174,7 @@ def test_sync_weights_moves_the_sampler_and_back(qwen, rollout, capsys):
         torch.manual_seed(1)
         with torch.no_grad():
             for p in model.parameters():
-                if p.dim() == 2:                                            # every linear / embedding weight
+                if p.dim() == 2:  # every linear / embedding weight
                     p.add_(torch.randn_like(p) * p.float().std().to(p.dtype))
         h1 = _hf_logprobs(model, prompt, cont)
         stale = _engine_logprobs(rollout, prompt, cont)
@@ -165,14 +186,20 @@ def test_sync_weights_moves_the_sampler_and_back(qwen, rollout, capsys):
         model.load_state_dict(original)
         rollout.sync_weights(model)
     v2 = _engine_logprobs(rollout, prompt, cont)
-    numbers = dict(drift_before=_max_gap(v0, h0), stale_vs_trainer=_max_gap(stale, h1), synced_vs_trainer=_max_gap(v1, h1),
-                   moved=_max_gap(v1, v0), restored=_max_gap(v2, v0), cached_prompt=_max_gap(after_long.logprobs[0], hf_long))
+    numbers = dict(
+        drift_before=_max_gap(v0, h0),
+        stale_vs_trainer=_max_gap(stale, h1),
+        synced_vs_trainer=_max_gap(v1, h1),
+        moved=_max_gap(v1, v0),
+        restored=_max_gap(v2, v0),
+        cached_prompt=_max_gap(after_long.logprobs[0], hf_long),
+    )
     with capsys.disabled():
         print("\n[vllm sync_weights] max |dlogp|: " + ", ".join(f"{k} {v:.4f}" for k, v in numbers.items()))
-    assert numbers["drift_before"] < 0.2 and _max_gap(stale, v0) < 1e-3      # no push, no change
+    assert numbers["drift_before"] < 0.2 and _max_gap(stale, v0) < 1e-3  # no push, no change
     assert numbers["moved"] > 0.5 and numbers["stale_vs_trainer"] > 0.5
     assert numbers["synced_vs_trainer"] < min(0.2, 0.25 * numbers["stale_vs_trainer"])
-    assert numbers["cached_prompt"] < 0.2                                    # prefix cache was reset
+    assert numbers["cached_prompt"] < 0.2  # prefix cache was reset
     assert numbers["restored"] < 1e-2
 
 
@@ -181,9 +208,11 @@ def test_throughput_64_prompts_32_tokens(qwen, rollout, capsys):
     prompts, sp = _prompts(tok, 64), SamplingParams(max_new_tokens=32, temperature=1.0)
     seeds = [derive_seed(3, i) for i in range(64)]
     rates = {}
-    for name, run in [("vllm", lambda: rollout.generate(prompts, sp, seeds)),
-                      ("hf", lambda: hf_generate(model, prompts, sp, pad_id=tok.pad_token_id, eos_ids=rollout.eos, seeds=seeds))]:
-        run()                                                               # warm-up
+    for name, run in [
+        ("vllm", lambda: rollout.generate(prompts, sp, seeds)),
+        ("hf", lambda: hf_generate(model, prompts, sp, pad_id=tok.pad_token_id, eos_ids=rollout.eos, seeds=seeds)),
+    ]:
+        run()  # warm-up
         torch.cuda.synchronize()
         start = time.perf_counter()
         out = run()
@@ -192,5 +221,8 @@ def test_throughput_64_prompts_32_tokens(qwen, rollout, capsys):
         rates[name] = (len(prompts) / seconds, sum(map(len, out.tokens)) / seconds)
         assert len(out.tokens) == 64 and all(len(t) <= 32 for t in out.tokens)
     with capsys.disabled():
-        print("\n[throughput 64 x 32, T=1] " + ", ".join(f"{k}: {s:.1f} samples/s, {t:.0f} tokens/s" for k, (s, t) in rates.items())
-              + f" on {torch.cuda.get_device_name()}")
+        print(
+            "\n[throughput 64 x 32, T=1] "
+            + ", ".join(f"{k}: {s:.1f} samples/s, {t:.0f} tokens/s" for k, (s, t) in rates.items())
+            + f" on {torch.cuda.get_device_name()}"
+        )

@@ -18,12 +18,25 @@ from tests.unit.test_analysis_curves import make_study
 
 pytestmark = pytest.mark.slow
 EXE = str(Path(sys.executable).parent / "sweeps-analyze")
-TABLES = ["summary", "sft_seeds", "rl_seeds", "windows", "peak_tests", "curves", "rotation_points", "correlations",
-          "missing", "non_finite", "tidy"]
+TABLES = [
+    "summary",
+    "sft_seeds",
+    "rl_seeds",
+    "windows",
+    "peak_tests",
+    "curves",
+    "rotation_points",
+    "correlations",
+    "missing",
+    "non_finite",
+    "tidy",
+]
 
 
 def analyze(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([EXE, *args, "analysis.n_resamples=999"], cwd=cwd, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [EXE, *args, "analysis.n_resamples=999"], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +58,7 @@ def test_report_references_every_figure_and_each_exists(done):
     assert {f.name.split("_")[0] for f in figures} == {"study", "sft", "recovery", "rotation", "layers", "errors"}
     for href in re.findall(r'<a href="([^"]+)"', text):
         assert (report.parent / href).is_file()
-    assert "sft-step=000100" in text and "RL run missing" in text           # the missing run is listed
+    assert "sft-step=000100" in text and "RL run missing" in text  # the missing run is listed
 
 
 def test_csv_tables_exist(done):
@@ -85,11 +98,14 @@ def test_rerun_reuses_the_parent_and_study_path_form_works(done):
     assert len([r for r in runs if r.data.tags.get("sweeps.role") == "parent"]) == 1
 
 
-@pytest.mark.parametrize("args,message", [
-    (["study=nope"], "study directory"),
-    (["study=syn", "analysis.stages=[ppo]"], "analysis.stages names ['ppo']"),
-    (["study=syn", "analysis.method=normal"], "analysis.method='normal'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["study=nope"], "study directory"),
+        (["study=syn", "analysis.stages=[ppo]"], "analysis.stages names ['ppo']"),
+        (["study=syn", "analysis.method=normal"], "analysis.method='normal'"),
+    ],
+)
 def test_bad_input_fails_with_one_line(done, args, message):
     res = analyze(done, *args, f"paths.output_dir={done}", "tracking=none")
     assert res.returncode != 0 and message in res.stderr.strip().splitlines()[-1]

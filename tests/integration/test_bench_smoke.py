@@ -1,4 +1,5 @@
 """The benchmarks run end to end at tiny sizes and print their tables (slow)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -26,8 +27,9 @@ def test_bench_spectral_tiny_prints_the_tables():
 
 
 def _run(script: str, *args: str, timeout: int = 900) -> str:
-    res = subprocess.run([sys.executable, str(BENCH.parent / script), *args], capture_output=True, text=True,
-                         timeout=timeout)
+    res = subprocess.run(
+        [sys.executable, str(BENCH.parent / script), *args], capture_output=True, text=True, timeout=timeout
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return res.stdout
 
@@ -43,7 +45,7 @@ def _check_trl_rows(out: str, rows: list[str]) -> None:
     except PackageNotFoundError:
         assert "trl not installed" in out
         pytest.skip("TRL is not installed (pip install '.[bench]'): its rows were not checked")
-    if f"trl {trl}" not in out:                       # the bench found no TRL: show why it does not import
+    if f"trl {trl}" not in out:  # the bench found no TRL: show why it does not import
         try:
             import trl as _  # noqa: F401
         except Exception as err:  # noqa: BLE001
@@ -70,8 +72,14 @@ def test_bench_rl_tiny_prints_the_table():
     for beta in ("0", "0.04"):
         assert f"| tiny | {beta} | floor (hand-written) |" in out
         assert f"| tiny | {beta} | ours (PolicyGradientModule) |" in out
-    _check_trl_rows(out, [f"tiny | {beta} | TRL GRPOTrainer, grad. checkpointing {how}" for beta in ("0", "0.04")
-                          for how in ("on (default)", "off")])
+    _check_trl_rows(
+        out,
+        [
+            f"tiny | {beta} | TRL GRPOTrainer, grad. checkpointing {how}"
+            for beta in ("0", "0.04")
+            for how in ("on (default)", "off")
+        ],
+    )
 
 
 def test_bench_sft_tiny_prints_the_table():
@@ -94,4 +102,4 @@ def test_bench_scaling_tiny_prints_one_row_per_layout():
     rows = [line for line in out.splitlines() if line.startswith("| ") and "x" in line.split("|")[1]]
     assert [r.split("|")[1].strip() for r in rows] == ["baseline 1 x 1", "1 x 2 threads", "2 x 1 ddp", "2 x 1 fsdp"]
     assert [r.split("|")[2].strip() for r in rows] == ["1", "1", "2", "2"]
-    assert rows[0].rstrip().endswith("| 1.00x | 1.00x |")                 # the baseline against itself
+    assert rows[0].rstrip().endswith("| 1.00x | 1.00x |")  # the baseline against itself

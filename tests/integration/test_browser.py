@@ -20,9 +20,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -33,8 +34,16 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 CHROMIUM = os.environ.get("SWEEPS_CHROMIUM", "/usr/bin/chromium")
 # Headless on a closed network: no sandbox (root in CI), no GPU, no background traffic.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 STUDY = "tiny_smoke"
 # The smallest study with a parent, an SFT child and an RL child, each with 2 checkpoints.
 STUDY_ARGS = [f"experiment={STUDY}", "plan.seeds=[0]", "plan.rl.init_steps=[6]", "plan.spectral.enabled=false"]
@@ -73,7 +82,7 @@ def browser() -> Iterator[Any]:
     need_browser()
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:              # launch() gives each browser a fresh temporary profile
+    with sync_playwright() as p:  # launch() gives each browser a fresh temporary profile
         b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             yield b
@@ -104,7 +113,7 @@ def page(browser: Any, shot: Path, width: int = 2400) -> Iterator[tuple[Any, lis
     finally:
         try:
             assistant = pg.locator(f"[data-component-id='{ASSISTANT_CLOSE}']")
-            if assistant.count():                # MLflow's chat panel: closed, so the screenshot shows the page
+            if assistant.count():  # MLflow's chat panel: closed, so the screenshot shows the page
                 assistant.first.click(timeout=2000)
             pg.screenshot(path=str(shot), full_page=True)
         finally:
@@ -118,10 +127,11 @@ def study(tmp_path_factory) -> Path:
     reuse = os.environ.get("SWEEPS_BROWSER_STUDY")
     if reuse:
         return Path(reuse)
-    need_browser()                             # no minute of training for a test that would skip
+    need_browser()  # no minute of training for a test that would skip
     out = tmp_path_factory.mktemp("study")
-    res = subprocess.run([str(BIN / "sweeps-study"), *STUDY_ARGS, f"paths.output_dir={out}"],
-                         capture_output=True, text=True, timeout=900)
+    res = subprocess.run(
+        [str(BIN / "sweeps-study"), *STUDY_ARGS, f"paths.output_dir={out}"], capture_output=True, text=True, timeout=900
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return out
 
@@ -139,7 +149,7 @@ def runs_on_disk(out: Path) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def server(study) -> Iterator[Server]:
-    s = Server(study)                          # mlflow server on <study>/mlflow.db, a free port
+    s = Server(study)  # mlflow server on <study>/mlflow.db, a free port
     s.start()
     try:
         yield s
@@ -154,10 +164,10 @@ def runs_table(browser, server, shots) -> dict[str, dict[str, str]]:
     with page(browser, shots / "runs_table.png") as (pg, _):
         pg.goto(f"{server.uri}/#/experiments")
         link = pg.get_by_role("link", name=STUDY, exact=True)
-        href = link.get_attribute("href")            # #/experiments/<id>
+        href = link.get_attribute("href")  # #/experiments/<id>
         pg.goto(f"{server.uri}/{href}/runs")
         parent = pg.locator(".ag-pinned-left-cols-container .ag-row").filter(has_text=f"study/{STUDY}")
-        parent.locator("[col-id='attributes.`Run Name`'] button").click()     # expand: the child runs
+        parent.locator("[col-id='attributes.`Run Name`'] button").click()  # expand: the child runs
         pg.locator(".ag-pinned-left-cols-container .ag-row").nth(1).wait_for()
         pg.get_by_role("button", name="Columns").click()
         pg.get_by_placeholder("Search columns").fill("sweeps.")
@@ -170,14 +180,19 @@ def runs_table(browser, server, shots) -> dict[str, dict[str, str]]:
         for row in pg.locator(".ag-pinned-left-cols-container .ag-row").all():
             idx, a = row.get_attribute("row-index"), row.locator("[col-id='attributes.`Run Name`'] a")
             cells = pg.locator(f".ag-center-cols-container .ag-row[row-index='{idx}']")
-            table[a.inner_text().strip()] = {"href": a.get_attribute("href"), **{
-                name: cells.locator(f"[col-id='tags.`sweeps.{name}`']").inner_text().strip() for name in ("role", *AXES)}}
+            table[a.inner_text().strip()] = {
+                "href": a.get_attribute("href"),
+                **{
+                    name: cells.locator(f"[col-id='tags.`sweeps.{name}`']").inner_text().strip()
+                    for name in ("role", *AXES)
+                },
+            }
         return table
 
 
 def test_runs_table_shows_the_parent_and_each_child_with_its_axis_tags(runs_table, study):
     disk = runs_on_disk(study)
-    assert len(disk) == 2                                  # the SFT run and the GRPO run from step 6
+    assert len(disk) == 2  # the SFT run and the GRPO run from step 6
     assert set(runs_table) == {f"study/{STUDY}", *disk}
     assert runs_table[f"study/{STUDY}"]["role"] == "parent"
     for name, run in disk.items():
@@ -208,8 +223,10 @@ def test_parent_artifacts_list_the_report_figures(browser, server, runs_table, s
         pg.get_by_text("figures", exact=True).click()
         for name in figures:
             pg.get_by_text(name, exact=True).wait_for()
-        pg.get_by_text(figures[0], exact=True).click()       # the preview shows the image itself
-        pg.wait_for_function("Array.from(document.images).some(i => i.complete && i.naturalWidth >= 400)")   # not an icon
+        pg.get_by_text(figures[0], exact=True).click()  # the preview shows the image itself
+        pg.wait_for_function(
+            "Array.from(document.images).some(i => i.complete && i.naturalWidth >= 400)"
+        )  # not an icon
 
 
 # --- the HTML report -----------------------------------------------------------------------------------
@@ -218,8 +235,19 @@ def synthetic_report(tmp_path_factory) -> Path:
     """The report of a 3-seed synthetic study with spectral data: every kind of figure, CI bands."""
     out = tmp_path_factory.mktemp("syn")
     make_study(out)
-    res = subprocess.run([str(BIN / "sweeps-analyze"), "study=syn", f"paths.output_dir={out}", "tracking=none",
-                          "analysis.n_resamples=999"], cwd=out, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [
+            str(BIN / "sweeps-analyze"),
+            "study=syn",
+            f"paths.output_dir={out}",
+            "tracking=none",
+            "analysis.n_resamples=999",
+        ],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return out / "syn" / "report" / "index.html"
 
@@ -228,8 +256,10 @@ def check_report(browser, report: Path, shot: Path) -> None:
     figures = sorted((report.parent.parent / "analysis" / "figures").glob("*.png"))
     with page(browser, shot, width=1400) as (pg, problems):
         pg.goto(report.as_uri(), wait_until="load")
-        images = pg.evaluate("Array.from(document.images).map(i => ({src: i.src, alt: i.alt, w: i.naturalWidth,"
-                             " h: i.naturalHeight, done: i.complete}))")
+        images = pg.evaluate(
+            "Array.from(document.images).map(i => ({src: i.src, alt: i.alt, w: i.naturalWidth,"
+            " h: i.naturalHeight, done: i.complete}))"
+        )
         assert problems == []
     assert sorted(Path(i["src"].removeprefix("file://")).name for i in images) == [f.name for f in figures]
     for i in images:

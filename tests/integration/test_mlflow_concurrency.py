@@ -17,7 +17,7 @@ def job(uri: str, run_dir: str, seed: int, start) -> None:
 
     run = Run(run_dir)
     run.claim(f"sig{seed}", "")
-    start.wait()                                              # all eight start together
+    start.wait()  # all eight start together
     tracker = MlflowTracker(uri, "concurrency")
     tracker.start(run.path, {"seed": seed}, {"sweeps.seed": str(seed)}, "")
     writer = MetricsWriter(run.metrics_file)
@@ -30,7 +30,7 @@ def job(uri: str, run_dir: str, seed: int, start) -> None:
 def test_eight_concurrent_writers_lose_nothing(tmp_path: Path):
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"                   # not created yet: the first migration races too
+    uri = f"sqlite:///{tmp_path}/mlflow.db"  # not created yet: the first migration races too
     ctx = mp.get_context("spawn")
     start = ctx.Event()
     procs = [ctx.Process(target=job, args=(uri, str(tmp_path / f"run{i}"), i, start)) for i in range(N_JOBS)]

@@ -23,12 +23,20 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 SFT = ["algo=sft", "model=tiny", "task=general_points_compact", "trainer=smoke", "eval.size=8", "seed=0"]
 TWO = {"ddp": ["trainer.devices=2", "trainer/strategy=ddp"], "fsdp": ["trainer.devices=2", "trainer/strategy=fsdp"]}
-COUNTED = ("rl/reward_mean", "rl/return_mean", "rl/success", "rl/mixed_groups", "rl/turns_per_episode", "rl/response_len")
+COUNTED = (
+    "rl/reward_mean",
+    "rl/return_mean",
+    "rl/success",
+    "rl/mixed_groups",
+    "rl/turns_per_episode",
+    "rl/response_len",
+)
 
 
 def sweeps(args: list[str], out: Path) -> subprocess.CompletedProcess:
-    res = subprocess.run([str(BIN / "sweeps-train"), *args, f"paths.output_dir={out}"], capture_output=True, text=True,
-                         timeout=600)
+    res = subprocess.run(
+        [str(BIN / "sweeps-train"), *args, f"paths.output_dir={out}"], capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return res
 
@@ -42,7 +50,7 @@ def sft_run(out: Path, seed: int = 0) -> Path:
 
 
 def same(a: float, b: float) -> bool:
-    return a == b or (a != a and b != b)                                  # NaN (undefined) on both sides
+    return a == b or (a != a and b != b)  # NaN (undefined) on both sides
 
 
 def assert_same_curves(one: list[dict], two: list[dict], keys: tuple[str, ...], rel: float) -> None:
@@ -53,7 +61,7 @@ def assert_same_curves(one: list[dict], two: list[dict], keys: tuple[str, ...], 
             if k in a:
                 assert b[k] == pytest.approx(a[k], rel=rel, abs=1e-7), (a["step"], k)
         for k in (k for k in a if k.startswith("eval/")):
-            assert same(b[k], a[k]), (a["step"], k)                         # counts of the same episodes
+            assert same(b[k], a[k]), (a["step"], k)  # counts of the same episodes
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +81,7 @@ def test_sft_on_two_processes_gives_the_one_process_curve(one_process, tmp_path,
     log = res.stdout + res.stderr
     assert "rank 0 of 2" in log and "rank 1 of 2" in log
     one, two = records(sft_run(one_process)), records(sft_run(tmp_path))
-    assert [r["step"] for r in two if "train/loss" in r] == [1, 2, 3, 4, 5, 6]          # each step once: rank 0 writes
+    assert [r["step"] for r in two if "train/loss" in r] == [1, 2, 3, 4, 5, 6]  # each step once: rank 0 writes
     assert_same_curves(one, two, ("train/loss", "train/lr"), rel=1e-6)
     ckpt = sft_run(tmp_path) / "ckpt" / "step=000006"
     assert json.loads((ckpt / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
@@ -82,7 +90,7 @@ def test_sft_on_two_processes_gives_the_one_process_curve(one_process, tmp_path,
     assert a.keys() == b.keys() and max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6
     state = json.loads((sft_run(tmp_path) / "resume" / "state.json").read_text())
     resume = sft_run(tmp_path) / "resume" / state["path"]
-    if strategy == "fsdp":                                   # one shard per rank
+    if strategy == "fsdp":  # one shard per rank
         assert sorted(p.name for p in resume.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
     else:
         assert resume.is_file()
@@ -96,19 +104,50 @@ def test_sft_on_two_processes_gives_the_one_process_curve(one_process, tmp_path,
 def sft_base(tmp_path_factory):
     """An SFT checkpoint (step 40) of the tiny model on determinant_small for the RL jobs."""
     out = tmp_path_factory.mktemp("rl")
-    sweeps(["task=determinant_small", "eval.splits=[id]", "tracking=none", "study=rl", "seed=0", "trainer=cpu",
-            "trainer.max_steps=40", "trainer.batch_size=32", "trainer.save_every=[40]", "trainer.eval_at_start=false",
-            "eval.size=16"], out)
+    sweeps(
+        [
+            "task=determinant_small",
+            "eval.splits=[id]",
+            "tracking=none",
+            "study=rl",
+            "seed=0",
+            "trainer=cpu",
+            "trainer.max_steps=40",
+            "trainer.batch_size=32",
+            "trainer.save_every=[40]",
+            "trainer.eval_at_start=false",
+            "eval.size=16",
+        ],
+        out,
+    )
     return out
 
 
 def rl(base: Path, study: str, algo: str, *extra: str) -> Path:
     """An RL job of study ``study`` from the SFT run of study "rl" in ``base``; its run directory."""
     group = "1" if algo == "ppo" else "8"
-    sweeps(["task=determinant_small", "eval.splits=[id]", "tracking=none", f"study={study}", "init.sft_study=rl",
-            "seed=0", f"algo={algo}", f"algo.group_size={group}", "init.step=40", "trainer=rl_cpu", "trainer.max_steps=3",
-            "trainer.save_every=3", "trainer.batch_size=32", "eval.temperature=1.0", "eval.size=24", "algo.lr=3e-4",
-            *extra], base)
+    sweeps(
+        [
+            "task=determinant_small",
+            "eval.splits=[id]",
+            "tracking=none",
+            f"study={study}",
+            "init.sft_study=rl",
+            "seed=0",
+            f"algo={algo}",
+            f"algo.group_size={group}",
+            "init.step=40",
+            "trainer=rl_cpu",
+            "trainer.max_steps=3",
+            "trainer.save_every=3",
+            "trainer.batch_size=32",
+            "eval.temperature=1.0",
+            "eval.size=24",
+            "algo.lr=3e-4",
+            *extra,
+        ],
+        base,
+    )
     return base / study / algo / "tiny" / "determinant_small" / "sft-step=000040" / "seed=0"
 
 
@@ -117,9 +156,9 @@ def test_policy_gradient_on_two_processes_reduces_metrics_exactly(sft_base, algo
     one = records(rl(sft_base, f"{algo}_one", algo))
     two = records(rl(sft_base, f"{algo}_{strategy}", algo, *TWO[strategy]))
     steps = [r for r in one if "rl/loss" in r]
-    assert len(steps) == 3 and any(r["rl/mixed_groups"] > 0 for r in steps)      # some groups carry signal
+    assert len(steps) == 3 and any(r["rl/mixed_groups"] > 0 for r in steps)  # some groups carry signal
     for a, b in zip(one, two):
-        for k in COUNTED:                       # the same 32 episodes per step, counted across both ranks
+        for k in COUNTED:  # the same 32 episodes per step, counted across both ranks
             if k in a:
                 assert same(b[k], a[k]), (a["step"], k)
     assert_same_curves(one, two, ("rl/loss", "rl/grad_norm", "train/lr"), rel=1e-4)
@@ -129,11 +168,21 @@ def test_ppo_ddp_and_fsdp_agree_with_uneven_turns_per_rank(sft_base):
     """PPO with the 5-attempt loop: ranks hold different numbers of turns, so the ranks with
     fewer micro-batches pad with zero-weighted passes; the critic is sharded under FSDP and the
     advantages are whitened over both ranks. DDP (no padding needed) must agree."""
-    args = ["task.max_attempts=3", "algo.max_attempts=null", "algo.epochs=2", "algo.minibatches=2", "algo.micro_batch_size=4",
-            "algo.temperature=1.0", "algo.lr=1e-4", "trainer.batch_size=16", "trainer.max_steps=2", "trainer.save_every=2"]
+    args = [
+        "task.max_attempts=3",
+        "algo.max_attempts=null",
+        "algo.epochs=2",
+        "algo.minibatches=2",
+        "algo.micro_batch_size=4",
+        "algo.temperature=1.0",
+        "algo.lr=1e-4",
+        "trainer.batch_size=16",
+        "trainer.max_steps=2",
+        "trainer.save_every=2",
+    ]
     ddp = records(rl(sft_base, "ppo_ddp", "ppo", *args, *TWO["ddp"]))
     fsdp = records(rl(sft_base, "ppo_fsdp", "ppo", *args, *TWO["fsdp"]))
-    assert any(r.get("rl/turns_per_episode", 1) > 1 for r in ddp)               # failed attempts were retried
+    assert any(r.get("rl/turns_per_episode", 1) > 1 for r in ddp)  # failed attempts were retried
     for a, b in zip(ddp, fsdp):
         for k in COUNTED:
             if k in a:
@@ -146,7 +195,7 @@ def test_sigkill_of_a_two_process_job_resumes_to_the_same_result(tmp_path):
     sweeps(args, tmp_path / "ref")
     out = tmp_path / "killed"
     run = sft_run(out, 3)
-    run_and_kill([str(BIN / "sweeps-train"), *args, f"paths.output_dir={out}"], run, 6)   # the agent and both ranks
+    run_and_kill([str(BIN / "sweeps-train"), *args, f"paths.output_dir={out}"], run, 6)  # the agent and both ranks
     assert not (run / "DONE").exists()
     assert json.loads((run / "resume" / "state.json").read_text())["step"] == 4
     res = sweeps(args, out)
@@ -155,10 +204,24 @@ def test_sigkill_of_a_two_process_job_resumes_to_the_same_result(tmp_path):
 
 
 def test_bad_input_on_a_rank_is_one_line(tmp_path):
-    res = subprocess.run([str(BIN / "sweeps-train"), *SFT, "tracking=none", *TWO["fsdp"],
-                          "trainer.strategy.blocks=[NoSuchBlock]", f"paths.output_dir={tmp_path}"],
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [
+            str(BIN / "sweeps-train"),
+            *SFT,
+            "tracking=none",
+            *TWO["fsdp"],
+            "trainer.strategy.blocks=[NoSuchBlock]",
+            f"paths.output_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 1
     last = res.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: rank ") and " of 2 failed: ValueError: trainer.strategy.blocks=['NoSuchBlock'] " \
-        "matches no module of LlamaForCausalLM: name its transformer block class (e.g. [LlamaDecoderLayer])" in last
+    assert (
+        last.startswith("error: rank ")
+        and " of 2 failed: ValueError: trainer.strategy.blocks=['NoSuchBlock'] "
+        "matches no module of LlamaForCausalLM: name its transformer block class (e.g. [LlamaDecoderLayer])"
+        in last
+    )

@@ -22,8 +22,13 @@ pytestmark = pytest.mark.slow
 
 def control(out, *args: str) -> subprocess.CompletedProcess:
     """The control's command on ``out``, run there (sweeps-analyze's Hydra files go under its cwd)."""
-    return subprocess.run([sys.executable, "-m", "sweeps.analysis.synthetic", str(out), *args], cwd=out,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "sweeps.analysis.synthetic", str(out), *args],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def table(study, name):
@@ -67,10 +72,13 @@ def test_the_null_report_finds_no_peak_and_no_window(out):
     assert "3 of 3 seeds without a peak" in (study / "report" / "index.html").read_text()
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("window", [60, 80], "recovery window [[60, 80, 100]], planted [60, 80]"),
-    ("peak_steps", {"0": 40, "1": 40, "2": 40}, "seed 2: OOD peak step 30, planted 40"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("window", [60, 80], "recovery window [[60, 80, 100]], planted [60, 80]"),
+        ("peak_steps", {"0": 40, "1": 40, "2": 40}, "seed 2: OOD peak step 30, planted 40"),
+    ],
+)
 def test_a_planted_answer_the_analysis_did_not_find_fails(out, tmp_path, field, value, message):
     import shutil
 

@@ -21,13 +21,25 @@ import pytest
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-SMOKE = ["algo=sft", "model=tiny", "task=general_points_compact", "trainer=smoke", "eval.size=8", "seed=0", "tracking=none"]
+SMOKE = [
+    "algo=sft",
+    "model=tiny",
+    "task=general_points_compact",
+    "trainer=smoke",
+    "eval.size=8",
+    "seed=0",
+    "tracking=none",
+]
 ON = ["algo.rotation_reg.lam=1", "algo.rotation_reg.k=8"]
 
 
 def train(args: list[str], out: Path, ok: bool = True) -> subprocess.CompletedProcess:
-    res = subprocess.run([str(BIN / "sweeps-train"), *SMOKE, *args, f"paths.output_dir={out}"], capture_output=True,
-                         text=True, timeout=600)
+    res = subprocess.run(
+        [str(BIN / "sweeps-train"), *SMOKE, *args, f"paths.output_dir={out}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert (res.returncode == 0) == ok, res.stderr[-3000:]
     return res
 
@@ -58,17 +70,20 @@ def test_lambda_zero_is_plain_sft_bit_for_bit(plain, tmp_path):
     assert train_curve(a) == train_curve(b) and len(train_curve(a)) == 6
     assert not any("train/rotation_reg" in r for r in records(b))
     for step in ("step=000003", "step=000006"):
-        assert (a / "ckpt" / step / "model.safetensors").read_bytes() == (b / "ckpt" / step / "model.safetensors").read_bytes()
+        assert (a / "ckpt" / step / "model.safetensors").read_bytes() == (
+            b / "ckpt" / step / "model.safetensors"
+        ).read_bytes()
 
 
 def test_lambda_on_has_its_own_directory_and_changes_the_weights(plain):
-    train(ON, plain)                         # same output dir: no conflict with the plain run
+    train(ON, plain)  # same output dir: no conflict with the plain run
     reg = run(plain, "base+rotreg_block_k8_lam1")
     penalty = train_curve(reg, "train/rotation_reg")
     assert len(penalty) == 6 and penalty[0] == pytest.approx(0.0, abs=1e-9) and penalty[-1] > 0
-    assert train_curve(reg)[0] == train_curve(run(plain))[0]      # step 1: same weights, same batch
-    assert (reg / "ckpt" / "step=000006" / "model.safetensors").read_bytes() != \
-        (run(plain) / "ckpt" / "step=000006" / "model.safetensors").read_bytes()
+    assert train_curve(reg)[0] == train_curve(run(plain))[0]  # step 1: same weights, same batch
+    assert (reg / "ckpt" / "step=000006" / "model.safetensors").read_bytes() != (
+        run(plain) / "ckpt" / "step=000006" / "model.safetensors"
+    ).read_bytes()
 
 
 def test_ddp_gives_the_one_process_curves_and_fsdp_is_refused(plain, tmp_path):
@@ -80,8 +95,20 @@ def test_ddp_gives_the_one_process_curves_and_fsdp_is_refused(plain, tmp_path):
     res = train([*ON, "trainer.devices=2", "trainer/strategy=fsdp"], tmp_path / "fsdp", ok=False)
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("error: ") and "algo.rotation_reg.lam > 0 needs whole parameters" in lines[-1]
-    assert "trainer/strategy=fsdp" in lines[-1] and not (tmp_path / "fsdp" / "default" / "sft" / "tiny" /
-                                                        "general_points_compact" / "base+rotreg_block_k8_lam1" / "seed=0" / "DONE").exists()
+    assert (
+        "trainer/strategy=fsdp" in lines[-1]
+        and not (
+            tmp_path
+            / "fsdp"
+            / "default"
+            / "sft"
+            / "tiny"
+            / "general_points_compact"
+            / "base+rotreg_block_k8_lam1"
+            / "seed=0"
+            / "DONE"
+        ).exists()
+    )
 
 
 def test_angle_penalty_resumes_after_sigkill_to_the_uninterrupted_curve(tmp_path):
@@ -97,5 +124,7 @@ def test_angle_penalty_resumes_after_sigkill_to_the_uninterrupted_curve(tmp_path
     res = train(angle, out)
     assert "resuming" in res.stdout + res.stderr
     for key in ("train/loss", "train/rotation_reg"):
-        assert train_curve(run(out, init), key) == pytest.approx(train_curve(run(tmp_path / "ref", init), key), rel=1e-6)
+        assert train_curve(run(out, init), key) == pytest.approx(
+            train_curve(run(tmp_path / "ref", init), key), rel=1e-6
+        )
     assert len(train_curve(run(out, init), "train/rotation_reg")) == 6

@@ -9,7 +9,6 @@ study like any other task's.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -26,8 +25,21 @@ BASE = ["model=tiny", "task=route_following_tiny", "trainer=smoke", "eval.size=8
 def cell(tmp_path_factory):
     out = tmp_path_factory.mktemp("route")
     train(compose([*BASE, "algo=sft", "seed=0", f"paths.output_dir={out}"]))
-    train(compose([*BASE, "algo=grpo", "seed=0", f"paths.output_dir={out}", "init.step=6", "algo.group_size=4",
-                   "algo.max_attempts=2", "trainer.max_steps=3", "trainer.save_every=3"]))
+    train(
+        compose(
+            [
+                *BASE,
+                "algo=grpo",
+                "seed=0",
+                f"paths.output_dir={out}",
+                "init.step=6",
+                "algo.group_size=4",
+                "algo.max_attempts=2",
+                "trainer.max_steps=3",
+                "trainer.save_every=3",
+            ]
+        )
+    )
     return out / "route"
 
 
@@ -54,12 +66,16 @@ def test_sft_then_grpo_cell_runs_and_episodes_regrade(cell):
             ev = json.loads((run / "ckpt" / steps[-1] / "eval.json").read_text())
             assert ev[f"eval/{split}/n"] == 8 and 0.0 <= ev[f"eval/{split}/success"] <= 1.0
             assert {f"eval/{split}/err/{c}" for c in task.error_classes} <= set(ev)
-            rows = [json.loads(x) for x in (run / "ckpt" / steps[-1] / f"episodes_{split}.jsonl").read_text().splitlines()]
+            rows = [
+                json.loads(x) for x in (run / "ckpt" / steps[-1] / f"episodes_{split}.jsonl").read_text().splitlines()
+            ]
             assert len(rows) == 8
             for row in rows:
                 assert row["example"]["split"] == split and row["example"]["data"]["step"] == 0
                 assert regrade(task, row) == row["rewards"]
-                assert 1 <= len(row["texts"]) <= 2 * task.num_steps(Example.from_json(row["example"]))    # 2 attempts per step
+                assert (
+                    1 <= len(row["texts"]) <= 2 * task.num_steps(Example.from_json(row["example"]))
+                )  # 2 attempts per step
     recs = [json.loads(x) for x in (rl / "metrics.jsonl").read_text().splitlines()]
     train_recs = [r for r in recs if "rl/loss" in r]
     assert [r["step"] for r in train_recs] == [1, 2, 3]
@@ -69,7 +85,7 @@ def test_sft_then_grpo_cell_runs_and_episodes_regrade(cell):
 
 def test_frozen_evalsets_hold_the_same_routes_for_both_stages(cell):
     files = sorted((cell / "evalsets").glob("route_following_tiny-*.jsonl"))
-    assert len(files) == 2                             # one ID and one OOD set, shared by SFT and RL
+    assert len(files) == 2  # one ID and one OOD set, shared by SFT and RL
     ood = [json.loads(x) for x in next(f for f in files if "-ood-" in f.name).read_text().splitlines()]
     assert len(ood) == 8 and all(e["split"] == "ood" for e in ood)
 

@@ -40,7 +40,7 @@ def test_writes_hf_checkpoints_each_evaluated(finished):
     ckpts = sorted((run / "ckpt").iterdir())
     assert [c.name for c in ckpts] == ["step=000003", "step=000006"]
     for c in ckpts:
-        transformers.AutoModelForCausalLM.from_pretrained(c)        # loadable as is
+        transformers.AutoModelForCausalLM.from_pretrained(c)  # loadable as is
         ev = json.loads((c / "eval.json").read_text())
         for split in ("id", "ood"):
             assert 0.0 <= ev[f"eval/{split}/success"] <= 1.0
@@ -52,7 +52,7 @@ def test_writes_hf_checkpoints_each_evaluated(finished):
     assert all(r["train/lr"] >= 0 for r in recs if "train/lr" in r)
     assert (run / "DONE").is_file() and (run / "signature").is_file()
     rotation = [r["rotation/angle_mean"] for r in recs if "rotation/angle_mean" in r]
-    assert len(rotation) == 2 and 0 < rotation[0] < rotation[1]     # the online monitor: rotation grows
+    assert len(rotation) == 2 and 0 < rotation[0] < rotation[1]  # the online monitor: rotation grows
 
 
 def test_metrics_are_in_mlflow_with_axis_tags(finished):
@@ -81,7 +81,10 @@ def test_rerun_is_a_fast_skip(finished):
 
 
 def test_different_config_in_same_dir_is_refused(finished):
-    res = sweeps("sweeps-train", [*SMOKE, "seed=0", "algo.lr=0.002", f"paths.output_dir={finished}", "trainer.rotation_monitor=3"])
+    res = sweeps(
+        "sweeps-train",
+        [*SMOKE, "seed=0", "algo.lr=0.002", f"paths.output_dir={finished}", "trainer.rotation_monitor=3"],
+    )
     assert res.returncode != 0
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("error: run directory") and "signature" in last
@@ -89,8 +92,16 @@ def test_different_config_in_same_dir_is_refused(finished):
 
 def test_standalone_eval_scores_a_checkpoint(finished, tmp_path):
     ckpt = run_path(finished, 0) / "ckpt" / "step=000006"
-    res = sweeps("sweeps-eval", [f"ckpt='{ckpt}'", "task=general_points_compact", "eval.size=8",
-                                 f"paths.output_dir={finished}", f"out={tmp_path}"])
+    res = sweeps(
+        "sweeps-eval",
+        [
+            f"ckpt='{ckpt}'",
+            "task=general_points_compact",
+            "eval.size=8",
+            f"paths.output_dir={finished}",
+            f"out={tmp_path}",
+        ],
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     mine = json.loads((tmp_path / "eval.json").read_text())
     during_training = json.loads((ckpt / "eval.json").read_text())
@@ -103,7 +114,10 @@ def test_eval_of_a_directory_without_weights_is_one_line(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     res = sweeps("sweeps-eval", [f"ckpt={tmp_path}", "task=general_points_compact"])
     assert res.returncode != 0
-    assert res.stderr.strip().splitlines()[-1] == f"error: checkpoint directory {tmp_path} has no *.safetensors weights: save it with save_pretrained(safe_serialization=True)"
+    assert (
+        res.stderr.strip().splitlines()[-1]
+        == f"error: checkpoint directory {tmp_path} has no *.safetensors weights: save it with save_pretrained(safe_serialization=True)"
+    )
 
 
 def test_sigkill_mid_run_resumes_to_the_same_result(tmp_path):
@@ -111,7 +125,9 @@ def test_sigkill_mid_run_resumes_to_the_same_result(tmp_path):
     ref_out, out = tmp_path / "ref", tmp_path / "killed"
     assert sweeps("sweeps-train", [*args, f"paths.output_dir={ref_out}"]).returncode == 0
     run = run_path(out, 3)
-    run_and_kill([str(BIN / "sweeps-train"), *args, f"paths.output_dir={out}"], run, 6)   # after step 4's state, before 8's
+    run_and_kill(
+        [str(BIN / "sweeps-train"), *args, f"paths.output_dir={out}"], run, 6
+    )  # after step 4's state, before 8's
     assert not (run / "DONE").exists()
     assert json.loads((run / "resume" / "state.json").read_text())["step"] == 4
     res = sweeps("sweeps-train", [*args, f"paths.output_dir={out}"])

@@ -57,7 +57,9 @@ def launch(env: dict, out: Path, *args: str, launcher: str = "slurm_local") -> s
 
 def n_jobs(env: dict) -> int:
     """Every job the cluster knows of, finished ones included (MinJobAge keeps them)."""
-    res = subprocess.run(["squeue", "-h", "-a", "--states=all", "-o", "%i"], capture_output=True, text=True, env=env, check=True)
+    res = subprocess.run(
+        ["squeue", "-h", "-a", "--states=all", "-o", "%i"], capture_output=True, text=True, env=env, check=True
+    )
     return len(res.stdout.split())
 
 
@@ -82,7 +84,7 @@ def grid(slurm, tmp_path_factory):
 def test_grid_runs_as_a_job_array_and_relaunch_submits_nothing(slurm, grid):
     assert all((run_path(grid, s) / "DONE").is_file() for s in (0, 1))
     folders = sorted(p.name for p in grid.glob(".hydra/*/multirun_*/.submitit/[0-9]*_*"))
-    assert [f.split("_")[1] for f in folders] == ["0", "1"]     # one array, two tasks
+    assert [f.split("_")[1] for f in folders] == ["0", "1"]  # one array, two tasks
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{grid}/mlflow.db")
@@ -104,14 +106,25 @@ def test_local_launcher_gives_the_same_metrics(grid, tmp_path):
 
 
 def job_log(out: Path, job_id: str) -> str:
-    return "".join(p.read_text(errors="replace") for p in sorted(out.glob(f".hydra/*/multirun_*/.submitit/{job_id}/*_log.*")))
+    return "".join(
+        p.read_text(errors="replace") for p in sorted(out.glob(f".hydra/*/multirun_*/.submitit/{job_id}/*_log.*"))
+    )
 
 
 def preempt(env: dict, out: Path) -> tuple[bool, str]:
     """Launch one longer job, send it USR2 once it saved a step; (requeued and finished, job log)."""
     run = run_path(out, 0)
-    cmd = [str(BIN / "sweeps-train"), "-m", "hydra/launcher=slurm_local", *GRID, "trainer.max_steps=40",
-           "trainer.save_every=5", "tracking=none", "seed=0", f"paths.output_dir={out}"]
+    cmd = [
+        str(BIN / "sweeps-train"),
+        "-m",
+        "hydra/launcher=slurm_local",
+        *GRID,
+        "trainer.max_steps=40",
+        "trainer.save_every=5",
+        "tracking=none",
+        "seed=0",
+        f"paths.output_dir={out}",
+    ]
     out.mkdir(parents=True)
     with open(out / "launch.log", "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
@@ -120,7 +133,7 @@ def preempt(env: dict, out: Path) -> tuple[bool, str]:
         time.sleep(0.1)
     folders = [p.name for p in out.glob(".hydra/*/multirun_*/.submitit/*") if p.name.isdigit()]
     assert len(folders) == 1 and (run / "resume" / "state.json").exists(), (out / "launch.log").read_text()[-2000:]
-    job = folders[0]                                   # submitit's folder is named by the job id
+    job = folders[0]  # submitit's folder is named by the job id
     subprocess.run(["scancel", "--signal=USR2", job], check=True, env=env)
     try:
         rc = proc.wait(timeout=300)
@@ -136,13 +149,25 @@ def preempt(env: dict, out: Path) -> tuple[bool, str]:
 
 def test_preempted_job_is_requeued_and_resumes_to_the_same_result(slurm, tmp_path):
     ref = tmp_path / "ref"
-    res = subprocess.run([str(BIN / "sweeps-train"), *GRID, "trainer.max_steps=40", "trainer.save_every=5",
-                          "tracking=none", "seed=0", f"paths.output_dir={ref}"], capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [
+            str(BIN / "sweeps-train"),
+            *GRID,
+            "trainer.max_steps=40",
+            "trainer.save_every=5",
+            "tracking=none",
+            "seed=0",
+            f"paths.output_dir={ref}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     ok, log = preempt(slurm, tmp_path / "try1")
     out = tmp_path / "try1"
-    if not ok:   # submitit's requeue call loses a race now and then (../shared/SLURM.md): once more
-        warnings.warn(f"preemption try 1 did not requeue, retrying; log tail: {log[-1500:]}")
+    if not ok:  # submitit's requeue call loses a race now and then (../shared/SLURM.md): once more
+        warnings.warn(f"preemption try 1 did not requeue, retrying; log tail: {log[-1500:]}", stacklevel=2)
         out = tmp_path / "try2"
         ok, log = preempt(slurm, out)
     assert ok, log[-4000:]
@@ -159,8 +184,9 @@ def test_sigterm_on_slurm_saves_the_step_and_the_relaunch_resumes(slurm, tmp_pat
     uninterrupted run."""
     args = [*GRID, "trainer.max_steps=24", "trainer.save_every=8", "tracking=none", "seed=0"]
     ref = tmp_path / "ref"
-    res = subprocess.run([str(BIN / "sweeps-train"), *args, f"paths.output_dir={ref}"], capture_output=True,
-                         text=True, timeout=600)
+    res = subprocess.run(
+        [str(BIN / "sweeps-train"), *args, f"paths.output_dir={ref}"], capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     out = tmp_path / "term"
     run = run_path(out, 0)
@@ -200,21 +226,29 @@ def test_two_task_job_runs_one_rank_per_task_and_matches_one_process(slurm, grid
     run = run_path(tmp_path, 0)
     assert (run / "DONE").is_file()
     job = next(p.name for p in tmp_path.glob(".hydra/*/multirun_*/.submitit/*") if p.name.isdigit())
-    logs = {rank: "".join(p.read_text(errors="replace") for p in tmp_path.glob(f".hydra/*/multirun_*/.submitit/{job}/{job}_{rank}_log.*"))
-            for rank in (0, 1)}
+    logs = {
+        rank: "".join(
+            p.read_text(errors="replace")
+            for p in tmp_path.glob(f".hydra/*/multirun_*/.submitit/{job}/{job}_{rank}_log.*")
+        )
+        for rank in (0, 1)
+    }
     assert "rank 0 of 2 (local rank 0, SLURMEnvironment, gloo)" in logs[0]
     assert "rank 1 of 2 (local rank 1, SLURMEnvironment, gloo)" in logs[1]
     one, both = values(run_path(grid, 0)), values(run)
-    assert [r["step"] for r in both] == [r["step"] for r in one]           # every record once
+    assert [r["step"] for r in both] == [r["step"] for r in one]  # every record once
     for a, b in zip(one, both):
         assert b == pytest.approx(a, rel=1e-6, abs=1e-7)
     before = n_jobs(slurm)
-    res = launch(slurm, tmp_path, *two)                                   # finished: nothing submitted
+    res = launch(slurm, tmp_path, *two)  # finished: nothing submitted
     assert res.returncode == 0 and "1 of 1 jobs already DONE; submitting 0" in res.stdout + res.stderr
     res = launch(slurm, tmp_path / "bad", "seed=0", "trainer.devices=2", "hydra.launcher.tasks_per_node=3")
     assert res.returncode != 0 and n_jobs(slurm) == before
-    assert res.stderr.strip().splitlines()[-1].startswith(
-        "error: trainer.devices=2 x trainer.num_nodes=1 but the launcher runs tasks_per_node=3 x nodes=1")
+    assert (
+        res.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: trainer.devices=2 x trainer.num_nodes=1 but the launcher runs tasks_per_node=3 x nodes=1")
+    )
 
 
 def test_unknown_partition_fails_in_one_line_before_submitting(slurm, tmp_path):
@@ -254,8 +288,14 @@ def test_tiny_study_on_slurm_has_a_parent_and_children_and_relaunch_submits_noth
     """sweeps-study on SLURM: SFT (2 seeds, checkpoints 3 and 6), then GRPO from each checkpoint."""
     from mlflow.tracking import MlflowClient
 
-    cmd = [str(BIN / "sweeps-study"), "experiment=tiny_smoke", "hydra/launcher=slurm_local",
-           "plan.spectral.enabled=false", "plan.analysis.enabled=false", f"paths.output_dir={tmp_path}"]
+    cmd = [
+        str(BIN / "sweeps-study"),
+        "experiment=tiny_smoke",
+        "hydra/launcher=slurm_local",
+        "plan.spectral.enabled=false",
+        "plan.analysis.enabled=false",
+        f"paths.output_dir={tmp_path}",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, env=slurm)
     assert res.returncode == 0, res.stderr[-3000:]
     assert len(list(tmp_path.glob("tiny_smoke/*/tiny/general_points_compact/*/seed=*/DONE"))) == 6
@@ -264,9 +304,15 @@ def test_tiny_study_on_slurm_has_a_parent_and_children_and_relaunch_submits_noth
     parents = [r for r in runs if r.data.tags.get("sweeps.role") == "parent"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(parents) == 1 and len(children) == 6
-    assert sorted((r.data.tags["sweeps.stage"], r.data.tags["sweeps.seed"]) for r in children) == \
-        [("grpo", "0"), ("grpo", "0"), ("grpo", "1"), ("grpo", "1"), ("sft", "0"), ("sft", "1")]
+    assert sorted((r.data.tags["sweeps.stage"], r.data.tags["sweeps.seed"]) for r in children) == [
+        ("grpo", "0"),
+        ("grpo", "0"),
+        ("grpo", "1"),
+        ("grpo", "1"),
+        ("sft", "0"),
+        ("sft", "1"),
+    ]
     before = n_jobs(slurm)
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=slurm)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert n_jobs(slurm) == before                      # the second launch submitted no job at all
+    assert n_jobs(slurm) == before  # the second launch submitted no job at all

@@ -1,4 +1,5 @@
 """``sweeps-spectral`` over a tiny SFT run, through the real command line (slow)."""
+
 from __future__ import annotations
 
 import csv
@@ -38,7 +39,14 @@ def test_one_table_per_checkpoint_and_reference_and_a_summary(analysed):
         assert all(float(r["angle_mean"]) < 1e-12 for r in csv.DictReader(fh))
     with open(spec / "summary.csv") as fh:
         summary = list(csv.DictReader(fh))
-    assert {r["group"] for r in summary} == {"all", *(f"layer{i}" for i in range(4)), "q_proj", "k_proj", "v_proj", "down_proj"}
+    assert {r["group"] for r in summary} == {
+        "all",
+        *(f"layer{i}" for i in range(4)),
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "down_proj",
+    }
 
 
 def test_spectral_metrics_are_in_the_runs_mlflow_run(analysed):
@@ -72,10 +80,21 @@ def test_second_invocation_is_a_fast_skip(analysed):
 
 
 def test_bad_input_is_one_line(analysed):
-    res = sweeps("sweeps-spectral", [*SPECTRAL, "spectral.k=100", "spectral.references=[base]",
-                                     f"paths.output_dir={analysed}", "study=other"])
+    res = sweeps(
+        "sweeps-spectral",
+        [*SPECTRAL, "spectral.k=100", "spectral.references=[base]", f"paths.output_dir={analysed}", "study=other"],
+    )
     assert res.returncode != 0 and res.stderr.strip().splitlines()[-1].startswith("error: no run directories")
-    res = sweeps("sweeps-spectral", ["model=tiny", "task=general_points_compact", "seed=0", "spectral.k=128",
-                                     f"paths.output_dir={analysed}", "study=default"])
+    res = sweeps(
+        "sweeps-spectral",
+        [
+            "model=tiny",
+            "task=general_points_compact",
+            "seed=0",
+            "spectral.k=128",
+            f"paths.output_dir={analysed}",
+            "study=default",
+        ],
+    )
     last = res.stderr.strip().splitlines()[-1]
     assert res.returncode != 0 and last.startswith("error: k=128 must be below n=128") and "\n" not in last

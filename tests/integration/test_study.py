@@ -13,13 +13,22 @@ import pytest
 pytestmark = pytest.mark.slow
 EXE = str(Path(sys.executable).parent / "sweeps-study")
 # Credentials as a user's shell holds them: none may end up in any file the study writes.
-PLANTED = {"HF_TOKEN": "hf_plantedToken9f3c1", "MLFLOW_TRACKING_PASSWORD": "planted-mlflow-pw-77",
-           "WANDB_API_KEY": "planted0apikey0123456789", "AWS_SECRET_ACCESS_KEY": "planted/aws+secret/key42"}
+PLANTED = {
+    "HF_TOKEN": "hf_plantedToken9f3c1",
+    "MLFLOW_TRACKING_PASSWORD": "planted-mlflow-pw-77",
+    "WANDB_API_KEY": "planted0apikey0123456789",
+    "AWS_SECRET_ACCESS_KEY": "planted/aws+secret/key42",
+}
 
 
 def study(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([EXE, "experiment=tiny_smoke", *args], capture_output=True, text=True, timeout=1200,
-                          env={**os.environ, **PLANTED})
+    return subprocess.run(
+        [EXE, "experiment=tiny_smoke", *args],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, **PLANTED},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +53,16 @@ def test_no_planted_secret_in_any_file_the_study_wrote(finished):
 def test_all_stages_and_jobs_finish(finished):
     root = finished / "tiny_smoke"
     sft = sorted(p.parent.name for p in root.glob("sft/tiny/general_points_compact/base/*/DONE"))
-    rl = sorted(f"{p.parent.parent.name}/{p.parent.name}" for p in root.glob("grpo/tiny/general_points_compact/*/*/DONE"))
+    rl = sorted(
+        f"{p.parent.parent.name}/{p.parent.name}" for p in root.glob("grpo/tiny/general_points_compact/*/*/DONE")
+    )
     assert sft == ["seed=0", "seed=1"]
-    assert rl == ["sft-step=000003/seed=0", "sft-step=000003/seed=1", "sft-step=000006/seed=0", "sft-step=000006/seed=1"]
+    assert rl == [
+        "sft-step=000003/seed=0",
+        "sft-step=000003/seed=1",
+        "sft-step=000006/seed=0",
+        "sft-step=000006/seed=1",
+    ]
 
 
 def test_mlflow_has_one_parent_and_the_children(finished):
@@ -59,7 +75,10 @@ def test_mlflow_has_one_parent_and_the_children(finished):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
     assert len(parents) == 1 and len(children) == 6
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
-    assert sorted(r.data.tags["sweeps.init"] for r in children) == ["base", "base"] + ["sft-step=000003"] * 2 + ["sft-step=000006"] * 2
+    assert (
+        sorted(r.data.tags["sweeps.init"] for r in children)
+        == ["base", "base"] + ["sft-step=000003"] * 2 + ["sft-step=000006"] * 2
+    )
 
 
 def test_rerun_skips_every_job(finished):
@@ -84,14 +103,17 @@ def test_late_stages_rerun_when_their_inputs_change(finished, tmp_path):
     before = inputs_fingerprint(root, argv)
     assert inputs_fingerprint(root, argv) == before and inputs_fingerprint(root, ["-m", "seed=0"]) != before
     metrics = next(root.glob("sft/*/*/base/seed=0/metrics.jsonl"))
-    metrics.write_text(metrics.read_text())               # same bytes, new mtime: a redone job
+    metrics.write_text(metrics.read_text())  # same bytes, new mtime: a redone job
     assert inputs_fingerprint(root, argv) != before
 
 
-@pytest.mark.parametrize("override,message", [
-    ("plan.seeds=[]", "plan.seeds is empty"),
-    ("plan.rl.init_roles=[best_guess]", "match no role"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("plan.seeds=[]", "plan.seeds is empty"),
+        ("plan.rl.init_roles=[best_guess]", "match no role"),
+    ],
+)
 def test_bad_plans_fail_before_anything_runs(tmp_path, override, message):
     res = study(f"paths.output_dir={tmp_path}", override)
     assert res.returncode != 0
@@ -110,7 +132,7 @@ def test_the_study_ends_with_the_analysis_report(finished):
     assert figures, "the report shows no figure"
     assert all((report.parent / f).is_file() for f in figures)
     on_disk = {p.name for p in (finished / "tiny_smoke").rglob("*.png")}
-    assert on_disk <= {Path(f).name for f in figures}          # every figure written is in the report
+    assert on_disk <= {Path(f).name for f in figures}  # every figure written is in the report
     client = MlflowClient(f"sqlite:///{finished}/mlflow.db")
     exp = client.get_experiment_by_name("tiny_smoke")
     parent = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("sweeps.role") == "parent"][0]

@@ -14,17 +14,30 @@ import pytest
 
 pytestmark = pytest.mark.slow
 EXE = str(Path(sys.executable).parent / "sweeps-study")
-SMOKE = ["trainer.max_steps=6", "trainer.save_every=[3,6]", "trainer.batch_size=8", "eval.size=8",
-         "plan.seeds=[0]", "plan.rl.init_steps=[6]", "tracking=none"]
+SMOKE = [
+    "trainer.max_steps=6",
+    "trainer.save_every=[3,6]",
+    "trainer.batch_size=8",
+    "eval.size=8",
+    "plan.seeds=[0]",
+    "plan.rl.init_steps=[6]",
+    "tracking=none",
+]
 
 
 def test_tiny_heal_runs_sft_rl_and_analysis_at_smoke_size(tmp_path):
-    res = subprocess.run([EXE, "experiment=tiny_heal", "hydra/launcher=local", f"paths.output_dir={tmp_path}", *SMOKE],
-                         capture_output=True, text=True, timeout=900)
+    res = subprocess.run(
+        [EXE, "experiment=tiny_heal", "hydra/launcher=local", f"paths.output_dir={tmp_path}", *SMOKE],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     root = tmp_path / "tiny_heal"
     sft = root / "sft/tiny_base/general_points_tiny/base/seed=0"
-    evals = [json.loads(line) for line in (sft / "metrics.jsonl").read_text().splitlines() if '"eval/ood/success"' in line]
+    evals = [
+        json.loads(line) for line in (sft / "metrics.jsonl").read_text().splitlines() if '"eval/ood/success"' in line
+    ]
     assert [e["step"] for e in evals] == [0, 3, 6]
     # the OOD items hold a face card valued 3, 7 or 9: every OOD value is a pip value (1..10)
     items = [json.loads(line) for line in (sft / "ckpt/step=000000/episodes_ood.jsonl").read_text().splitlines()]

@@ -24,11 +24,20 @@ import pytest
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-JOB = ["algo=sft", "model=tiny", "task=general_points_compact", "trainer=smoke", "eval.size=8",
-       "task.max_attempts=1", "task.max_new_tokens=16", "tracking=mlflow_server", "seed=0"]
+JOB = [
+    "algo=sft",
+    "model=tiny",
+    "task=general_points_compact",
+    "trainer=smoke",
+    "eval.size=8",
+    "task.max_attempts=1",
+    "task.max_new_tokens=16",
+    "tracking=mlflow_server",
+    "seed=0",
+]
 RUN = Path("default/sft/tiny/general_points_compact/base/seed=0")
-WARNING = "MLflow mirror to"               # the tracker's one warning
-OUTAGE_COST_S = 30.0                       # a down server may cost a job at most this much
+WARNING = "MLflow mirror to"  # the tracker's one warning
+OUTAGE_COST_S = 30.0  # a down server may cost a job at most this much
 RUN_DIR_PARAMS, RUN_DIR_TAGS = {"paths.output_dir"}, {"sweeps.run_dir"}
 
 
@@ -53,10 +62,24 @@ class Server:
         t0 = time.monotonic()
         log = open(self.root / "server.log", "a")
         self.proc = subprocess.Popen(
-            [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db",
-             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
-            cwd=self.root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+            [
+                str(BIN / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{self.root}/mlflow.db",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            cwd=self.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        )
         log.close()
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         while time.monotonic() - t0 < timeout:
@@ -132,11 +155,12 @@ def content(client, rid: str, out: Path, tmp: Path) -> dict:
     return {
         "params": {k: v for k, v in r.data.params.items() if k not in RUN_DIR_PARAMS},
         "tags": {k: v for k, v in r.data.tags.items() if k not in RUN_DIR_TAGS},
-        "status": r.info.status, "run_name": r.info.run_name, "experiment": r.info.experiment_id,
+        "status": r.info.status,
+        "run_name": r.info.run_name,
+        "experiment": r.info.experiment_id,
         "artifacts": sorted(f.path for f in client.list_artifacts(rid)),
         "config.yaml": config.replace(str(out), "<output_dir>"),
-        "metrics": {k: sorted((m.step, m.value) for m in client.get_metric_history(rid, k))
-                    for k in r.data.metrics},
+        "metrics": {k: sorted((m.step, m.value) for m in client.get_metric_history(rid, k)) for k in r.data.metrics},
     }
 
 
@@ -145,9 +169,11 @@ def snapshot(client, rid: str, run: Path) -> dict:
     r = client.get_run(rid)
     return {
         "info": (r.info.status, r.info.start_time, r.info.end_time, r.info.lifecycle_stage),
-        "params": r.data.params, "tags": r.data.tags,
-        "metrics": {k: sorted((m.step, m.value, m.timestamp) for m in client.get_metric_history(rid, k))
-                    for k in r.data.metrics},
+        "params": r.data.params,
+        "tags": r.data.tags,
+        "metrics": {
+            k: sorted((m.step, m.value, m.timestamp) for m in client.get_metric_history(rid, k)) for k in r.data.metrics
+        },
         "artifacts": sorted(f.path for f in client.list_artifacts(rid)),
         "runs": len(client.search_runs([r.info.experiment_id], max_results=1000)),
         "mlflow.json": (run / "mlflow.json").read_text(),
@@ -176,7 +202,7 @@ def check_synced_like_reference(server, reference, out: Path, tmp: Path) -> None
     assert run_id(run) != ref_id
     assert content(client, run_id(run), out, tmp) == content(client, ref_id, ref_out, tmp)
     before = snapshot(client, run_id(run), run)
-    output, elapsed = sync(run)                         # a second sync changes nothing
+    output, elapsed = sync(run)  # a second sync changes nothing
     print(f"second sweeps-sync: {elapsed:.1f} s")
     assert "0 new records" in output
     assert snapshot(client, run_id(run), run) == before
@@ -194,7 +220,7 @@ def test_job_with_the_server_down_finishes_warns_once_and_syncs_later(server, re
     assert server.uri in warnings[0] and f"`sweeps-sync {run}`" in warnings[0]
     assert "Traceback" not in output and "Retrying" not in output, output[-3000:]
     assert elapsed - reference[2] < OUTAGE_COST_S
-    assert not (run / "mlflow.json").exists()           # no MLflow run was created
+    assert not (run / "mlflow.json").exists()  # no MLflow run was created
     print(f"mlflow server start: {server.start():.1f} s")
     check_synced_like_reference(server, reference, out, tmp_path)
 
@@ -203,10 +229,11 @@ def test_server_dying_mid_job_then_sync(server, reference, tmp_path):
     out, run = tmp_path / "server_dies", tmp_path / "server_dies" / RUN
     server.start()
     t0 = time.monotonic()
-    proc = subprocess.Popen(train_cmd(out, server.uri), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        train_cmd(out, server.uri), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
-        while proc.poll() is None and pushed(run) == 0:   # the first checkpoint's records are in
+        while proc.poll() is None and pushed(run) == 0:  # the first checkpoint's records are in
             time.sleep(0.02)
         server.stop()
         output, _ = proc.communicate(timeout=600)
@@ -245,20 +272,21 @@ def test_resumed_mirror_and_sync_push_each_point_once(server, tmp_path):
     run.claim("sig", "")
     (run.path / "config.yaml").write_text(
         "study: s\nseed: 0\nparent_run_id: null\nmodel: {name: tiny}\ntask: {name: t}\nalgo: {name: sft}\n"
-        f"tracking: {{uri: '{store}', experiment: e}}\n")
+        f"tracking: {{uri: '{store}', experiment: e}}\n"
+    )
     writer = MetricsWriter(run.metrics_file)
     first = MlflowTracker(store, "e")
     first.start(run.path, {}, {}, "")
     first.log_metrics([writer.write(s, {"train/loss": 1.0 / (s + 1)}) for s in range(3)])
-    for s in range(3, 5):                               # written, then the attempt is killed unpushed
+    for s in range(3, 5):  # written, then the attempt is killed unpushed
         writer.write(s, {"train/loss": 1.0 / (s + 1)})
-    second = MlflowTracker(store, "e")                  # the resumed attempt
+    second = MlflowTracker(store, "e")  # the resumed attempt
     second.start(run.path, {}, {}, "")
     second.log_metrics([writer.write(5, {"train/loss": 1.0 / 6})])
     second.log_metrics([writer.write(6, {"train/loss": 1.0 / 7})])
     assert second.pushed == 7
     state = json.loads((run.path / "mlflow.json").read_text())
-    (run.path / "mlflow.json").write_text(json.dumps({**state, "pushed": 4}))   # a reply lost
+    (run.path / "mlflow.json").write_text(json.dumps({**state, "pushed": 4}))  # a reply lost
     assert sync_run(run.path) == 3
     hist = MlflowClient(store).get_metric_history(second.run_id, "train/loss")
     assert sorted(m.step for m in hist) == list(range(7))

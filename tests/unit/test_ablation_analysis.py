@@ -22,7 +22,7 @@ from sweeps.analysis.tables import read_study
 from sweeps.runs import run_dir
 
 STEPS = [0, 10, 20, 30, 40, 60, 80, 100]
-OOD = [0.10, 0.14, 0.16, 0.15, 0.12, 0.08, 0.05, 0.02]     # peak at step 20
+OOD = [0.10, 0.14, 0.16, 0.15, 0.12, 0.08, 0.05, 0.02]  # peak at step 20
 ID = [0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.65, 0.7]
 NOISE = {0: 0.0, 1: 0.01, 2: -0.01}
 VARIANT = "rotreg_block_k16_lam1"
@@ -50,10 +50,10 @@ def make_study(root: Path) -> Path:
 
 def test_select_by_rotation_by_hand():
     angle = {10: 0.1, 20: 0.2, 30: 0.3, 40: 0.4, 60: 0.6, 80: 0.8, 100: 1.0}
-    assert select_by_rotation(angle, STEPS) == 40                       # 0.4 <= 0.5, 0.6 > 0.5
+    assert select_by_rotation(angle, STEPS) == 40  # 0.4 <= 0.5, 0.6 > 0.5
     assert select_by_rotation(angle, STEPS, fraction=0.25) == 20
-    assert select_by_rotation({20: 0.9, 100: 1.0}, STEPS, 0.5) == 10    # step 10: the monitor showed 0 (start) then
-    assert select_by_rotation({50: 0.2, 100: 1.0}, [0, 60, 100], 0.5) == 60   # latest monitor value at or before 60
+    assert select_by_rotation({20: 0.9, 100: 1.0}, STEPS, 0.5) == 10  # step 10: the monitor showed 0 (start) then
+    assert select_by_rotation({50: 0.2, 100: 1.0}, [0, 60, 100], 0.5) == 60  # latest monitor value at or before 60
     with pytest.raises(ValueError, match="rotation_monitor"):
         select_by_rotation({}, STEPS)
 
@@ -69,8 +69,10 @@ def test_ablation_effects_and_selection_gaps(tmp_path):
     assert diff["ood_max_value"]["lo"] == pytest.approx(0.05) and diff["ood_max_value"]["effect"].startswith("positive")
     assert diff["ood_end_value"]["estimate"] == pytest.approx(0.05)
     assert diff["id_end_value"]["estimate"] == 0.0 and diff["id_end_value"]["effect"].startswith("none")
-    assert diff["rotation_end"]["estimate"] == pytest.approx(-0.5) and diff["rotation_end"]["effect"].startswith("negative")
-    assert diff["ood_max_value"]["p_above"] == pytest.approx(1 / 8)    # 3 seeds: the smallest sign-flip p
+    assert diff["rotation_end"]["estimate"] == pytest.approx(-0.5) and diff["rotation_end"]["effect"].startswith(
+        "negative"
+    )
+    assert diff["ood_max_value"]["p_above"] == pytest.approx(1 / 8)  # 3 seeds: the smallest sign-flip p
     # selection: plain SFT picks step 40 (OOD 0.12 vs peak 0.16: gap -0.04 every seed); last: -0.14
     sel = {(r["init"], r["rule"], r["metric"]): r for r in res.selection}
     assert sel[("base", "rotation", "picked_step")]["estimate"] == 40
@@ -87,7 +89,7 @@ def test_ablation_effects_and_selection_gaps(tmp_path):
 def test_rotation_select_is_a_role(tmp_path):
     root = make_study(tmp_path)
     assert resolve("rotation_select", root / "sft" / "m" / "t" / "base" / "seed=1") == 40
-    assert resolve("ood_peak", root / "sft" / "m" / "t" / "base" / "seed=1") == 20     # the rule ignores OOD
+    assert resolve("ood_peak", root / "sft" / "m" / "t" / "base" / "seed=1") == 20  # the rule ignores OOD
 
 
 def test_report_and_tables_have_the_ablation(tmp_path):
@@ -118,7 +120,14 @@ def test_ablation_report_writes_the_readme_section_and_docs(tmp_path):
     readme.write_text("intro\n<!-- syn:begin -->\nold\n<!-- syn:end -->\nrest\n")
     ablation_report.main([str(root), "--readme", str(readme), "--docs", str(tmp_path / "docs")])
     text = readme.read_text()
-    assert text.startswith("intro\n<!-- syn:begin -->\n") and text.endswith("<!-- syn:end -->\nrest\n") and "old" not in text
-    assert "| OOD peak (max over checkpoints) | 0.160 [0.150, 0.170] | 0.210 [0.200, 0.220]; vs plain 0.050 [0.050, 0.050] (CI > 0) |" in text
+    assert (
+        text.startswith("intro\n<!-- syn:begin -->\n")
+        and text.endswith("<!-- syn:end -->\nrest\n")
+        and "old" not in text
+    )
+    assert (
+        "| OOD peak (max over checkpoints) | 0.160 [0.150, 0.170] | 0.210 [0.200, 0.220]; vs plain 0.050 [0.050, 0.050] (CI > 0) |"
+        in text
+    )
     assert "| plain SFT | rotation rule (no OOD data) | 40 [40, 40] | -0.040 [-0.040, -0.040] (CI < 0) |" in text
     assert (tmp_path / "docs" / "syn.md").read_text().count("| quantity |") == 1

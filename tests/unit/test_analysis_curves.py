@@ -39,15 +39,20 @@ def write_run(path: Path, records: list[dict], done: bool = True) -> None:
 
 
 def evals(step: int, ood: float, idv: float) -> dict:
-    return {"step": step, "eval/ood/success": ood, "eval/id/success": idv,
-            "eval/ood/err/illegal_formula": 1 - ood, "eval/id/err/illegal_formula": 1 - idv}
+    return {
+        "step": step,
+        "eval/ood/success": ood,
+        "eval/id/success": idv,
+        "eval/ood/err/illegal_formula": 1 - ood,
+        "eval/id/err/illegal_formula": 1 - idv,
+    }
 
 
 def spectral_rows(steps: list[int], oods: list[float], peak: float, seed: int) -> str:
     lines = ["step,reference,group,angle_mean,u_chordal_normalised,v_chordal_normalised,u_chordal_random,sv_drift"]
     for s, o in zip(steps, oods):
         angle = 2 * (peak - o)
-        drift = 0.001 * ((s * 7 + seed * 3) % 11)                    # unrelated to the drop
+        drift = 0.001 * ((s * 7 + seed * 3) % 11)  # unrelated to the drop
         for group in ("all", "layer0", "layer1"):
             lines.append(f"{s},ood_peak,{group},{angle},{angle / 2},{angle / 2},0.9,{drift}")
     return "\n".join(lines) + "\n"
@@ -69,8 +74,11 @@ def make_study(root: Path, seeds=(0, 1, 2), flat=False, skip=(), nan=(), spectra
             if (t, seed) in skip:
                 continue
             start = oods[STEPS.index(t)]
-            rl = [evals(0, start, ID_CURVE[STEPS.index(t)]), {"step": 5, "train/loss": 0.3},
-                  evals(20, start + d + off, ID_CURVE[STEPS.index(t)] + 0.01)]
+            rl = [
+                evals(0, start, ID_CURVE[STEPS.index(t)]),
+                {"step": 5, "train/loss": 0.3},
+                evals(20, start + d + off, ID_CURVE[STEPS.index(t)] + 0.01),
+            ]
             write_run(run_dir(root, "syn", algo, "tiny", "gp", f"sft-step={t:06d}", seed), rl)
     return root / "syn"
 
@@ -113,7 +121,7 @@ def test_rl_never_surpasses_the_peak(full):
     (t,) = res.tests
     # best RL end per seed is at init 30: 0.18 + 0.01 + 2 off vs peak 0.20 + off -> -0.01 + off
     assert t["never_surpasses"] and t["estimate"] == pytest.approx(-0.01) and t["hi"] < 0
-    assert t["p_below"] == pytest.approx(1 / 8) and t["exact"] == 1     # 3 seeds: the smallest p possible
+    assert t["p_below"] == pytest.approx(1 / 8) and t["exact"] == 1  # 3 seeds: the smallest p possible
     assert not any(r["exceeds_peak"] for r in res.rl_seeds)
 
 
@@ -130,18 +138,24 @@ def test_rotation_correlates_and_drift_is_the_control(full):
 def test_flat_curve_has_no_peak(tmp_path):
     res = analyse(read_study(make_study(tmp_path, flat=True)), OPTS)
     assert all(r["peak_step"] is None and "flat" in r["no_peak"] for r in res.sft_seeds)
-    assert math.isnan(row(res, "ood_peak_step")["estimate"]) and "3 of 3 seeds without a peak" in row(res, "ood_peak_step")["note"]
+    assert (
+        math.isnan(row(res, "ood_peak_step")["estimate"])
+        and "3 of 3 seeds without a peak" in row(res, "ood_peak_step")["note"]
+    )
     ratio = row(res, "recovery_ratio", "grpo", "sft-step=000060")
     assert math.isnan(ratio["estimate"]) and "no OOD lost" in ratio["note"]
 
 
-@pytest.mark.parametrize("steps,values,step,reason", [
-    ([0, 1, 2], [0.1, 0.2, 0.3], None, "no decline"),          # max at the last checkpoint
-    ([0, 1, 2], [0.1, 0.3, 0.3], None, "no decline"),          # plateau to the end
-    ([0, 1, 2], [0.3, 0.1, 0.1], 0, ""),                       # the base is best: a peak at step 0
-    ([5], [0.3], None, "single"),
-    ([0, 1, 2], [0.2, 0.3, 0.2], 1, ""),
-])
+@pytest.mark.parametrize(
+    "steps,values,step,reason",
+    [
+        ([0, 1, 2], [0.1, 0.2, 0.3], None, "no decline"),  # max at the last checkpoint
+        ([0, 1, 2], [0.1, 0.3, 0.3], None, "no decline"),  # plateau to the end
+        ([0, 1, 2], [0.3, 0.1, 0.1], 0, ""),  # the base is best: a peak at step 0
+        ([5], [0.3], None, "single"),
+        ([0, 1, 2], [0.2, 0.3, 0.2], 1, ""),
+    ],
+)
 def test_peak_definition(steps, values, step, reason):
     p = find_peak(steps, values, 1e-6)
     assert p["peak_step"] == step and reason in p["no_peak"] and p["max_value"] == max(values)
@@ -155,17 +169,21 @@ def test_recovery_ratio_guard():
 
 def test_recovery_window_ignores_rounding_above_zero():
     # the mean of -0.015, 0, +0.015 came out as 4.6e-18 in the null control study: not a gain
-    rows = [{"metric": "d_ood", "init_step": t, "estimate": est, "lo": lo, "hi": 0.1}
-            for t, est, lo in ((10, 4.6e-18, -0.015), (20, 0.02, 3e-18), (30, 0.05, 0.02))]
+    rows = [
+        {"metric": "d_ood", "init_step": t, "estimate": est, "lo": lo, "hi": 0.1}
+        for t, est, lo in ((10, 4.6e-18, -0.015), (20, 0.02, 3e-18), (30, 0.05, 0.02))
+    ]
     w = recovery_window(rows, tol=1e-6)
     assert w["window"] == [30] and w["positive_estimate"] == [20, 30]
-    assert recovery_window(rows)["positive_estimate"] == [10, 20, 30]     # tol 0: the old, literal reading
+    assert recovery_window(rows)["positive_estimate"] == [10, 20, 30]  # tol 0: the old, literal reading
 
 
 def test_missing_rl_runs_are_reported_not_fatal(tmp_path):
     study = read_study(make_study(tmp_path, skip={(60, 2), (100, 0)}))
     assert {(m["init"], m["seed"], m["problem"]) for m in study.missing} == {
-        ("sft-step=000060", 2, "RL run missing"), ("sft-step=000100", 0, "RL run missing")}
+        ("sft-step=000060", 2, "RL run missing"),
+        ("sft-step=000100", 0, "RL run missing"),
+    }
     res = analyse(study, OPTS)
     assert row(res, "d_ood", "grpo", "sft-step=000060")["n"] == 2
 
@@ -181,7 +199,10 @@ def test_unfinished_runs_are_left_out_and_reported(tmp_path):
 def test_non_finite_metrics_are_reported_and_skipped(tmp_path):
     study = read_study(make_study(tmp_path, nan={(1, 40)}))
     # the helper's error rate 1 - nan is nan too: both are reported
-    assert sorted((n["step"], n["metric"]) for n in study.non_finite) == [(40, "eval/ood/err/illegal_formula"), (40, "eval/ood/success")]
+    assert sorted((n["step"], n["metric"]) for n in study.non_finite) == [
+        (40, "eval/ood/err/illegal_formula"),
+        (40, "eval/ood/success"),
+    ]
     assert {n["run"] for n in study.non_finite} == {"sft/tiny/gp/base/seed=1"}
     res = analyse(study, OPTS)
     at40 = next(c for c in res.curves if c["metric"] == "eval/ood/success" and c["step"] == 40)
@@ -226,18 +247,23 @@ def test_analyze_config_keeps_the_experiment_and_checks_fields():
     cfg = compose(["experiment=tiny_smoke"], config_name="analyze")
     validate(cfg)
     assert cfg.study == "tiny_smoke" and cfg.eval.size == 8 and cfg.analysis.n_resamples == 9999
-    for override, message in (("analysis.confidence=1.5", "analysis.confidence"), ("analysis.stages=[sft]", "RL stages only")):
+    for override, message in (
+        ("analysis.confidence=1.5", "analysis.confidence"),
+        ("analysis.stages=[sft]", "RL stages only"),
+    ):
         with pytest.raises(ConfigError, match=message):
             validate(compose([override], config_name="analyze"))
 
 
 # --- the cross-fitted OOD drop ----------------------------------------------------------------------
 
+
 def _episodes(run, step, successes):
     d = run / "ckpt" / f"step={step:06d}"
     d.mkdir(parents=True)
-    (d / "episodes_ood.jsonl").write_text("".join(json.dumps({"item": i, "success": bool(s)}) + "\n"
-                                                  for i, s in enumerate(successes)))
+    (d / "episodes_ood.jsonl").write_text(
+        "".join(json.dumps({"item": i, "success": bool(s)}) + "\n" for i, s in enumerate(successes))
+    )
 
 
 def test_crossfit_drop_picks_the_peak_on_one_half_and_measures_on_the_other(tmp_path):
@@ -245,9 +271,9 @@ def test_crossfit_drop_picks_the_peak_on_one_half_and_measures_on_the_other(tmp_
 
     # items 0..3; even items (0, 2) and odd items (1, 3)
     _episodes(tmp_path, 0, [0, 0, 0, 0])
-    _episodes(tmp_path, 10, [1, 0, 1, 0])   # even: 1.0, odd: 0.0
-    _episodes(tmp_path, 20, [0, 1, 0, 1])   # even: 0.0, odd: 1.0
-    _episodes(tmp_path, 30, [0, 0, 1, 1])   # end: even 0.5, odd 0.5
+    _episodes(tmp_path, 10, [1, 0, 1, 0])  # even: 1.0, odd: 0.0
+    _episodes(tmp_path, 20, [0, 1, 0, 1])  # even: 0.0, odd: 1.0
+    _episodes(tmp_path, 30, [0, 0, 1, 1])  # end: even 0.5, odd 0.5
     # pick on even -> step 10, measured on odd: 0.0 - 0.5 = -0.5; pick on odd -> step 20,
     # measured on even: 0.0 - 0.5 = -0.5. The naive max - end would be 1.0 - 0.5 = +0.5 on
     # either half: noise alone made that "decline".
@@ -257,9 +283,9 @@ def test_crossfit_drop_picks_the_peak_on_one_half_and_measures_on_the_other(tmp_
 def test_crossfit_drop_of_a_real_decline_and_of_too_few_checkpoints(tmp_path):
     from sweeps.analysis.curves import crossfit_drop
 
-    _episodes(tmp_path, 0, [1, 0, 0, 1])    # even 0.5, odd 0.5
-    _episodes(tmp_path, 10, [1, 1, 1, 1])   # the peak on both halves
-    _episodes(tmp_path, 20, [0, 0, 1, 0])   # end: even 0.5, odd 0.0
+    _episodes(tmp_path, 0, [1, 0, 0, 1])  # even 0.5, odd 0.5
+    _episodes(tmp_path, 10, [1, 1, 1, 1])  # the peak on both halves
+    _episodes(tmp_path, 20, [0, 0, 1, 0])  # end: even 0.5, odd 0.0
     assert crossfit_drop(tmp_path) == pytest.approx(((1.0 - 0.0) + (1.0 - 0.5)) / 2)
     single = tmp_path / "one"
     _episodes(single, 5, [1, 0])

@@ -1,4 +1,5 @@
 """bench/drift.py: the L2 distance between two checkpoints' weights (Step 10, hypothesis (c))."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -27,7 +28,7 @@ def _ckpt(path: Path, **tensors) -> Path:
 def test_drift_is_the_l2_norm_over_every_tensor(tmp_path):
     a = _ckpt(tmp_path / "a", w=torch.zeros(2, 2), b=torch.zeros(3))
     b = _ckpt(tmp_path / "b", w=torch.tensor([[3.0, 0.0], [0.0, 0.0]]), b=torch.tensor([0.0, 4.0, 0.0]))
-    assert _bench().drift(a, b) == pytest.approx(5.0)        # sqrt(3^2 + 4^2)
+    assert _bench().drift(a, b) == pytest.approx(5.0)  # sqrt(3^2 + 4^2)
     assert _bench().drift(b, b) == 0.0
 
 

@@ -1,4 +1,5 @@
 """The spectral benchmark compares the same checkpoint pairs as the spectral stage's references."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -18,9 +19,15 @@ def test_stage_workload_pairs_every_checkpoint_with_base_ood_peak_and_previous()
     bench = _bench()
     assert bench.OOD_PEAK == 2
     assert bench.pairs(4, "stage") == [
-        (1, "base", 0), (1, "ood_peak", 2), (1, "previous", 0),
-        (2, "base", 0), (2, "ood_peak", 2), (2, "previous", 1),
-        (3, "base", 0), (3, "ood_peak", 2), (3, "previous", 2),
+        (1, "base", 0),
+        (1, "ood_peak", 2),
+        (1, "previous", 0),
+        (2, "base", 0),
+        (2, "ood_peak", 2),
+        (2, "previous", 1),
+        (3, "base", 0),
+        (3, "ood_peak", 2),
+        (3, "previous", 2),
     ]
     assert bench.pairs(2, "stage") == [(1, "base", 0), (1, "previous", 0)]  # no checkpoint 2: no ood_peak
     assert bench.pairs(4, "one") == [(1, "base", 0), (2, "base", 0), (3, "base", 0)]

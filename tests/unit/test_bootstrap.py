@@ -16,7 +16,7 @@ def test_reproducible_for_a_fixed_seed_whatever_the_global_state():
     for method in ("percentile", "BCa"):
         np.random.seed(0)
         first = bootstrap_ci(x, seed=3, method=method)
-        np.random.seed(1)                                   # the global NumPy state must not matter
+        np.random.seed(1)  # the global NumPy state must not matter
         assert bootstrap_ci(x, seed=3, method=method) == first
         assert bootstrap_ci(x, seed=4, method=method)[1:] != first[1:]
 
@@ -51,8 +51,12 @@ def test_percentile_coverage_near_nominal():
 
 def test_bca_coverage_near_nominal():
     rng = np.random.default_rng(7)
-    hits = sum(lo <= 1.0 <= hi for lo, hi in
-               (bootstrap_ci(rng.exponential(1.0, size=20), n_resamples=999, seed=i, method="BCa")[1:] for i in range(200)))
+    hits = sum(
+        lo <= 1.0 <= hi
+        for lo, hi in (
+            bootstrap_ci(rng.exponential(1.0, size=20), n_resamples=999, seed=i, method="BCa")[1:] for i in range(200)
+        )
+    )
     assert 0.88 <= hits / 200 <= 0.99
 
 
@@ -65,7 +69,7 @@ def test_fewer_than_two_finite_values_give_no_interval(values):
 
 def test_identical_values():
     assert bootstrap_ci([0.3, 0.3, 0.3], method="percentile") == pytest.approx((0.3, 0.3, 0.3))
-    est, lo, hi = bootstrap_ci([0.3, 0.3, 0.3], method="BCa")      # jackknife degenerate: no interval
+    est, lo, hi = bootstrap_ci([0.3, 0.3, 0.3], method="BCa")  # jackknife degenerate: no interval
     assert est == pytest.approx(0.3) and math.isnan(lo) and math.isnan(hi)
 
 
@@ -77,7 +81,7 @@ def test_unknown_method_is_refused():
 def test_paired_is_the_bootstrap_of_differences():
     a, b = np.array([0.5, 0.6, 0.4, 0.7]), np.array([0.3, 0.5, 0.35, 0.5])
     assert paired_bootstrap_ci(a, b, seed=2) == bootstrap_ci(a - b, seed=2)
-    assert paired_bootstrap_ci([1.0, float("nan")], [0.0, 0.0])[1:] != (0.0, 0.0)   # one finite pair: nan
+    assert paired_bootstrap_ci([1.0, float("nan")], [0.0, 0.0])[1:] != (0.0, 0.0)  # one finite pair: nan
     with pytest.raises(ValueError, match="equal lengths"):
         paired_bootstrap_ci([1.0], [1.0, 2.0])
 
@@ -86,7 +90,7 @@ def test_sign_flip_exact_p_values():
     # d = (-1, -2, -3): of the 2^3 sign patterns only the observed one has mean <= -2.
     t = sign_flip_test([-1.0, -2.0, -3.0])
     assert t["exact"] == 1 and t["p_below"] == pytest.approx(1 / 8) and t["p_above"] == pytest.approx(1.0)
-    t = sign_flip_test(np.full(20, 0.5), n_resamples=999, seed=0)     # 2^20 > 999: Monte Carlo
+    t = sign_flip_test(np.full(20, 0.5), n_resamples=999, seed=0)  # 2^20 > 999: Monte Carlo
     assert t["exact"] == 0 and t["p_above"] == pytest.approx(1 / 1000)
 
 

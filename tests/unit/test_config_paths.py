@@ -13,8 +13,8 @@ import yaml
 
 from tests.conftest import CONF
 
-PATH_KEYS = {"_target_", "module", "builder", "job"}       # and any key ending in _fn, _cls or _class
-IN_PACKAGE = {"config_class": "transformers"}             # bare names looked up in a package (models/build.py)
+PATH_KEYS = {"_target_", "module", "builder", "job"}  # and any key ending in _fn, _cls or _class
+IN_PACKAGE = {"config_class": "transformers"}  # bare names looked up in a package (models/build.py)
 DOTTED = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?::[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)?$")
 
 
@@ -47,7 +47,7 @@ def dotted_paths(conf: Path) -> list[tuple[str, str, str]]:
 def resolve(value: str, leaf: str = ""):
     if leaf in IN_PACKAGE and "." not in value and ":" not in value:
         value = f"{IN_PACKAGE[leaf]}:{value}"
-    if ":" in value:                                       # package.module:attr[.attr]
+    if ":" in value:  # package.module:attr[.attr]
         mod, attr = value.split(":", 1)
         obj = importlib.import_module(mod)
         for a in attr.split("."):
@@ -100,7 +100,7 @@ def test_the_walk_finds_each_kind_of_path():
     }
     assert expected <= set(PATHS)
     assert {k.rsplit(".", 1)[-1] for _, k, _ in PATHS} >= {"_target_", "builder", "module", "job"}
-    assert all(not v.startswith("${") for _, _, v in PATHS)            # interpolations are not paths
+    assert all(not v.startswith("${") for _, _, v in PATHS)  # interpolations are not paths
     # a file name or a model id with dots is not a path; a colon form outside our packages is
     assert not is_path("name", "qwen2.5") and not is_path("path", "Qwen/Qwen2.5-0.5B")
     assert is_path("x", "torch.optim:AdamW") and is_path("score_fn", "anything")
@@ -109,19 +109,26 @@ def test_the_walk_finds_each_kind_of_path():
 def test_a_typo_in_a_copy_of_conf_is_named_with_its_file_and_key(tmp_path):
     conf = Path(shutil.copytree(CONF, tmp_path / "conf"))
     tiny = conf / "model" / "tiny.yaml"
-    tiny.write_text(tiny.read_text().replace("sweeps.models.build.from_config", "sweeps.models.build.from_confg")
-                    .replace("LlamaConfig", "LlamaConfg"))
+    tiny.write_text(
+        tiny.read_text()
+        .replace("sweeps.models.build.from_config", "sweeps.models.build.from_confg")
+        .replace("LlamaConfig", "LlamaConfg")
+    )
     grpo = conf / "algo" / "grpo.yaml"
     grpo.write_text(grpo.read_text() + "advantage_fn: sweeps.modules.policy_gradint:group_advantages\n")
     (conf / "task" / "broken.yaml").write_text("_target_: sweeps.tasks.rank.Rnak\nreward: sweeps.tasks:NotHere\n")
     found = problems(conf)
     assert len(found) == 5, found
-    assert found[0].startswith("conf/algo/grpo.yaml: advantage_fn: 'sweeps.modules.policy_gradint:group_advantages' "
-                               "does not resolve (ModuleNotFoundError"), found
-    assert found[1].startswith("conf/model/tiny.yaml: builder: 'sweeps.models.build.from_confg' does not "
-                               "resolve"), found
+    assert found[0].startswith(
+        "conf/algo/grpo.yaml: advantage_fn: 'sweeps.modules.policy_gradint:group_advantages' "
+        "does not resolve (ModuleNotFoundError"
+    ), found
+    assert found[1].startswith("conf/model/tiny.yaml: builder: 'sweeps.models.build.from_confg' does not resolve"), (
+        found
+    )
     assert found[2].startswith("conf/model/tiny.yaml: arch.config_class: 'LlamaConfg' does not resolve"), found
     assert found[3].startswith("conf/task/broken.yaml: _target_: 'sweeps.tasks.rank.Rnak' does not resolve"), found
-    assert found[4].startswith("conf/task/broken.yaml: reward: 'sweeps.tasks:NotHere' does not resolve "
-                               "(AttributeError"), found
+    assert found[4].startswith(
+        "conf/task/broken.yaml: reward: 'sweeps.tasks:NotHere' does not resolve (AttributeError"
+    ), found
     assert problems(CONF) == []

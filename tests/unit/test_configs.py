@@ -7,7 +7,7 @@ from sweeps.schema import ConfigError, save_steps, validate
 from tests.conftest import CONF, compose
 
 GROUPS = ["model", "task", "algo", "trainer", "tracking", "rollout"]
-NAMED = {"model", "task", "algo", "trainer"}        # tracking and rollout options have no name
+NAMED = {"model", "task", "algo", "trainer"}  # tracking and rollout options have no name
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 EXPERIMENTS = [p.stem for p in sorted((CONF / "experiment").glob("*.yaml"))]
 
@@ -17,7 +17,7 @@ def test_every_group_option_composes_and_validates(group, option):
     cfg = compose([f"{group}={option}"])
     validate(cfg)
     if group in NAMED:
-        assert cfg[group].get("name") == option   # run directories and tags use the name
+        assert cfg[group].get("name") == option  # run directories and tags use the name
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -35,7 +35,7 @@ def test_eval_config_validates_and_its_ckpt_is_the_directory_evaluated(tmp_path)
     # quoted: the path has '=', which an unquoted Hydra override refuses (the README quotes it too)
     cfg = compose(["experiment=tiny_sft", f"ckpt='{missing}'"], config_name="eval")
     validate(cfg)
-    assert cfg.out is None                                    # eval.json goes into the checkpoint by default
+    assert cfg.out is None  # eval.json goes into the checkpoint by default
     with pytest.raises(CheckpointError, match=f"checkpoint directory {missing} does not exist"):
         evaluate(cfg)
     with pytest.raises(ConfigError, match="ckpt is not set: pass ckpt=<checkpoint directory>"):
@@ -57,16 +57,19 @@ def test_typo_and_wrong_type_fail_at_compose_time_naming_the_key():
     assert "max_steps" in str(e.value.__cause__ or e.value)
 
 
-@pytest.mark.parametrize("override,message", [
-    ("algo.lr=-1", "algo.lr must be > 0"),
-    ("trainer.save_every=0", "trainer.save_every must be > 0"),
-    ("trainer.save_every=[5,500]", "trainer.save_every steps must lie in 1..300"),
-    ("eval.splits=[id,test]", "eval.splits has unknown split"),
-    ("task.max_attempts=0", "task.max_attempts"),
-    ("+task.colour=red", "task.colour is not a field of GeneralPoints"),
-    ("model.dtype=float8", "model.dtype"),
-    ("algo.scheduler=sawtooth", "algo.scheduler"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("algo.lr=-1", "algo.lr must be > 0"),
+        ("trainer.save_every=0", "trainer.save_every must be > 0"),
+        ("trainer.save_every=[5,500]", "trainer.save_every steps must lie in 1..300"),
+        ("eval.splits=[id,test]", "eval.splits has unknown split"),
+        ("task.max_attempts=0", "task.max_attempts"),
+        ("+task.colour=red", "task.colour is not a field of GeneralPoints"),
+        ("model.dtype=float8", "model.dtype"),
+        ("algo.scheduler=sawtooth", "algo.scheduler"),
+    ],
+)
 def test_cross_field_checks_name_the_key(override, message):
     cfg = compose([override])
     with pytest.raises((ConfigError, ValueError)) as e:
@@ -77,7 +80,7 @@ def test_cross_field_checks_name_the_key(override, message):
 
 def test_save_steps():
     assert save_steps(100, 300) == [100, 200, 300]
-    assert save_steps(40, 100) == [40, 80, 100]       # the last step is always saved
+    assert save_steps(40, 100) == [40, 80, 100]  # the last step is always saved
     assert save_steps([30, 10], 100) == [10, 30]
 
 
@@ -88,12 +91,15 @@ def test_entry_points_keep_the_experiments_values(entry):
     assert cfg.study == "tiny_sft" and cfg.eval.size == 100 and cfg.trainer.max_steps == 200
 
 
-@pytest.mark.parametrize("override,message", [
-    ("algo.face_card_prob=1.5", "algo.face_card_prob must be in [0, 1]"),
-    ("algo.face_high_prob=-0.1", "algo.face_high_prob must be in [0, 1]"),
-    ("algo.targets=[]", "algo.targets must be positive integers"),
-    ("algo.schedule_steps=0", "algo.schedule_steps must be > 0"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("algo.face_card_prob=1.5", "algo.face_card_prob must be in [0, 1]"),
+        ("algo.face_high_prob=-0.1", "algo.face_high_prob must be in [0, 1]"),
+        ("algo.targets=[]", "algo.targets must be positive integers"),
+        ("algo.schedule_steps=0", "algo.schedule_steps must be > 0"),
+    ],
+)
 def test_pretrain_checks_name_the_key(override, message):
     cfg = compose(["experiment=tiny_pretrain", override])
     with pytest.raises((ConfigError, ValueError)) as e:

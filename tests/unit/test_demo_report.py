@@ -29,17 +29,49 @@ def test_ci_formats_estimate_interval_and_sign():
 def test_section_lists_sft_rl_window_and_correlations(tmp_path):
     a = tmp_path / "tiny_demo" / "analysis"
     base = {"model": "tiny_base", "task": "t", "init": "", "init_step": "", "n": "3", "note": ""}
-    _write(a / "summary.csv", [
-        {**base, "stage": "sft", "metric": "ood_peak_step", "estimate": "40", "lo": "30", "hi": "60"},
-        {**base, "stage": "sft", "metric": "ood_drop_crossfit", "estimate": "0.1", "lo": "0.05", "hi": "0.2"},
-        {**base, "stage": "sft", "metric": "ood_end_value", "estimate": "0.2", "lo": "0.1", "hi": "0.3"},
-        {**base, "stage": "grpo", "init": "sft-step=000100", "init_step": "100", "metric": "d_ood",
-         "estimate": "0.05", "lo": "0.01", "hi": "0.09"},
-        {**base, "stage": "grpo", "init": "sft-step=000100", "init_step": "100", "metric": "d_id",
-         "estimate": "0.1", "lo": "-0.1", "hi": "0.3"}])
+    _write(
+        a / "summary.csv",
+        [
+            {**base, "stage": "sft", "metric": "ood_peak_step", "estimate": "40", "lo": "30", "hi": "60"},
+            {**base, "stage": "sft", "metric": "ood_drop_crossfit", "estimate": "0.1", "lo": "0.05", "hi": "0.2"},
+            {**base, "stage": "sft", "metric": "ood_end_value", "estimate": "0.2", "lo": "0.1", "hi": "0.3"},
+            {
+                **base,
+                "stage": "grpo",
+                "init": "sft-step=000100",
+                "init_step": "100",
+                "metric": "d_ood",
+                "estimate": "0.05",
+                "lo": "0.01",
+                "hi": "0.09",
+            },
+            {
+                **base,
+                "stage": "grpo",
+                "init": "sft-step=000100",
+                "init_step": "100",
+                "metric": "d_id",
+                "estimate": "0.1",
+                "lo": "-0.1",
+                "hi": "0.3",
+            },
+        ],
+    )
     _write(a / "windows.csv", [{"stage": "grpo", "window": "[100]"}])
-    _write(a / "correlations.csv", [{"scalar": "angle", "role": "rotation", "reference": "ood_peak",
-                                     "correlation": "spearman", "estimate": "0.6", "lo": "0.2", "hi": "0.9"}])
+    _write(
+        a / "correlations.csv",
+        [
+            {
+                "scalar": "angle",
+                "role": "rotation",
+                "reference": "ood_peak",
+                "correlation": "spearman",
+                "estimate": "0.6",
+                "lo": "0.2",
+                "hi": "0.9",
+            }
+        ],
+    )
     text = section(tmp_path / "tiny_demo", "docs/tiny_demo.png")
     assert "![tiny_demo" in text and "mean over 3 seeds" in text
     assert "| SFT: OOD peak step | 40 [30, 60] (CI > 0) |" in text
@@ -72,7 +104,9 @@ def test_export_base_copies_the_last_checkpoint_of_finished_runs(tmp_path, tiny)
         save_checkpoint(model, tok, run.ckpt(10))
         (path / "config.yaml").write_text("study: study\n")
         (path / "signature").write_text("abc\n")
-        (path / "metrics.jsonl").write_text(json.dumps({"step": 10, "eval/id/success": 0.5, "eval/ood/success": 0.25}) + "\n")
+        (path / "metrics.jsonl").write_text(
+            json.dumps({"step": 10, "eval/id/success": 0.5, "eval/ood/success": 0.25}) + "\n"
+        )
     Run(done).mark_done({"ok": 1})
     written = export(tmp_path / "study", tmp_path / "bases")
     assert written == [tmp_path / "bases" / "base1"] and not (tmp_path / "bases" / "base2").exists()
@@ -81,4 +115,4 @@ def test_export_base_copies_the_last_checkpoint_of_finished_runs(tmp_path, tiny)
     assert prov["command"].endswith("experiment=study seed=1")
     reloaded, _ = load_checkpoint(written[0])
     assert all((a == b).all() for a, b in zip(reloaded.state_dict().values(), model.state_dict().values()))
-    assert not [p for p in (tmp_path / "bases").iterdir() if p.name.startswith(".")]   # no temp dirs left
+    assert not [p for p in (tmp_path / "bases").iterdir() if p.name.startswith(".")]  # no temp dirs left

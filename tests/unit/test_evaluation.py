@@ -32,7 +32,9 @@ class ScriptedModel:
             attempt = convo.count("<|assistant|>") - 1
             texts.append(self.script[item][attempt])
         self.calls.append(len(prompts))
-        return Generation([self.tok(t, add_special_tokens=False)["input_ids"] for t in texts], [[]] * len(texts), [True] * len(texts))
+        return Generation(
+            [self.tok(t, add_special_tokens=False)["input_ids"] for t in texts], [[]] * len(texts), [True] * len(texts)
+        )
 
 
 class TaggedTask(GeneralPoints):
@@ -51,14 +53,14 @@ def test_episodes_follow_the_verification_loop():
     tok = build_tokenizer()
     task = TaggedTask(max_attempts=3, prompt_style="compact")
     script = {
-        0: ['{"formula": "3+3"}', '{"formula": "8/(3-8/3)"}', "never asked"],   # wrong, then correct
-        1: ['{"formula": "1+2"}', '{"formula": "x"}', '{"formula": "9"}'],        # fails 3 times
+        0: ['{"formula": "3+3"}', '{"formula": "8/(3-8/3)"}', "never asked"],  # wrong, then correct
+        1: ['{"formula": "1+2"}', '{"formula": "x"}', '{"formula": "9"}'],  # fails 3 times
     }
     fake = ScriptedModel(tok, script)
     eps = run_episodes(fake, tok, task, _examples(), SamplingParams(max_new_tokens=8), (0, 0, "id"), batch_size=8)
     assert eps[0].success and len(eps[0].rewards) == 2 and eps[0].rewards[1] == 5.0
-    assert not eps[1].success and len(eps[1].rewards) == 3          # budget of 3 graded attempts, no 4th turn
-    assert fake.calls == [2, 2, 1]                                  # solved episodes leave the batch
+    assert not eps[1].success and len(eps[1].rewards) == 3  # budget of 3 graded attempts, no 4th turn
+    assert fake.calls == [2, 2, 1]  # solved episodes leave the batch
     m = summarize(task, eps)
     assert m["success"] == 0.5 and m["first_attempt_success"] == 0.0
     assert m["attempts_mean"] == 2.5
@@ -74,7 +76,11 @@ def test_feedback_turn_is_in_the_next_prompt():
 
     def gen(prompts, params, seeds):
         seen.extend(tok.decode(p) for p in prompts)
-        return Generation([tok('{"formula": "1"}', add_special_tokens=False)["input_ids"]] * len(prompts), [[]] * len(prompts), [True] * len(prompts))
+        return Generation(
+            [tok('{"formula": "1"}', add_special_tokens=False)["input_ids"]] * len(prompts),
+            [[]] * len(prompts),
+            [True] * len(prompts),
+        )
 
     run_episodes(gen, tok, task, _examples()[:1], SamplingParams(max_new_tokens=8), (0, 0, "id"), 4)
     assert "You failed this trial because incorrect number" in seen[1]
@@ -93,7 +99,7 @@ def test_frozen_evalset_is_created_once_and_reloaded(tmp_path):
     assert [e.data for e in c] == [e.data for e in a[:10]]
     d = frozen_evalset(task, {"name": "gp"}, "ood", 20, 43, tmp_path)
     assert [e.data for e in d] != [e.data for e in a]
-    assert all(any(v > 10 for v in e.data["values"]) for e in a)     # OOD hands hold a face card
+    assert all(any(v > 10 for v in e.data["values"]) for e in a)  # OOD hands hold a face card
     assert json.loads(files[0].read_text().splitlines()[0])["split"] == "ood"
 
 
@@ -107,7 +113,11 @@ def test_conversation_that_outgrows_the_context_ends_the_episode():
         return Generation([ids] * len(prompts), [[0.0] * len(ids)] * len(prompts), [True] * len(prompts))
 
     ex = _examples()[:1]
-    first = len(tok.apply_chat_template([{"role": "user", "content": task.prompt(ex[0])}], add_generation_prompt=True)["input_ids"])
+    first = len(
+        tok.apply_chat_template([{"role": "user", "content": task.prompt(ex[0])}], add_generation_prompt=True)[
+            "input_ids"
+        ]
+    )
     eps = run_episodes(gen, tok, task, ex, SamplingParams(max_new_tokens=8), (0, 0, "id"), 4, max_length=first + 150)
     assert eps[0].truncated and 1 <= len(eps[0].rewards) < 5
     assert summarize(task, eps)["err/context_exhausted"] > 0

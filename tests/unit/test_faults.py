@@ -36,8 +36,10 @@ def test_sharded_metadata_with_a_code_payload_is_refused_unrun(tmp_path):
     with pytest.raises(ValueError) as err:
         check_sharded_metadata(meta, tmp_path)
     assert not marker.exists()
-    assert str(err.value) == (f"{meta}: not a sharded trainer state's metadata that is safe to load (refers to "
-                              f"pathlib.Path.touch); delete {tmp_path} to start the run over")
+    assert str(err.value) == (
+        f"{meta}: not a sharded trainer state's metadata that is safe to load (refers to "
+        f"pathlib.Path.touch); delete {tmp_path} to start the run over"
+    )
 
 
 def test_real_sharded_metadata_passes(tmp_path):
@@ -45,7 +47,7 @@ def test_real_sharded_metadata_passes(tmp_path):
 
     state = {"w": torch.arange(6.0).reshape(2, 3), "loops": {"step": 4, "name": "fit"}}
     dcp.save(state, checkpoint_id=str(tmp_path / "state"), no_dist=True)
-    check_sharded_metadata(tmp_path / "state" / ".metadata", tmp_path)      # no error
+    check_sharded_metadata(tmp_path / "state" / ".metadata", tmp_path)  # no error
 
 
 def test_truncated_metadata_is_one_line(tmp_path):
@@ -76,7 +78,7 @@ def test_a_failed_state_write_leaves_the_previous_state_valid(tmp_path):
         save_resume_state(FakeTrainer(fail=True), run, 8)
     step, path = resume_state(run)
     assert step == 4 and path.read_bytes() == b"complete state"
-    save_resume_state(FakeTrainer(fail=False), run, 8)                # the next write cleans up
+    save_resume_state(FakeTrainer(fail=False), run, 8)  # the next write cleans up
     assert resume_state(run)[0] == 8
     assert sorted(p.name for p in run.resume_dir.iterdir()) == ["state.json", "step=000008.ckpt"]
     assert json.loads((run.resume_dir / "state.json").read_text())["path"] == "step=000008.ckpt"
@@ -92,7 +94,7 @@ def test_a_failed_weights_write_is_not_a_checkpoint(tmp_path, tiny, monkeypatch)
     def full_disk(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(type(tok), "save_pretrained", full_disk)      # after the weights were written
+    monkeypatch.setattr(type(tok), "save_pretrained", full_disk)  # after the weights were written
     with pytest.raises(OSError):
         save_checkpoint(model, tok, run.ckpt(8))
     assert [s for s, _ in run.checkpoints()] == [4]
@@ -106,7 +108,7 @@ def test_unwritable_output_dir_is_named(tmp_path):
         check_writable(blocker / "study" / "run")
     assert str(err.value).startswith(f"paths.output_dir: cannot write the run directory {blocker}/study/run")
     with pytest.raises(ValueError, match="choose a writable paths.output_dir"):
-        check_writable(Path("/proc/sweeps-out/run"))                 # a read-only file system, even for root
+        check_writable(Path("/proc/sweeps-out/run"))  # a read-only file system, even for root
     check_writable(tmp_path / "fine" / "run")
 
 
@@ -114,11 +116,21 @@ def test_smoke_caps_lower_eval_attempts_and_tokens_and_show_in_the_config():
     cfg = compose(["algo=sft", "model=tiny", "task=general_points", "trainer=smoke"])
     validate(cfg)
     assert (cfg.eval.size, cfg.task.max_attempts, cfg.task.max_new_tokens) == (16, 2, 48)
-    cfg = compose(["algo=grpo", "model=tiny", "task=determinant_small", "trainer=smoke", "eval.size=8",
-                   "task.max_attempts=1", "algo.max_attempts=null", "init.step=3"])
+    cfg = compose(
+        [
+            "algo=grpo",
+            "model=tiny",
+            "task=determinant_small",
+            "trainer=smoke",
+            "eval.size=8",
+            "task.max_attempts=1",
+            "algo.max_attempts=null",
+            "init.step=3",
+        ]
+    )
     validate(cfg)
     assert (cfg.eval.size, cfg.task.max_attempts, cfg.algo.max_attempts, cfg.task.max_new_tokens) == (8, 1, None, 12)
-    cfg = compose(["algo=sft", "model=tiny", "task=general_points", "trainer=cpu"])     # no caps
+    cfg = compose(["algo=sft", "model=tiny", "task=general_points", "trainer=cpu"])  # no caps
     validate(cfg)
     assert (cfg.eval.size, cfg.task.max_attempts, cfg.task.max_new_tokens) == (None, 5, 256)
 

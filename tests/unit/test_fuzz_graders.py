@@ -54,15 +54,25 @@ GP_TASKS = {
 HAND_3388 = Example("id", {"cards": ["3", "3", "8", "8"], "values": [3, 3, 8, 8], "target": 24})
 HAND_1234 = Example("id", {"cards": ["A", "2", "3", "4"], "values": [1, 2, 3, 4], "target": 24})
 HAND_K = Example("ood", {"cards": ["K", "Q", "2", "A"], "values": [13, 12, 2, 1], "target": 7})
-GP_EXAMPLES = [HAND_3388, HAND_1234, HAND_K,
-               GP_TASKS["json"].sample("id", random.Random(5)), GP_TASKS["json"].sample("ood", random.Random(6))]
+GP_EXAMPLES = [
+    HAND_3388,
+    HAND_1234,
+    HAND_K,
+    GP_TASKS["json"].sample("id", random.Random(5)),
+    GP_TASKS["json"].sample("ood", random.Random(6)),
+]
 
 DET, RANK = Determinant(), Rank()
-DET_2 = Example("id", {"matrix": [[1, 2], [3, 4]]})                    # 1*4 - 2*3 = -2
+DET_2 = Example("id", {"matrix": [[1, 2], [3, 4]]})  # 1*4 - 2*3 = -2
 DET_3 = Example("ood", {"matrix": [[2, 0, 1], [1, 3, 2], [1, 1, 2]]})  # 2*(6-2) - 0 + 1*(1-3) = 6
 RANK_2 = Example("id", {"matrix": [[1, 2, 3], [2, 4, 6], [1, 0, 1]]})  # row 2 = 2 x row 1
-MATRIX_CASES = [(DET, DET_2), (DET, DET_3), (DET, DET.sample("ood", random.Random(3))),
-                (RANK, RANK_2), (RANK, RANK.sample("id", random.Random(4)))]
+MATRIX_CASES = [
+    (DET, DET_2),
+    (DET, DET_3),
+    (DET, DET.sample("ood", random.Random(3))),
+    (RANK, RANK_2),
+    (RANK, RANK.sample("id", random.Random(4))),
+]
 
 CASES = [(task, ex) for task in GP_TASKS.values() for ex in GP_EXAMPLES] + MATRIX_CASES
 TABLE_CASES = [(task, ex) for task in GP_TASKS.values() for ex in (HAND_3388, GP_EXAMPLES[-1])] + MATRIX_CASES
@@ -94,12 +104,16 @@ def sandbox():
         def refused(*args, **kwargs):
             calls.append(label)
             raise AssertionError(f"{label} called while grading")
+
         return refused
 
     patches = [(builtins, "__import__", watched_import)]
     patches += [(builtins, name, refuse(name)) for name in ("eval", "exec", "compile")]
-    patches += [(os, "system", refuse("os.system")), (os, "popen", refuse("os.popen")),
-                (subprocess, "Popen", refuse("subprocess.Popen"))]
+    patches += [
+        (os, "system", refuse("os.system")),
+        (os, "popen", refuse("os.popen")),
+        (subprocess, "Popen", refuse("subprocess.Popen")),
+    ]
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     for obj, name, new in patches:
         setattr(obj, name, new)
@@ -154,25 +168,100 @@ def timed_grade(task, example, reply: str) -> Grade:
 # --- the hand-picked adversarial table ------------------------------------------------------
 PAYLOADS = [
     # huge numbers
-    "9**9**9", "10**100000", "1" * 5000, "9" * 4301, "0" * 5000 + "8", "1e308", "-1e308", "1e309", "1e-400",
-    "inf", "-inf", "nan", "NaN", "Infinity", "-0", "0x18", "0o30", "0b11000", "1_000", "24.0", "24e0", "-24",
+    "9**9**9",
+    "10**100000",
+    "1" * 5000,
+    "9" * 4301,
+    "0" * 5000 + "8",
+    "1e308",
+    "-1e308",
+    "1e309",
+    "1e-400",
+    "inf",
+    "-inf",
+    "nan",
+    "NaN",
+    "Infinity",
+    "-0",
+    "0x18",
+    "0o30",
+    "0b11000",
+    "1_000",
+    "24.0",
+    "24e0",
+    "-24",
     # deep nesting and division by zero
-    "(" * 5000 + "1" + ")" * 5000, "(" * 5000, ")" * 5000, "()" * 2000, "1/0", "8/(3-3)*8", "(8-8)/0/3*3",
-    "8/(3-8/3)/0", "8/(8-8)/(3-3)", "3/(8-8)+3+8",
+    "(" * 5000 + "1" + ")" * 5000,
+    "(" * 5000,
+    ")" * 5000,
+    "()" * 2000,
+    "1/0",
+    "8/(3-3)*8",
+    "(8-8)/0/3*3",
+    "8/(3-8/3)/0",
+    "8/(8-8)/(3-3)",
+    "3/(8-8)+3+8",
     # unicode digits, whitespace and operators
-    "٣", "３", "²", "½", "𝟠", "٣*٣*٨*٨", "８/(３-８/３)", "𝟠/(3-𝟠/3)", "8/(3-8/3)²", "8÷(3−8÷3)", "8/(3‐8/3)",
-    "8\u3000/(3-8/3)", "\ufeff8/(3-8/3)", "8/(3-8/3)\u200b", "⁸/(³-⁸/³)",
+    "٣",
+    "３",
+    "²",
+    "½",
+    "𝟠",
+    "٣*٣*٨*٨",
+    "８/(３-８/３)",
+    "𝟠/(3-𝟠/3)",
+    "8/(3-8/3)²",
+    "8÷(3−8÷3)",
+    "8/(3‐8/3)",
+    "8\u3000/(3-8/3)",
+    "\ufeff8/(3-8/3)",
+    "8/(3-8/3)\u200b",
+    "⁸/(³-⁸/³)",
     # Python payloads
-    "__import__('os').system('x')", "__import__('os').system('echo pwned')", "lambda: 24", "(lambda: 24)()",
-    "().__class__.__bases__[0].__subclasses__()", "(8).__class__", "eval('8/(3-8/3)')", "exec('x=24')",
-    "compile('24','','eval')", "open('/etc/passwd').read()", "globals()['__builtins__']", "24 if 1 else 0",
-    "8/(3-8/3); import os", "[x for x in (24,)]", "{}.__class__", "24 #", "f'{24}'", "sum([3,3,8,8])",
+    "__import__('os').system('x')",
+    "__import__('os').system('echo pwned')",
+    "lambda: 24",
+    "(lambda: 24)()",
+    "().__class__.__bases__[0].__subclasses__()",
+    "(8).__class__",
+    "eval('8/(3-8/3)')",
+    "exec('x=24')",
+    "compile('24','','eval')",
+    "open('/etc/passwd').read()",
+    "globals()['__builtins__']",
+    "24 if 1 else 0",
+    "8/(3-8/3); import os",
+    "[x for x in (24,)]",
+    "{}.__class__",
+    "24 #",
+    "f'{24}'",
+    "sum([3,3,8,8])",
     # NUL bytes and control characters
-    "\x00", "8/(3-8/3)\x00", "\x00" * 1000, "8\x00/(3-8/3)", "\r\n\t\x0b\x0c\x1c\x1d\x1e\x1f\x85", "\ud800",
-    "\\u0000", "\x1b[2J",
+    "\x00",
+    "8/(3-8/3)\x00",
+    "\x00" * 1000,
+    "8\x00/(3-8/3)",
+    "\r\n\t\x0b\x0c\x1c\x1d\x1e\x1f\x85",
+    "\ud800",
+    "\\u0000",
+    "\x1b[2J",
     # formats that are almost right
-    "", " ", "None", "null", "true", "[24]", "{}", "=", "==24", "=8/(3-8/3)", "8/(3-8/3)=", "8/(3-8/3)==24",
-    "8/(3-8/3)=25", "24", "3*8", "8*3*(8-3)/5",
+    "",
+    " ",
+    "None",
+    "null",
+    "true",
+    "[24]",
+    "{}",
+    "=",
+    "==24",
+    "=8/(3-8/3)",
+    "8/(3-8/3)=",
+    "8/(3-8/3)==24",
+    "8/(3-8/3)=25",
+    "24",
+    "3*8",
+    "8*3*(8-3)/5",
 ]
 HUGE_NUMBERS = ["9" * 4300, "9" * 4301, "1" * 5000, "1" * 100_000, "-" + "1" * 5000, "1" * 5000 + ".5"]
 
@@ -197,17 +286,36 @@ def huge_replies(example: Example) -> list[str]:
     """Replies of about 1 MB each, plus JSON bombs."""
     half = MB // 2
     return [
-        "A" * MB, "1" * MB, "1+" * half, "(" * MB, ")" * MB, "\x00" * MB, " " * MB, "٣３²½𝟠" * (MB // 6),
-        json.dumps({"formula": "1" * MB}), '{"formula": "' + "1" * MB + 'x"}', json.dumps({"formula": "(" * MB}),
-        json.dumps({"formula": "8/(3-8/3)" + "+" * MB}), json.dumps({"answer": "9" * MB}),
-        '{"answer": ' + "9" * MB + "}", '"answer": ' + "9" * MB + ".5", '"answer":' + " " * MB,
-        '"answer": 1' + " " * MB + "+", ('"answer": 1' + " " * 1000 + "/") * 1000,
-        ('"formula": \'' + "x" * 1000) * 1000, "\n".join(['"formula": "' + "x" * 1000] * 1000),
-        '"formula": "' * (MB // 12), "'formula': '" * (MB // 12), '"formula":' * (MB // 10),
-        '{"formula": "' + "8/(3-8/3)" * (MB // 9) + '"}', "8/(3-8/3)" * (MB // 9),
+        "A" * MB,
+        "1" * MB,
+        "1+" * half,
+        "(" * MB,
+        ")" * MB,
+        "\x00" * MB,
+        " " * MB,
+        "٣３²½𝟠" * (MB // 6),
+        json.dumps({"formula": "1" * MB}),
+        '{"formula": "' + "1" * MB + 'x"}',
+        json.dumps({"formula": "(" * MB}),
+        json.dumps({"formula": "8/(3-8/3)" + "+" * MB}),
+        json.dumps({"answer": "9" * MB}),
+        '{"answer": ' + "9" * MB + "}",
+        '"answer": ' + "9" * MB + ".5",
+        '"answer":' + " " * MB,
+        '"answer": 1' + " " * MB + "+",
+        ('"answer": 1' + " " * 1000 + "/") * 1000,
+        ('"formula": \'' + "x" * 1000) * 1000,
+        "\n".join(['"formula": "' + "x" * 1000] * 1000),
+        '"formula": "' * (MB // 12),
+        "'formula': '" * (MB // 12),
+        '"formula":' * (MB // 10),
+        '{"formula": "' + "8/(3-8/3)" * (MB // 9) + '"}',
+        "8/(3-8/3)" * (MB // 9),
         f"{' '.join(['3'] * half)} ; 8/(3-8/3)",
         # JSON bombs: deep nesting the json module refuses, and wide nesting it parses
-        "[" * MB, "[" * half + "]" * half, '{"a":' * (MB // 5) + "1" + "}" * (MB // 5),
+        "[" * MB,
+        "[" * half + "]" * half,
+        '{"a":' * (MB // 5) + "1" + "}" * (MB // 5),
         '{"formula":' * (MB // 11) + '"8/(3-8/3)"' + "}" * (MB // 11),
         '{"answer":' * (MB // 10) + "1" + "}" * (MB // 10),
         json.dumps({"formula": [[[[]]]] * 10_000, "answer": [{}] * 100_000}),
@@ -219,8 +327,11 @@ def may_be_correct(task, example, payload: str) -> bool:
     """Whether a payload of the table is a right answer (else it must never grade correct)."""
     if isinstance(task, GeneralPoints):  # the documented normalisation: cut at "=", drop whitespace
         return example is HAND_3388 and "".join(payload.split("=", 1)[0].split()) == "8/(3-8/3)"
-    return len(payload) < 100 and re.fullmatch(r"\s*-?[0-9]+\s*", payload) is not None and (
-        int(payload) == task.answer(example))
+    return (
+        len(payload) < 100
+        and re.fullmatch(r"\s*-?[0-9]+\s*", payload) is not None
+        and (int(payload) == task.answer(example))
+    )
 
 
 @pytest.mark.parametrize("case", TABLE_CASES, ids=case_id)
@@ -245,8 +356,12 @@ def test_regression_long_digit_run_before_an_illegal_character_is_linear(digits)
     """general_points._LEGAL was (?:[0-9]+|[+\\-*/()])+: nested quantifiers backtrack over every
     split of a digit run: "1" * 26 + "x" took seconds, each digit doubling it, "1" * 40 + "x" hung."""
     for task in GP_TASKS.values():
-        for reply in ("1" * digits + "x", json.dumps({"formula": "1" * digits + "x"}),
-                      f"3 3 8 8 ; {'8' * digits}²", json.dumps({"formula": "(" + "3" * digits + " .5"})):
+        for reply in (
+            "1" * digits + "x",
+            json.dumps({"formula": "1" * digits + "x"}),
+            f"3 3 8 8 ; {'8' * digits}²",
+            json.dumps({"formula": "(" + "3" * digits + " .5"}),
+        ):
             grade = timed_grade(task, HAND_3388, reply)
             assert grade.reward == -3.0 and grade.errors == ("illegal_formula",), (reply[:60], grade)
 
@@ -255,9 +370,11 @@ def test_regression_product_chain_of_long_literals_is_rejected_not_quadratic():
     """expr.evaluate multiplied 1000-digit literals without bound: 1000 of them (1 MB of text) took
     ~5 s (quadratic); the same quotient of two such products ran gcds on million-bit integers."""
     literal = "9" * 999 + "7"
-    for text in (literal + ("*" + literal) * 1000,
-                 "(" + "*".join([literal] * 200) + ")/(" + "*".join(["9" * 999 + "1"] * 200) + ")",
-                 "*".join([literal] * 4) + "".join(f"+1/{'9' * 998}{i:02d}" for i in range(1000))):
+    for text in (
+        literal + ("*" + literal) * 1000,
+        "(" + "*".join([literal] * 200) + ")/(" + "*".join(["9" * 999 + "1"] * 200) + ")",
+        "*".join([literal] * 4) + "".join(f"+1/{'9' * 998}{i:02d}" for i in range(1000)),
+    ):
         start = time.perf_counter()
         with pytest.raises(ExprError, match="too large"):
             evaluate(text)
@@ -265,8 +382,9 @@ def test_regression_product_chain_of_long_literals_is_rejected_not_quadratic():
     assert evaluate("*".join([literal] * 4)) == int(literal) ** 4  # four maximal literals still fit
 
 
-@pytest.mark.parametrize("tail", ["_000", "x18", "o7", "b1", "j", "/2", " / 2", "**3", "^3", "*4", "+1", " - 1",
-                                  "٣", "abc"])
+@pytest.mark.parametrize(
+    "tail", ["_000", "x18", "o7", "b1", "j", "/2", " / 2", "**3", "^3", "*4", "+1", " - 1", "٣", "abc"]
+)
 def test_regression_answer_regex_needs_a_whole_integer(tail):
     """The fallback regex only refused a following digit, "." or exponent, so '"answer": 1_000'
     (a thousand), '"answer": 0x18' or '"answer": 1/2' graded as the integer 1 or 0."""
@@ -324,37 +442,56 @@ def test_planted_side_effects_never_happen(case, tmp_path):
 DEEP = 5000
 
 
-@pytest.mark.parametrize(("example", "formula"), [
-    (HAND_3388, "8/(3-8/3)"),                  # 3 - 8/3 = 1/3, 8 / (1/3) = 24
-    (HAND_3388, " 8 / ( 3 - 8 / 3 ) = 24"),    # spaces and the "= result" tail are ignored
-    (HAND_3388, "(" * DEEP + "8/(3-8/3)" + ")" * DEEP),
-    (HAND_3388, "8/(" + "(" * DEEP + "3-8/3" + ")" * DEEP + ")"),
-    (HAND_1234, "1*2*3*4"), (HAND_1234, "(1+2+3)*4"), (HAND_1234, "4*(3+2+1)"), (HAND_1234, "(1+3)*(4+2)"),
-    (HAND_K, "13-12/2*1"), (HAND_K, "(13-12/2)/1"), (HAND_K, "1*13-12/2"),  # 13 - 6 = 7
-])
+@pytest.mark.parametrize(
+    ("example", "formula"),
+    [
+        (HAND_3388, "8/(3-8/3)"),  # 3 - 8/3 = 1/3, 8 / (1/3) = 24
+        (HAND_3388, " 8 / ( 3 - 8 / 3 ) = 24"),  # spaces and the "= result" tail are ignored
+        (HAND_3388, "(" * DEEP + "8/(3-8/3)" + ")" * DEEP),
+        (HAND_3388, "8/(" + "(" * DEEP + "3-8/3" + ")" * DEEP + ")"),
+        (HAND_1234, "1*2*3*4"),
+        (HAND_1234, "(1+2+3)*4"),
+        (HAND_1234, "4*(3+2+1)"),
+        (HAND_1234, "(1+3)*(4+2)"),
+        (HAND_K, "13-12/2*1"),
+        (HAND_K, "(13-12/2)/1"),
+        (HAND_K, "1*13-12/2"),  # 13 - 6 = 7
+    ],
+)
 def test_correct_formulas_grade_correct_in_every_answer_format(example, formula):
     for task in GP_TASKS.values():
         values = " ".join(map(str, example.values))
-        reply = {"bare": formula, "values": f"{values} ; {formula}"}.get(task.answer_format,
-                                                                          json.dumps({"formula": formula}))
+        reply = {"bare": formula, "values": f"{values} ; {formula}"}.get(
+            task.answer_format, json.dumps({"formula": formula})
+        )
         grade = timed_grade(task, example, reply)
         assert grade == Grade(5.0, True), (task.answer_format, formula[:40], grade)
 
 
-@pytest.mark.parametrize(("example", "formula", "error"), [
-    (HAND_3388, "8/(3-8/3)", None),            # control: correct
-    (Example("id", {**HAND_3388.data, "target": 25}), "8/(3-8/3)", "wrong_result"),
-    (HAND_3388, "8*3", "incorrect_number"), (HAND_3388, "24", "incorrect_number"),
-    (HAND_3388, "8/(3-8/3)*1", "incorrect_number"), (HAND_3388, "8/(3-8/3)+8-8", "incorrect_number"),
-    (HAND_3388, "8/(3-8/3)+0", "incorrect_number"), (HAND_3388, "8/(3-3)*8", "wrong_result"),
-    (HAND_3388, "8.0/(3-8/3)", "illegal_formula"), (HAND_3388, "٨/(٣-٨/٣)", "illegal_formula"),
-    (HAND_3388, "８/(３-８/３)", "illegal_formula"), (HAND_3388, "8/(3-8/3)²", "illegal_formula"),
-    (HAND_3388, "eval('8/(3-8/3)')", "illegal_formula"), (HAND_3388, "-8/(8/3-3)", "illegal_formula"),
-    (HAND_3388, "8/(3-(8/3", "partial_solution"),  # unclosed, a prefix of the solver's 8/(3-(8/3))
-    (HAND_3388, "8/(3-8/3", "wrong_result"),       # unclosed, but no solver solution starts so
-    (HAND_3388, "8/(3-(8/3))/(", "wrong_result"),
-    (HAND_1234, "1+2+3+4", "wrong_result"), (HAND_1234, "1*2*3*4*1", "incorrect_number"),
-])
+@pytest.mark.parametrize(
+    ("example", "formula", "error"),
+    [
+        (HAND_3388, "8/(3-8/3)", None),  # control: correct
+        (Example("id", {**HAND_3388.data, "target": 25}), "8/(3-8/3)", "wrong_result"),
+        (HAND_3388, "8*3", "incorrect_number"),
+        (HAND_3388, "24", "incorrect_number"),
+        (HAND_3388, "8/(3-8/3)*1", "incorrect_number"),
+        (HAND_3388, "8/(3-8/3)+8-8", "incorrect_number"),
+        (HAND_3388, "8/(3-8/3)+0", "incorrect_number"),
+        (HAND_3388, "8/(3-3)*8", "wrong_result"),
+        (HAND_3388, "8.0/(3-8/3)", "illegal_formula"),
+        (HAND_3388, "٨/(٣-٨/٣)", "illegal_formula"),
+        (HAND_3388, "８/(３-８/３)", "illegal_formula"),
+        (HAND_3388, "8/(3-8/3)²", "illegal_formula"),
+        (HAND_3388, "eval('8/(3-8/3)')", "illegal_formula"),
+        (HAND_3388, "-8/(8/3-3)", "illegal_formula"),
+        (HAND_3388, "8/(3-(8/3", "partial_solution"),  # unclosed, a prefix of the solver's 8/(3-(8/3))
+        (HAND_3388, "8/(3-8/3", "wrong_result"),  # unclosed, but no solver solution starts so
+        (HAND_3388, "8/(3-(8/3))/(", "wrong_result"),
+        (HAND_1234, "1+2+3+4", "wrong_result"),
+        (HAND_1234, "1*2*3*4*1", "incorrect_number"),
+    ],
+)
 def test_wrong_formulas_do_not_grade_correct(example, formula, error):
     grade = timed_grade(GP_TASKS["json"], example, json.dumps({"formula": formula}))
     if error is None:
@@ -366,39 +503,120 @@ def test_wrong_formulas_do_not_grade_correct(example, formula, error):
 @pytest.mark.parametrize(("task", "example", "truth"), [(DET, DET_2, -2), (DET, DET_3, 6), (RANK, RANK_2, 2)])
 def test_matrix_answers_hand_computed(task, example, truth):
     assert (exact_det if task is DET else exact_rank)(example.matrix) == truth
-    right = [json.dumps({"answer": truth}), json.dumps({"answer": f" {truth} "}), f'"answer": {truth}',
-             " " * MB + json.dumps({"answer": truth}), "x" * MB + f' "answer": {truth}',
-             '{"answer": ' + str(truth) + "}" + "]" * 10_000]
+    right = [
+        json.dumps({"answer": truth}),
+        json.dumps({"answer": f" {truth} "}),
+        f'"answer": {truth}',
+        " " * MB + json.dumps({"answer": truth}),
+        "x" * MB + f' "answer": {truth}',
+        '{"answer": ' + str(truth) + "}" + "]" * 10_000,
+    ]
     for reply in right:
         assert timed_grade(task, example, reply) == Grade(5.0, True), reply[:80]
 
     def digits(table: str) -> str:
         return str(truth).translate(str.maketrans("0123456789", table))
 
-    wrong = [json.dumps({"answer": truth + 1}), json.dumps({"answer": float(truth)}), f'"answer": {truth}.0',
-             f'"answer": {truth}e0', json.dumps({"answer": [truth]}), json.dumps({"answer": str(truth) * 2}),
-             json.dumps({"answer": True}), f"{truth}", f"The answer is {truth}", json.dumps({"result": truth}),
-             json.dumps({"answer": digits("٠١٢٣٤٥٦٧٨٩")}), json.dumps({"answer": digits("０１２３４５６７８９")}),
-             '"answer": ' + digits("𝟎𝟏𝟐𝟑𝟒𝟓𝟔𝟕𝟖𝟗"), '{"answer": "' + digits("٠١٢٣٤٥٦٧٨٩") + '"}',
-             json.dumps({"answer": f"{truth}+0"}), json.dumps({"answer": "9" * 5000}),
-             '"answer": ' + "0" * 5000 + str(truth)]
+    wrong = [
+        json.dumps({"answer": truth + 1}),
+        json.dumps({"answer": float(truth)}),
+        f'"answer": {truth}.0',
+        f'"answer": {truth}e0',
+        json.dumps({"answer": [truth]}),
+        json.dumps({"answer": str(truth) * 2}),
+        json.dumps({"answer": True}),
+        f"{truth}",
+        f"The answer is {truth}",
+        json.dumps({"result": truth}),
+        json.dumps({"answer": digits("٠١٢٣٤٥٦٧٨٩")}),
+        json.dumps({"answer": digits("０１２３４５６７８９")}),
+        '"answer": ' + digits("𝟎𝟏𝟐𝟑𝟒𝟓𝟔𝟕𝟖𝟗"),
+        '{"answer": "' + digits("٠١٢٣٤٥٦٧٨٩") + '"}',
+        json.dumps({"answer": f"{truth}+0"}),
+        json.dumps({"answer": "9" * 5000}),
+        '"answer": ' + "0" * 5000 + str(truth),
+    ]
     for reply in wrong:
         assert not timed_grade(task, example, reply).correct, reply[:80]
 
 
 # --- hypothesis: generated adversarial text -----------------------------------------------------
-FRAGMENTS = st.sampled_from([
-    "0", "1", "3", "8", "9", "00", "24", "+", "-", "*", "/", "**", "(", ")", "=", " ", "\n", "\t", "\u3000",
-    "\x00", "\ufeff", "٣", "３", "²", "½", "𝟠", "⁸", "−", "÷", ".", "e", "e308", "E-9", "_", "inf", "nan",
-    "__import__", "('os')", ".system('x')", "lambda", ":", "eval", "exec", "compile", "open", "().__class__",
-    '"', "'", "{", "}", "[", "]", ",", ";", "\\", '"formula"', '"answer"', "'formula'", "```", "null", "true",
-    "8/(3-8/3)", "3 3 8 8 ;",
-])
-RUNS = st.builds(lambda s, n: s * n, st.sampled_from(["1", "9", "(", ")", "[", "{\"a\":", " ", "+", "1+", "٣"]),
-                 st.integers(1, 3000))
+FRAGMENTS = st.sampled_from(
+    [
+        "0",
+        "1",
+        "3",
+        "8",
+        "9",
+        "00",
+        "24",
+        "+",
+        "-",
+        "*",
+        "/",
+        "**",
+        "(",
+        ")",
+        "=",
+        " ",
+        "\n",
+        "\t",
+        "\u3000",
+        "\x00",
+        "\ufeff",
+        "٣",
+        "３",
+        "²",
+        "½",
+        "𝟠",
+        "⁸",
+        "−",
+        "÷",
+        ".",
+        "e",
+        "e308",
+        "E-9",
+        "_",
+        "inf",
+        "nan",
+        "__import__",
+        "('os')",
+        ".system('x')",
+        "lambda",
+        ":",
+        "eval",
+        "exec",
+        "compile",
+        "open",
+        "().__class__",
+        '"',
+        "'",
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ";",
+        "\\",
+        '"formula"',
+        '"answer"',
+        "'formula'",
+        "```",
+        "null",
+        "true",
+        "8/(3-8/3)",
+        "3 3 8 8 ;",
+    ]
+)
+RUNS = st.builds(
+    lambda s, n: s * n, st.sampled_from(["1", "9", "(", ")", "[", '{"a":', " ", "+", "1+", "٣"]), st.integers(1, 3000)
+)
 adversarial_text = st.lists(FRAGMENTS | RUNS | st.text(max_size=6), max_size=30).map("".join)
-FUZZ = settings(max_examples=250, deadline=timedelta(seconds=CALL_BUDGET_S),
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=250,
+    deadline=timedelta(seconds=CALL_BUDGET_S),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @FUZZ
@@ -429,7 +647,8 @@ def trees(leaves):
     if len(leaves) == 1:
         return st.just(leaves[0])
     return st.integers(1, len(leaves) - 1).flatmap(
-        lambda k: st.tuples(st.sampled_from("+-*/"), trees(leaves[:k]), trees(leaves[k:])))
+        lambda k: st.tuples(st.sampled_from("+-*/"), trees(leaves[:k]), trees(leaves[k:]))
+    )
 
 
 def value_of(tree) -> Fraction:
@@ -451,8 +670,9 @@ def render(tree, draw, parent=None, right_side=False) -> str:
     else:
         op = tree[0]
         text = render(tree[1], draw, op) + draw(st.sampled_from(["", " "])) + op + render(tree[2], draw, op, True)
-        if parent is not None and (PRECEDENCE[op] < PRECEDENCE[parent]
-                                   or (right_side and PRECEDENCE[op] == PRECEDENCE[parent])):
+        if parent is not None and (
+            PRECEDENCE[op] < PRECEDENCE[parent] or (right_side and PRECEDENCE[op] == PRECEDENCE[parent])
+        ):
             text = "(" + text + ")"
     extra = draw(st.integers(0, 2))
     return "(" * extra + text + ")" * extra
@@ -487,7 +707,8 @@ def test_general_points_grade_matches_the_oracle(data, index, fmt):
     tree = data.draw(trees(leaves))
     formula = render(tree, data.draw)
     reply = {"bare": formula, "values": f"{' '.join(map(str, example.values))} ; {formula}"}.get(
-        fmt, json.dumps({"formula": formula}))
+        fmt, json.dumps({"formula": formula})
+    )
     grade = graded(task, example, reply)
     if swap:
         assert "incorrect_number" in grade.errors, (formula, grade)
@@ -501,9 +722,19 @@ def test_general_points_grade_matches_the_oracle(data, index, fmt):
 
 
 @settings(max_examples=200, deadline=timedelta(seconds=CALL_BUDGET_S))
-@given(index=st.integers(0, len(MATRIX_CASES) - 1), delta=st.integers(-3, 3) | st.integers(),
-       form=st.sampled_from(['{{"answer": {n}}}', '{{"answer": "{n}"}}', 'prose "answer": {n} prose',
-                             '{{"answer": {n},}}', '```json\n{{"answer": {n}}}\n```']))
+@given(
+    index=st.integers(0, len(MATRIX_CASES) - 1),
+    delta=st.integers(-3, 3) | st.integers(),
+    form=st.sampled_from(
+        [
+            '{{"answer": {n}}}',
+            '{{"answer": "{n}"}}',
+            'prose "answer": {n} prose',
+            '{{"answer": {n},}}',
+            '```json\n{{"answer": {n}}}\n```',
+        ]
+    ),
+)
 def test_matrix_grade_matches_the_truth(index, delta, form):
     task, example = MATRIX_CASES[index]
     truth = task.answer(example)

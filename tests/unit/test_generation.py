@@ -13,10 +13,17 @@ def _prompts(tok, n=8):
 def test_greedy_matches_hf_generate_one_prompt_at_a_time(tiny):
     model, tok = tiny
     prompts = _prompts(tok)
-    out = generate(model, prompts, SamplingParams(max_new_tokens=10), pad_id=tok.pad_token_id, eos_ids=[tok.eos_token_id])
+    out = generate(
+        model, prompts, SamplingParams(max_new_tokens=10), pad_id=tok.pad_token_id, eos_ids=[tok.eos_token_id]
+    )
     for p, got in zip(prompts, out.tokens):
-        ref = model.generate(torch.tensor([p]), max_new_tokens=10, do_sample=False,
-                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)[0, len(p):].tolist()
+        ref = model.generate(
+            torch.tensor([p]),
+            max_new_tokens=10,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )[0, len(p) :].tolist()
         assert got == ref
 
 
@@ -37,7 +44,7 @@ def test_sampling_is_seeded_per_prompt_and_batch_invariant(tiny):
     sp = SamplingParams(max_new_tokens=8, temperature=1.0, top_p=0.95, top_k=40)
     kw = dict(pad_id=tok.pad_token_id, eos_ids=[tok.eos_token_id])
     a = generate(model, prompts, sp, seeds=list(range(8)), **kw)
-    b = generate(model, prompts[:3], sp, seeds=list(range(3)), **kw)     # smaller batch, same seeds
+    b = generate(model, prompts[:3], sp, seeds=list(range(3)), **kw)  # smaller batch, same seeds
     c = generate(model, prompts, sp, seeds=list(range(100, 108)), **kw)
     assert a.tokens[:3] == b.tokens
     assert a.tokens != c.tokens
@@ -48,7 +55,7 @@ def test_repeated_prompts_share_the_prefill_and_sample_as_if_alone(tiny):
     seed exactly as it would alone, with the same log-probs."""
     model, tok = tiny
     prompts = _prompts(tok, 3)
-    group = [p for p in prompts for _ in range(4)]                      # 3 prompts x 4 samples
+    group = [p for p in prompts for _ in range(4)]  # 3 prompts x 4 samples
     sp = SamplingParams(max_new_tokens=8, temperature=1.0)
     kw = dict(pad_id=tok.pad_token_id, eos_ids=[tok.eos_token_id])
     seeds = list(range(len(group)))
@@ -57,7 +64,7 @@ def test_repeated_prompts_share_the_prefill_and_sample_as_if_alone(tiny):
         alone = generate(model, [p], sp, seeds=[seeds[i]], **kw)
         assert out.tokens[i] == alone.tokens[0]
         assert out.logprobs[i] == pytest.approx(alone.logprobs[0], abs=1e-4)
-    assert len({tuple(t) for t in out.tokens[:4]}) > 1                # the group's samples differ
+    assert len({tuple(t) for t in out.tokens[:4]}) > 1  # the group's samples differ
 
 
 def test_top_k_one_is_greedy(tiny):
@@ -82,7 +89,7 @@ def test_stops_at_eos_and_pads_nothing(tiny):
     model, tok = tiny
     p = _prompts(tok, 1)[0]
     first = generate(model, [p], SamplingParams(max_new_tokens=1), pad_id=tok.pad_token_id, eos_ids=[tok.eos_token_id])
-    forced_eos = first.tokens[0][0]                 # declare the first greedy token to be "eos"
+    forced_eos = first.tokens[0][0]  # declare the first greedy token to be "eos"
     out = generate(model, [p], SamplingParams(max_new_tokens=10), pad_id=tok.pad_token_id, eos_ids=[forced_eos])
     assert out.tokens[0] == [forced_eos] and out.finished == [True]
 
@@ -92,9 +99,9 @@ def test_derive_seed_is_the_documented_hash_and_moves_with_every_part():
     d4 22 -> 0x22d4b0d45d3a0bbb >> 1. Pinned as a literal, so the seed is the same in every process
     and Python version (Python's salted ``hash`` would change it per process)."""
     assert derive_seed(0, 10, "id", 3) == 0x22D4B0D45D3A0BBB >> 1 == 1254912659247924701
-    base = (0, 10, "id", 3)                                   # run seed, step, prompt, sample
+    base = (0, 10, "id", 3)  # run seed, step, prompt, sample
     for axis, other in enumerate((1, 11, "ood", 4)):
-        moved = base[:axis] + (other,) + base[axis + 1:]
+        moved = base[:axis] + (other,) + base[axis + 1 :]
         assert derive_seed(*moved) != derive_seed(*base), f"part {axis} does not move the seed"
     grid = {derive_seed(s, step, p, i) for s in range(3) for step in range(4) for p in ("id", "ood") for i in range(10)}
     assert len(grid) == 3 * 4 * 2 * 10 and all(0 <= x < 2**63 for x in grid)

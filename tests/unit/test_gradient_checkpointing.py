@@ -19,7 +19,7 @@ def loss_grads_and_block_calls(checkpointing: bool):
     # a pre-hook: torch's non-reentrant recompute stops once the last saved tensor is rebuilt,
     # before the block's final outputs (and their forward hooks) are reached
     model.model.layers[0].self_attn.q_proj.register_forward_pre_hook(lambda *a: calls.append(1))
-    ids = torch.randint(5, 60, (3, 12), generator=torch.Generator().manual_seed(0))   # [B, T]
+    ids = torch.randint(5, 60, (3, 12), generator=torch.Generator().manual_seed(0))  # [B, T]
     loss = model(input_ids=ids, labels=ids, use_cache=False).loss
     loss.backward()
     return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}, len(calls)
@@ -28,7 +28,7 @@ def loss_grads_and_block_calls(checkpointing: bool):
 def test_checkpointing_recomputes_each_block_and_changes_no_number():
     plain_loss, plain_grads, plain_calls = loss_grads_and_block_calls(False)
     ckpt_loss, ckpt_grads, ckpt_calls = loss_grads_and_block_calls(True)
-    assert plain_calls == 1 and ckpt_calls == 2              # forward, then again in backward
+    assert plain_calls == 1 and ckpt_calls == 2  # forward, then again in backward
     assert ckpt_loss == plain_loss
     assert max((plain_grads[n] - ckpt_grads[n]).abs().max().item() for n in plain_grads) < 1e-6
 

@@ -19,14 +19,16 @@ from sweeps.analysis.curves import analyse
 from sweeps.analysis.tables import OOD, read_study
 from tests.unit.test_analysis_curves import DELTA, OOD_CURVE, OPTS, STEPS, make_study
 
-UNIT = re.compile(r"\S.*\([^()]+\)$")          # "what (unit)"
+UNIT = re.compile(r"\S.*\([^()]+\)$")  # "what (unit)"
 KINDS = {"study", "sft", "recovery", "rotation", "layers", "errors"}
 
 
 def draw(root, monkeypatch, **kw):
     """{figure kind: (Figure, rows of the analysis)} as draw_all made them."""
     figs, save = {}, plots._save
-    monkeypatch.setattr(plots, "_save", lambda fig, path: (figs.__setitem__(path.name.split("_")[0], fig), save(fig, path))[1])
+    monkeypatch.setattr(
+        plots, "_save", lambda fig, path: (figs.__setitem__(path.name.split("_")[0], fig), save(fig, path))[1]
+    )
     study = read_study(make_study(root, **kw))
     res = analyse(study, OPTS)
     written = plots.draw_all(res, study, root / "figures")
@@ -45,8 +47,13 @@ def plot_axes(fig):
 
 
 def vertices(ax) -> set[tuple[float, float]]:
-    return {(round(x, 9), round(y, 9)) for c in ax.collections if isinstance(c, PolyCollection)
-            for path in c.get_paths() for x, y in path.vertices}
+    return {
+        (round(x, 9), round(y, 9))
+        for c in ax.collections
+        if isinstance(c, PolyCollection)
+        for path in c.get_paths()
+        for x, y in path.vertices
+    }
 
 
 def test_every_figure_has_title_labels_with_units_and_a_legend(three):

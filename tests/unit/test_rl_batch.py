@@ -16,7 +16,7 @@ def test_pack_aligns_response_mask_with_the_prediction_frame():
     assert b.response_mask.tolist() == [[False, False, True, True], [True, False, False, False]]
     assert b.sampler_logp.tolist() == [[0, 0, -0.5, -0.25], [-1.0, 0, 0, 0]]
     assert b.last_prompt.tolist() == [2, 0]
-    sub = b.select(torch.tensor([1]))                   # trimmed to its own length
+    sub = b.select(torch.tensor([1]))  # trimmed to its own length
     assert sub.input_ids.tolist() == [[4, 9]] and sub.response_mask.tolist() == [[True]]
 
 
@@ -33,7 +33,7 @@ def test_forward_logp_matches_a_manual_log_softmax(tiny):
     logp, _, hidden = forward_logp(model, b, temperature=0.5, want_hidden=True)
     with torch.no_grad():
         logits = model(b.input_ids).logits[0]
-    manual = torch.log_softmax(logits[2] / 0.5, -1)[30]       # position 2 predicts token 30
+    manual = torch.log_softmax(logits[2] / 0.5, -1)[30]  # position 2 predicts token 30
     assert torch.allclose(logp[0, 2], manual, atol=1e-5)
     assert hidden.shape == (1, model.config.hidden_size)
 
@@ -43,10 +43,22 @@ def test_to_moves_every_tensor_including_extras():
 
     from sweeps.rl.batch import TurnBatch
 
-    b = TurnBatch(torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.long), torch.ones(2, 2, dtype=torch.bool),
-                  torch.zeros(2, 2), torch.tensor([0, 1]), {"advantages": torch.tensor([1.0, -1.0])})
-    moved = b.to("meta")                        # a device without memory: every field must follow
-    tensors = [moved.input_ids, moved.attention_mask, moved.response_mask, moved.sampler_logp, moved.last_prompt,
-               *moved.extras.values()]
+    b = TurnBatch(
+        torch.ones(2, 3, dtype=torch.long),
+        torch.ones(2, 3, dtype=torch.long),
+        torch.ones(2, 2, dtype=torch.bool),
+        torch.zeros(2, 2),
+        torch.tensor([0, 1]),
+        {"advantages": torch.tensor([1.0, -1.0])},
+    )
+    moved = b.to("meta")  # a device without memory: every field must follow
+    tensors = [
+        moved.input_ids,
+        moved.attention_mask,
+        moved.response_mask,
+        moved.sampler_logp,
+        moved.last_prompt,
+        *moved.extras.values(),
+    ]
     assert all(t.device.type == "meta" for t in tensors) and moved.extras.keys() == b.extras.keys()
-    assert all(t.device.type == "cpu" for t in (b.input_ids, b.extras["advantages"]))   # the original stays
+    assert all(t.device.type == "cpu" for t in (b.input_ids, b.extras["advantages"]))  # the original stays

@@ -13,7 +13,7 @@ from sweeps.runs import signature
 
 
 def test_a_role_and_the_step_it_resolves_to_are_one_job(tmp_path):
-    write_study(PEAK, tmp_path)          # seed 0: OOD peaks at step 40, the last checkpoint is 200
+    write_study(PEAK, tmp_path)  # seed 0: OOD peaks at step 40, the last checkpoint is 200
     cfg = compose(PEAK, tmp_path, rl=True)
     assert cfg.seed == 0
 
@@ -29,4 +29,4 @@ def test_a_role_and_the_step_it_resolves_to_are_one_job(tmp_path):
     with open_dict(cfg):
         cfg.init.step, cfg.init.role = None, "ood_peak"
     raw = OmegaConf.to_container(cfg, resolve=True)
-    assert semantic_config(cfg, raw)["init"]["step"] == 40 and raw["init"]["role"] == "ood_peak"   # input untouched
+    assert semantic_config(cfg, raw)["init"]["step"] == 40 and raw["init"]["role"] == "ood_peak"  # input untouched

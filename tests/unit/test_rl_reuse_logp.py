@@ -27,9 +27,14 @@ def test_reuse_only_with_one_update_per_batch(tiny):
 def test_detached_own_logp_gives_the_same_loss_and_gradient_as_a_scoring_pass(tiny):
     module, model, tok = _module(tiny)
     g = torch.Generator().manual_seed(0)
-    turns = [SimpleNamespace(prompt_ids=torch.randint(5, 300, (4 + i,), generator=g).tolist(),
-                             response_ids=torch.randint(5, 300, (3 + i % 3,), generator=g).tolist(),
-                             sampler_logprobs=[-1.0] * (3 + i % 3)) for i in range(6)]
+    turns = [
+        SimpleNamespace(
+            prompt_ids=torch.randint(5, 300, (4 + i,), generator=g).tolist(),
+            response_ids=torch.randint(5, 300, (3 + i % 3,), generator=g).tolist(),
+            sampler_logprobs=[-1.0] * (3 + i % 3),
+        )
+        for i in range(6)
+    ]
     batch = pack(turns, tok.pad_token_id)
     batch.extras["advantages"] = torch.linspace(-1, 1, 6)
     results = []
@@ -47,4 +52,4 @@ def test_detached_own_logp_gives_the_same_loss_and_gradient_as_a_scoring_pass(ti
     model.zero_grad()
     assert torch.allclose(la, lb, atol=1e-6)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ga, gb))
-    assert torch.allclose(filled, old, atol=1e-5)            # written back for the mismatch metric
+    assert torch.allclose(filled, old, atol=1e-5)  # written back for the mismatch metric

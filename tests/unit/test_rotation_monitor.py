@@ -1,4 +1,5 @@
 """RotationMonitor on a tiny nn.Linear model trained a few steps with Lightning."""
+
 from __future__ import annotations
 
 import math
@@ -36,11 +37,24 @@ def fit(lr: float, steps: int = 6, every: int = 2, reference: str = "start"):
     records: list[tuple[int, dict]] = []
     module = Tiny(lr)
     start = {n: p.detach().clone() for n, p in module.model.named_parameters()}
-    monitor = RotationMonitor(lambda step, m: records.append((step, m)), every_n_steps=every,
-                              targets=[r"^\d\.weight$"], k=K, reference=reference, n_iter=3)
+    monitor = RotationMonitor(
+        lambda step, m: records.append((step, m)),
+        every_n_steps=every,
+        targets=[r"^\d\.weight$"],
+        k=K,
+        reference=reference,
+        n_iter=3,
+    )
     data = torch.utils.data.TensorDataset(torch.randn(64, 16, generator=torch.Generator().manual_seed(1)))
-    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu", callbacks=[monitor])
+    trainer = L.Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        callbacks=[monitor],
+    )
     trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=8))
     return records, module, start
 
@@ -49,8 +63,12 @@ def test_records_every_n_steps_with_namespaced_keys():
     records, _, _ = fit(lr=0.5)
     assert [s for s, _ in records] == [2, 4, 6]
     keys = set(records[-1][1])
-    assert {"rotation/angle_mean", "rotation/chordal_normalised", "rotation/0/u_angle_mean",
-            "rotation/2/v_chordal_normalised"} <= keys
+    assert {
+        "rotation/angle_mean",
+        "rotation/chordal_normalised",
+        "rotation/0/u_angle_mean",
+        "rotation/2/v_chordal_normalised",
+    } <= keys
     assert all(0 <= v <= math.pi / 2 for _, m in records for v in m.values())
 
 
@@ -62,8 +80,12 @@ def test_rotation_rises_and_matches_the_exact_offline_angle():
         U0, _, V0 = top_k_svd(start[f"{idx}.weight"], K, "full")
         U1, _, V1 = top_k_svd(module.model.get_parameter(f"{idx}.weight").detach(), K, "full")
         got = records[-1][1]
-        assert got[f"rotation/{idx}/u_angle_mean"] == pytest.approx(principal_angles(U0, U1).mean().item(), rel=1e-3, abs=1e-6)
-        assert got[f"rotation/{idx}/v_angle_mean"] == pytest.approx(principal_angles(V0, V1).mean().item(), rel=1e-3, abs=1e-6)
+        assert got[f"rotation/{idx}/u_angle_mean"] == pytest.approx(
+            principal_angles(U0, U1).mean().item(), rel=1e-3, abs=1e-6
+        )
+        assert got[f"rotation/{idx}/v_angle_mean"] == pytest.approx(
+            principal_angles(V0, V1).mean().item(), rel=1e-3, abs=1e-6
+        )
 
 
 def test_frozen_weights_give_zero_rotation():

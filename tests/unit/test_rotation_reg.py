@@ -1,5 +1,6 @@
 """The rotation-preserving SFT penalties: hand-checked values, finite-difference gradients, the
 regulariser object, and λ = 0 leaving SFT bit for bit unchanged."""
+
 from __future__ import annotations
 
 import math
@@ -21,15 +22,15 @@ def test_block_penalty_by_hand():
     C0 = U0.T @ W0 @ V0
     assert C0.item() == 3.0 and block_penalty(W0, U0, V0, C0).item() == 0.0
     W = W0.clone()
-    W[0, 0] += 0.5            # inside the top block: counts
-    W[0, 1] += 1.0            # outside it: does not
+    W[0, 0] += 0.5  # inside the top block: counts
+    W[0, 1] += 1.0  # outside it: does not
     W[2, 3] -= 2.0
     W.requires_grad_(True)
     R = block_penalty(W, U0, V0, C0)
-    assert R.item() == 0.25                   # (3.5 - 3)^2
+    assert R.item() == 0.25  # (3.5 - 3)^2
     R.backward()
     expected = torch.zeros(3, 4, dtype=torch.float64)
-    expected[0, 0] = 1.0                      # dR/dW11 = 2 (3.5 - 3)
+    expected[0, 0] = 1.0  # dR/dW11 = 2 (3.5 - 3)
     assert torch.equal(W.grad, expected)
 
 
@@ -54,14 +55,16 @@ def test_gradient_matches_finite_differences(which):
     torch.manual_seed(1)
     W0 = torch.randn(7, 5, dtype=torch.float64)
     U0, S0, V0 = _bases(W0, 2)
-    W1 = W0 + 0.3 * torch.randn(7, 5, dtype=torch.float64)        # away from W0: a non-zero gradient
+    W1 = W0 + 0.3 * torch.randn(7, 5, dtype=torch.float64)  # away from W0: a non-zero gradient
     Ut, St, Vt = _bases(W1, 2)
-    fn = {"block": lambda W: block_penalty(W, U0, V0, U0.T @ W0 @ V0),
-          "angle": lambda W: angle_penalty(W, U0, V0, Ut, St, Vt)}[which]
+    fn = {
+        "block": lambda W: block_penalty(W, U0, V0, U0.T @ W0 @ V0),
+        "angle": lambda W: angle_penalty(W, U0, V0, Ut, St, Vt),
+    }[which]
     W = W1.clone().requires_grad_(True)
     assert torch.autograd.gradcheck(fn, (W,), eps=1e-6, atol=1e-7)
     (g,) = torch.autograd.grad(fn(W), W)
-    assert g.abs().max().item() > 1e-3                             # a gradient that can be wrong
+    assert g.abs().max().item() > 1e-3  # a gradient that can be wrong
 
 
 def test_angle_penalty_is_the_squared_chordal_distance_at_a_refresh():
@@ -90,7 +93,7 @@ def test_regulariser_zero_at_start_positive_after_a_move_and_resumable(variant):
     assert reg.penalty(model, 0).item() == pytest.approx(0.0, abs=1e-10)
     with torch.no_grad():
         model.a.weight.add_(0.3 * torch.randn_like(model.a.weight))
-    r1 = reg.penalty(model, 2)                                     # angle: re-estimates the bases at step 2
+    r1 = reg.penalty(model, 2)  # angle: re-estimates the bases at step 2
     assert r1.item() > 1e-3 and r1.requires_grad
     state = reg.state_dict()
     fresh = RotationRegulariser(TwoLayers(), [r"\.weight$"], k=3, variant=variant, refresh=2)
@@ -115,7 +118,7 @@ def test_run_identity_of_a_variant():
     assert split_variant(with_variant("base", "rotreg_block_k16_lam0.1")) == ("base", "rotreg_block_k16_lam0.1")
     cfg = {"study": "s", "algo": {"name": "sft", "lr": 1e-3}}
     plain = signature(cfg)
-    assert signature({**cfg, "algo": {**cfg["algo"], "rotation_reg": {**off, "k": 4}}}) == plain   # off: plain SFT
+    assert signature({**cfg, "algo": {**cfg["algo"], "rotation_reg": {**off, "k": 4}}}) == plain  # off: plain SFT
     assert signature({**cfg, "algo": {**cfg["algo"], "rotation_reg": on}}) != plain
 
 
@@ -124,16 +127,19 @@ def test_lambda_zero_with_the_penalty_computed_is_bit_for_bit_plain_sft(tiny):
     import lightning as L
     from omegaconf import OmegaConf
 
+    from sweeps.models.build import build
     from sweeps.modules.data import SFTStream
     from sweeps.modules.sft import SFTModule
-    from sweeps.models.build import build
     from sweeps.tasks.general_points import GeneralPoints
     from tests.conftest import CONF
 
     algo = OmegaConf.load(CONF / "algo" / "sft.yaml")
     algo.pop("defaults")
-    task_cfg = {k: v for k, v in OmegaConf.to_container(OmegaConf.load(CONF / "task" / "general_points_compact.yaml")).items()
-                if k not in ("defaults", "_target_")}
+    task_cfg = {
+        k: v
+        for k, v in OmegaConf.to_container(OmegaConf.load(CONF / "task" / "general_points_compact.yaml")).items()
+        if k not in ("defaults", "_target_")
+    }
     targets = list(OmegaConf.load(CONF / "model" / "tiny.yaml").spectral_targets)
 
     def fit(force: bool, lam: float):
@@ -141,7 +147,7 @@ def test_lambda_zero_with_the_penalty_computed_is_bit_for_bit_plain_sft(tiny):
         L.seed_everything(0, verbose=False)
         model, tok = build(OmegaConf.load(CONF / "model" / "tiny.yaml"))
         module = SFTModule(model, algo, 3, targets)
-        if force:                                        # the penalty computed and added with weight 0
+        if force:  # the penalty computed and added with weight 0
             module.reg = RotationRegulariser(model, targets, k=16)
         losses = []
 
@@ -150,8 +156,16 @@ def test_lambda_zero_with_the_penalty_computed_is_bit_for_bit_plain_sft(tiny):
                 losses.append((pl_module.step_metrics["train/loss"], pl_module.step_metrics.get("train/rotation_reg")))
 
         stream = SFTStream(GeneralPoints(**task_cfg), tok, 0, 8, start_batch=lambda: 0)
-        trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, accelerator="cpu", callbacks=[Keep()], gradient_clip_val=1.0)
+        trainer = L.Trainer(
+            max_steps=3,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+            callbacks=[Keep()],
+            gradient_clip_val=1.0,
+        )
         from sweeps.jobs.common import loader
 
         trainer.fit(module, loader(stream))
@@ -162,8 +176,8 @@ def test_lambda_zero_with_the_penalty_computed_is_bit_for_bit_plain_sft(tiny):
     on_losses, on_w = fit(True, 100.0)
     assert [l for l, _ in zero_losses] == [l for l, _ in plain_losses]
     assert all(torch.equal(plain_w[n], zero_w[n]) for n in plain_w)
-    assert zero_losses[0][1] == pytest.approx(0.0, abs=1e-6) and zero_losses[-1][1] > 0   # computed, weight 0
-    assert not all(torch.equal(plain_w[n], on_w[n]) for n in plain_w)                     # λ > 0 does act
+    assert zero_losses[0][1] == pytest.approx(0.0, abs=1e-6) and zero_losses[-1][1] > 0  # computed, weight 0
+    assert not all(torch.equal(plain_w[n], on_w[n]) for n in plain_w)  # λ > 0 does act
     assert math.isfinite(on_losses[-1][1])
 
 
@@ -172,10 +186,13 @@ def test_the_ablation_study_watches_one_directory_per_setting_and_seed():
     from tests.conftest import compose
 
     cfg = compose(["experiment=rotation_ablation", "paths.output_dir=/o"])
-    (stage, argv), = stage_commands(cfg, "local", [], None)
+    ((stage, argv),) = stage_commands(cfg, "local", [], None)
     assert stage == "sft" and "algo.rotation_reg.lam=0,0.1,1" in argv
     runs = [str(p.relative_to("/o/rotation_ablation/sft/tiny_base/general_points_tiny")) for p in stage_runs(cfg, argv)]
-    assert runs == [f"{init}/seed={s}" for init in ("base", "base+rotreg_block_k16_lam0.1", "base+rotreg_block_k16_lam1")
-                    for s in (0, 1, 2)]
+    assert runs == [
+        f"{init}/seed={s}"
+        for init in ("base", "base+rotreg_block_k16_lam0.1", "base+rotreg_block_k16_lam1")
+        for s in (0, 1, 2)
+    ]
     angle = compose(["experiment=rotation_ablation", "paths.output_dir=/o", "algo.rotation_reg.variant=angle"])
     assert [p.parent.name for p in stage_runs(angle, argv)][3] == "base+rotreg_angle_k16_lam0.1_r10"

@@ -1,4 +1,5 @@
 """Identity tests for sweeps.spectral.interventions (PAPER.md section 6, "A correct version")."""
+
 import numpy as np
 import pytest
 import torch
@@ -54,7 +55,7 @@ def test_full_swap_all_gives_base(pair):
 
 def test_direction_swap_all_gives_base_vectors_target_sigmas(pair):
     W_B, W_T = pair
-    (Ub, Sb, Vb), (Ut, St, Vt) = svd(W_B), svd(W_T)
+    (Ub, _, Vb), (_, St, _) = svd(W_B), svd(W_T)
     out = swap_components(W_B, W_T, index_set(N, top=N), "direction")
     assert torch.allclose(out, Ub @ torch.diag(St) @ Vb.T, atol=1e-12)
     assert not torch.allclose(out, W_B, atol=1e-3)  # the original defect returned W_B here
@@ -62,7 +63,7 @@ def test_direction_swap_all_gives_base_vectors_target_sigmas(pair):
 
 def test_sigma_swap_all_gives_target_vectors_base_sigmas(pair):
     W_B, W_T = pair
-    (Ub, Sb, Vb), (Ut, St, Vt) = svd(W_B), svd(W_T)
+    (_, Sb, _), (Ut, _, Vt) = svd(W_B), svd(W_T)
     out = swap_components(W_B, W_T, index_set(N, top=N), "sigma")
     assert torch.allclose(out, Ut @ torch.diag(Sb) @ Vt.T, atol=1e-12)
 
@@ -71,9 +72,12 @@ def test_full_swap_equals_mixed_basis_product(pair):
     W_B, W_T = pair
     (Ub, Sb, Vb), (Ut, St, Vt) = svd(W_B), svd(W_T)
     S = index_set(N, top=3, tail=2)  # mid = 3..6 stays from T
-    U = Ut.clone(); U[:, S] = Ub[:, S]
-    V = Vt.clone(); V[:, S] = Vb[:, S]
-    sig = St.clone(); sig[S] = Sb[S]
+    U = Ut.clone()
+    U[:, S] = Ub[:, S]
+    V = Vt.clone()
+    V[:, S] = Vb[:, S]
+    sig = St.clone()
+    sig[S] = Sb[S]
     mixed = U @ torch.diag(sig) @ V.T
     assert torch.allclose(swap_components(W_B, W_T, S, "full"), mixed, atol=1e-12)
     mixed_dir = U @ torch.diag(St) @ V.T  # direction-only keeps every sigma from T

@@ -1,4 +1,5 @@
 """Known-answer tests for sweeps.spectral.metrics."""
+
 import math
 
 import pytest
@@ -120,7 +121,7 @@ def test_forced_zero_angles_above_half():
 def test_orthogonal_subspaces_distances():
     n, k = 10, 3
     I = torch.eye(n, dtype=torch.float64)
-    ang = principal_angles(I[:, :k], I[:, k:2 * k])
+    ang = principal_angles(I[:, :k], I[:, k : 2 * k])
     d = subspace_distances(ang, k, n)
     assert d["chordal_normalised"] == pytest.approx(1.0)
     assert d["chordal"] == pytest.approx(math.sqrt(k))
@@ -212,7 +213,11 @@ def test_residuals():
 def test_randomized_svd_low_rank_plus_noise():
     g = torch.Generator().manual_seed(0)
     m, n, r = 300, 200, 20
-    L = random_orthonormal(m, r, g) @ torch.diag(torch.logspace(1, 0, r, dtype=torch.float64)) @ random_orthonormal(n, r, g).T
+    L = (
+        random_orthonormal(m, r, g)
+        @ torch.diag(torch.logspace(1, 0, r, dtype=torch.float64))
+        @ random_orthonormal(n, r, g).T
+    )
     W = L + 1e-3 * torch.randn(m, n, dtype=torch.float64, generator=g)
     err = svd_error(W, 10)
     assert err["sv_max_rel"] < 1e-6 and err["sv_rel_l2"] < 1e-6

@@ -1,4 +1,5 @@
 """Known answers for the streaming spectral comparison and the spectral stage on synthetic checkpoints."""
+
 from __future__ import annotations
 
 import csv
@@ -33,8 +34,9 @@ def plane_rotation(U: torch.Tensor, i: int, j: int, theta: float) -> torch.Tenso
     """R [m, m] rotating u_i towards u_j by theta and leaving the orthogonal complement fixed."""
     ui, uj = U[:, i : i + 1], U[:, j : j + 1]  # [m, 1]
     c, s = math.cos(theta), math.sin(theta)
-    return (torch.eye(U.shape[0], dtype=torch.float64) + (c - 1) * (ui @ ui.T + uj @ uj.T)
-            + s * (uj @ ui.T - ui @ uj.T))  # [m, m]
+    return (
+        torch.eye(U.shape[0], dtype=torch.float64) + (c - 1) * (ui @ ui.T + uj @ uj.T) + s * (uj @ ui.T - ui @ uj.T)
+    )  # [m, m]
 
 
 def write_ckpt(path: Path, tensors: dict[str, torch.Tensor]) -> Path:
@@ -79,8 +81,15 @@ def test_rotation_in_one_plane_reports_that_angle(base, method, theta):
 def test_identical_checkpoints_give_zeros(base):
     tmp_path, ref, _ = base
     for row in run_compare(tmp_path, ref, dict(ref)).values():
-        for key in ("u_angle_mean", "u_angle_max", "v_angle_mean", "v_geodesic", "u_chordal_normalised",
-                    "v_projection_frobenius", "residual_outside"):
+        for key in (
+            "u_angle_mean",
+            "u_angle_max",
+            "v_angle_mean",
+            "v_geodesic",
+            "u_chordal_normalised",
+            "v_projection_frobenius",
+            "residual_outside",
+        ):
             assert abs(row[key]) < 1e-12, key
         assert row["sv_drift"] == 0.0 and row["update_norm"] == 0.0 and row["update_sv1"] == 0.0
         assert row["E_diag"] == row["E_rot"] == row["E_outside"] == 0.0
@@ -177,8 +186,9 @@ def test_cache_decomposes_each_checkpoint_once_and_persists(base):
 
 
 # --- the stage on a synthetic run directory -------------------------------------------------------
-TINY_TARGETS = [f"model.layers.{i}.self_attn.{p}_proj.weight" for i in range(2) for p in "qkv"] + \
-               [f"model.layers.{i}.mlp.down_proj.weight" for i in range(2)]
+TINY_TARGETS = [f"model.layers.{i}.self_attn.{p}_proj.weight" for i in range(2) for p in "qkv"] + [
+    f"model.layers.{i}.mlp.down_proj.weight" for i in range(2)
+]
 
 
 @pytest.fixture
@@ -201,8 +211,17 @@ def spectral_cfg(out: Path, *overrides: str):
     import sweeps.spectral.config  # noqa: F401  (registers spectral_schema)
     from tests.conftest import compose
 
-    return compose(["model=tiny", "task=general_points_compact", "tracking=none", f"paths.output_dir={out}",
-                    "spectral.k=4", *overrides], config_name="spectral")
+    return compose(
+        [
+            "model=tiny",
+            "task=general_points_compact",
+            "tracking=none",
+            f"paths.output_dir={out}",
+            "spectral.k=4",
+            *overrides,
+        ],
+        config_name="spectral",
+    )
 
 
 def test_stage_writes_tables_summary_and_skips(study):
@@ -211,9 +230,16 @@ def test_stage_writes_tables_summary_and_skips(study):
     out, run = study
     res = spectral(spectral_cfg(out))
     tables = sorted(str(p.relative_to(run / "spectral")) for p in (run / "spectral").glob("*/*.csv"))
-    assert tables == ["base/step=000000.csv", "base/step=000010.csv", "base/step=000020.csv",
-                      "ood_peak/step=000000.csv", "ood_peak/step=000010.csv", "ood_peak/step=000020.csv",
-                      "previous/step=000010.csv", "previous/step=000020.csv"]
+    assert tables == [
+        "base/step=000000.csv",
+        "base/step=000010.csv",
+        "base/step=000020.csv",
+        "ood_peak/step=000000.csv",
+        "ood_peak/step=000010.csv",
+        "ood_peak/step=000020.csv",
+        "previous/step=000010.csv",
+        "previous/step=000020.csv",
+    ]
     assert res["tables_written"] == 8
     with open(run / "spectral" / "ood_peak" / "step=000010.csv") as fh:  # the peak against itself
         rows = list(csv.DictReader(fh))
@@ -248,8 +274,11 @@ def test_stage_without_runs_and_bad_config_are_one_line(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         spectral(spectral_cfg(tmp_path))
     assert "sweeps-train" in one_line(err)
-    for override, message in (("spectral.method=qr", "spectral.method"), ("spectral.metrics=[angles,nope]", "nope"),
-                              ("spectral.references=[best]", "spectral.references")):
+    for override, message in (
+        ("spectral.method=qr", "spectral.method"),
+        ("spectral.metrics=[angles,nope]", "nope"),
+        ("spectral.references=[best]", "spectral.references"),
+    ):
         with pytest.raises(ConfigError, match=message):
             spectral(spectral_cfg(tmp_path, override))
 
@@ -291,8 +320,12 @@ def test_top_eigh_returns_the_known_top_eigenpairs():
 
     n = 40
     Q = random_orthonormal(n, n, torch.Generator().manual_seed(7))  # [n, n]
-    lam = torch.cat([torch.tensor([5.0, 3.0, 1.0 + 1e-9, 1.0, 1.0 - 1e-6], dtype=torch.float64),
-                     torch.linspace(0.5, 0.0, n - 5, dtype=torch.float64)])
+    lam = torch.cat(
+        [
+            torch.tensor([5.0, 3.0, 1.0 + 1e-9, 1.0, 1.0 - 1e-6], dtype=torch.float64),
+            torch.linspace(0.5, 0.0, n - 5, dtype=torch.float64),
+        ]
+    )
     G = Q * lam @ Q.T  # [n, n]
     for overwrite in (False, True):
         vals, vecs = _top_eigh(G.clone(), 4, overwrite=overwrite)  # [4], [n, 4]
@@ -309,7 +342,7 @@ def test_top_eigh_reads_only_the_upper_triangle_and_small_sizes_fall_back():
     G = torch.tensor([[2.0, 1.0, 0.0], [99.0, 2.0, 0.0], [99.0, 99.0, 1.0]], dtype=torch.float64)  # lower = junk
     vals, vecs = _top_eigh(G, 1)  # upper triangle: [[2, 1, 0], [1, 2, 0], [0, 0, 1]] -> top pair 3, (1, 1, 0)/√2
     assert vals.item() == pytest.approx(3.0, abs=1e-14)
-    assert vecs[:, 0].abs().tolist() == pytest.approx([2 ** -0.5, 2 ** -0.5, 0.0], abs=1e-14)
+    assert vecs[:, 0].abs().tolist() == pytest.approx([2**-0.5, 2**-0.5, 0.0], abs=1e-14)
     vals2, vecs2 = _top_eigh(torch.tensor([[3.0, 0.0], [0.0, 1.0]], dtype=torch.float64), 1)  # r <= 2: scipy
     assert vals2.item() == pytest.approx(3.0) and vecs2[:, 0].abs().tolist() == pytest.approx([1.0, 0.0], abs=1e-14)
 
@@ -381,8 +414,10 @@ def test_angles_only_loads_each_matrix_once_as_stored(base, monkeypatch):
     # with the reference only, and the rows equal those of the default (all metrics) path.
     tmp_path, ref, Uq = base
     tgt = dict(ref, **{Q_NAME: plane_rotation(Uq, 1, 6, 0.2) @ ref[Q_NAME]})
-    a, b = Checkpoint(write_ckpt(tmp_path / "a", {k: v.float() for k, v in ref.items()})), \
-        Checkpoint(write_ckpt(tmp_path / "b", {k: v.float() for k, v in tgt.items()}))
+    a, b = (
+        Checkpoint(write_ckpt(tmp_path / "a", {k: v.float() for k, v in ref.items()})),
+        Checkpoint(write_ckpt(tmp_path / "b", {k: v.float() for k, v in tgt.items()})),
+    )
     loads = []
     original = Checkpoint.load
 

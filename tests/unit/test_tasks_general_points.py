@@ -4,10 +4,10 @@ Every reward below is worked out by hand from PAPER.md 2.1 in the comment next t
 """
 
 import itertools
-from collections import Counter
 import json
 import random
 import time
+from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 
@@ -25,8 +25,7 @@ GP = GeneralPoints()
 
 def hand(*values, target=24, split="id"):
     names = {1: "A", 11: "J", 12: "Q", 13: "K"}
-    return Example(split, {"cards": [names.get(v, str(v)) for v in values], "values": list(values),
-                           "target": target})
+    return Example(split, {"cards": [names.get(v, str(v)) for v in values], "values": list(values), "target": target})
 
 
 def formula(text):
@@ -34,6 +33,7 @@ def formula(text):
 
 
 # --- exact evaluator ---------------------------------------------------------------------------
+
 
 def test_evaluator_is_exact_and_follows_precedence():
     assert evaluate("8/(3-8/3)") == 24  # 3 - 8/3 = 1/3 exactly; a float gives 23.999...
@@ -52,8 +52,10 @@ def test_evaluator_raises_expr_error(bad):
 
 # --- solver ------------------------------------------------------------------------------------
 
+
 def all_tree_strings(values):
     """Every 4-leaf binary tree written like the solver, built by recursion over split points."""
+
     def trees(leaves):
         if len(leaves) == 1:
             yield str(leaves[0])
@@ -85,8 +87,10 @@ def brute_force_solutions(values, target):
     return found
 
 
-@pytest.mark.parametrize("values,target", [((1, 2, 3, 4), 24), ((3, 3, 8, 8), 24), ((1, 5, 5, 5), 24),
-                                           ((1, 11, 12, 13), 24), ((2, 3, 4, 5), 10)])
+@pytest.mark.parametrize(
+    "values,target",
+    [((1, 2, 3, 4), 24), ((3, 3, 8, 8), 24), ((1, 5, 5, 5), 24), ((1, 11, 12, 13), 24), ((2, 3, 4, 5), 10)],
+)
 def test_solver_returns_exactly_the_brute_force_set(values, target):
     sols = solve(values, target)
     assert len(sols) == len(set(sols))
@@ -124,6 +128,7 @@ def test_solver_known_hands_and_counts():
 
 
 # --- sampling ----------------------------------------------------------------------------------
+
 
 def test_id_hands_cap_values_at_ten_and_are_solvable():
     rng = random.Random(0)
@@ -168,16 +173,19 @@ def test_sampling_reuses_the_solver_cache():
     for _ in range(1000):
         GP.sample("id", rng)
     info = _solve_sorted.cache_info()
-    assert info.misses <= 715 and info.hits > info.misses   # 715 multisets of 4 values in 1..10
+    assert info.misses <= 715 and info.hits > info.misses  # 715 multisets of 4 values in 1..10
 
 
 # --- prompts and reference completions ---------------------------------------------------------
 
+
 def test_compact_prompt_and_reference():
     task = GeneralPoints(prompt_style="compact")
     ex = Example("ood", {"cards": ["A", "10", "Q", "7"], "values": [1, 10, 12, 7], "target": 24})
-    assert task.prompt(ex) == ("Rule: J=11 Q=12 K=13. Cards: A 10 Q 7. Target: 24. "
-                               "Use each card exactly once. Answer as JSON with key formula.")
+    assert task.prompt(ex) == (
+        "Rule: J=11 Q=12 K=13. Cards: A 10 Q 7. Target: 24. "
+        "Use each card exactly once. Answer as JSON with key formula."
+    )
     ref = json.loads(task.reference_completion(ex))
     assert list(ref) == ["formula"] and ref["formula"] == solve([1, 10, 12, 7], 24)[0]
 
@@ -188,7 +196,7 @@ def test_paper_prompt_states_rule_cards_and_a_valid_json_schema():
     assert "expert 24 points card game player" in text
     assert "'J', 'Q', and 'K' count as '10', and each card must be used exactly once" in text
     assert "Cards: ['A', '10', 'Q', '7']" in text
-    schema = json.loads(text[text.index("{"):])  # the schema is valid JSON
+    schema = json.loads(text[text.index("{") :])  # the schema is valid JSON
     assert set(schema) == {"cards", "number", "formula"}
     ood = GP.prompt(Example("ood", {**ex.data, "values": [1, 10, 12, 7]}))
     assert "count as '11', '12', and '13' respectively" in ood
@@ -206,6 +214,7 @@ def test_reference_completion_is_deterministic_and_correct():
 
 
 # --- reward taxonomy ---------------------------------------------------------------------------
+
 
 def test_correct_exact_fraction_solution():
     g = GP.grade(hand(3, 3, 8, 8), formula("8/(3-8/3)"))  # exactly 24: +5
@@ -277,8 +286,7 @@ def test_partial_solution_plus_one_for_a_prefix_with_an_unclosed_paren():
     ex = hand(1, 2, 3, 8)
     assert "(8*3)*(2-1)" in solve([1, 2, 3, 8], 24)
     g = GP.grade(ex, formula("(8*3)*(2-1"))  # all cards used, eval raises, prefix: +1
-    assert (g.reward, g.correct, g.errors, g.feedback) == (1.0, False, ("partial_solution",),
-                                                          ("partial solution",))
+    assert (g.reward, g.correct, g.errors, g.feedback) == (1.0, False, ("partial_solution",), ("partial solution",))
     assert step_class(g) == "partial_solution"
     assert GP.grade(ex, formula("(8*3)*(1-2")).reward == -1.0  # raises but no solution starts so
     assert GP.grade(hand(3, 3, 8, 8), formula("8/(3-(8/3")).reward == 1.0
@@ -289,8 +297,13 @@ def test_partial_solution_plus_one_for_a_prefix_with_an_unclosed_paren():
 
 
 def test_error_classes_and_feedback_message():
-    assert GP.error_classes == ("illegal_formula", "incorrect_number", "wrong_result",
-                                "partial_solution", "aggregated_error")
+    assert GP.error_classes == (
+        "illegal_formula",
+        "incorrect_number",
+        "wrong_result",
+        "partial_solution",
+        "aggregated_error",
+    )
     g = GP.grade(hand(1, 2, 3, 8), formula("1++2+3+9"))  # -3 (violation) -2 (9) -2 (8 unused)
     assert g.reward == -7.0 and g.errors == ("illegal_formula", "incorrect_number", "aggregated_error")
     assert GP.feedback_message(g) == "You failed this trial because illegal formula, incorrect number"
@@ -298,19 +311,28 @@ def test_error_classes_and_feedback_message():
 
 # --- config ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("bad,field", [({"prompt_style": "long"}, "prompt_style"),
-                                       ({"id_face_values": [10, 10]}, "id_face_values"),
-                                       ({"ood_min_face_cards": 5}, "ood_min_face_cards"),
-                                       ({"targets": []}, "targets"), ({"max_attempts": 0}, "max_attempts"),
-                                       ({"answer_format": "xml"}, "answer_format"), ({"reference": "best"}, "reference"),
-                                       ({"answer_format": "bare"}, "answer_format")])   # the paper prompt asks for JSON
+
+@pytest.mark.parametrize(
+    "bad,field",
+    [
+        ({"prompt_style": "long"}, "prompt_style"),
+        ({"id_face_values": [10, 10]}, "id_face_values"),
+        ({"ood_min_face_cards": 5}, "ood_min_face_cards"),
+        ({"targets": []}, "targets"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"answer_format": "xml"}, "answer_format"),
+        ({"reference": "best"}, "reference"),
+        ({"answer_format": "bare"}, "answer_format"),
+    ],
+)  # the paper prompt asks for JSON
 def test_invalid_fields_name_the_field(bad, field):
     with pytest.raises(ValueError, match=f"task.{field}"):
         GeneralPoints(**bad)
 
 
-@pytest.mark.parametrize("stem,style", [("general_points", "paper"), ("general_points_compact", "compact"),
-                                        ("general_points_tiny", "tiny")])
+@pytest.mark.parametrize(
+    "stem,style", [("general_points", "paper"), ("general_points_compact", "compact"), ("general_points_tiny", "tiny")]
+)
 def test_yaml_configs_instantiate_with_every_field(stem, style):
     cfg = OmegaConf.load(CONF / f"{stem}.yaml")
     task = instantiate(cfg)
@@ -337,15 +359,15 @@ def test_tiny_prompt_states_the_rule_and_bare_answer_is_graded_whole():
     # simplest solution: no division first, then fewest parentheses, then shortest
     ref = TINY.reference_completion(ex)
     assert TINY.grade(ex, ref).correct and "/" not in ref
-    assert TINY.grade(ex, "(12*(7-1))/(10-1)").errors == ("incorrect_number",)   # 1 used twice, A once
-    assert TINY.grade(ex, "12*(10-7-1)").reward == 5.0          # any correct formula, not the reference
+    assert TINY.grade(ex, "(12*(7-1))/(10-1)").errors == ("incorrect_number",)  # 1 used twice, A once
+    assert TINY.grade(ex, "12*(10-7-1)").reward == 5.0  # any correct formula, not the reference
     assert TINY.grade(ex, '{"formula": "12*(10-7-1)"}').errors == ("illegal_formula",)  # bare: no JSON
-    assert TINY.grade(ex, "12*(10-7)").errors == ("incorrect_number",)                 # the A is unused
+    assert TINY.grade(ex, "12*(10-7)").errors == ("incorrect_number",)  # the A is unused
 
 
 def test_simplest_reference_prefers_no_division_then_fewer_parentheses():
-    assert simplicity("8/(3-(8/3))") > simplicity("((8+8)*3)/2")      # both divide: more parentheses loses
-    assert simplicity("(2+10)*(3-1)") < simplicity("(3-1)*12/1")       # no division beats division
+    assert simplicity("8/(3-(8/3))") > simplicity("((8+8)*3)/2")  # both divide: more parentheses loses
+    assert simplicity("(2+10)*(3-1)") < simplicity("(3-1)*12/1")  # no division beats division
     ex = Example("id", {"cards": ["2", "3", "4", "6"], "values": [2, 3, 4, 6], "target": 24})
     ref = TINY.reference_completion(ex)
     assert "/" not in ref and min(simplicity(s) for s in solve([2, 3, 4, 6], 24)) == simplicity(ref)
@@ -356,7 +378,7 @@ def test_values_answer_restates_the_values_and_grades_the_formula_after_the_semi
     ex = Example("ood", {"cards": ["J", "2", "1", "1"], "values": [11, 2, 1, 1], "target": 24})
     ref = task.reference_completion(ex)
     assert ref.startswith("11 2 1 1 ; ") and task.grade(ex, ref).reward == 5.0
-    assert task.grade(ex, "10 2 1 1 ; (11+1)*2*1").reward == 5.0     # only the formula is graded
+    assert task.grade(ex, "10 2 1 1 ; (11+1)*2*1").reward == 5.0  # only the formula is graded
     assert task.grade(ex, "(11+1)*2*1").errors == ("illegal_formula",)  # no ";": no formula
 
 
@@ -376,7 +398,7 @@ def test_pretraining_draws_state_their_own_rule_with_balanced_values():
     # defaults f = 6/13, h = 1/2: every card value 1..13 has probability 1/13 before the
     # solvability filter; 12000 cards -> 923 each, s.d. ~29. The filter skews it a little.
     assert set(counts) == set(range(1, 14))
-    assert max(counts.values()) / min(counts.values()) < 1.6, counts      # was 5x for 11..13 vs 1..10
+    assert max(counts.values()) / min(counts.values()) < 1.6, counts  # was 5x for 11..13 vs 1..10
     # half the face values come from 11..13 (each 1/6), half from 1..10 (each 1/20)
     assert abs(sum(rules[v] for v in (11, 12, 13)) / 9000 - 0.5) < 0.03
 
@@ -397,20 +419,19 @@ def test_splits_are_unchanged_by_the_rule_field():
 
 # --- the chain answer format (Step 10): three moves, graded step by step --------------------------
 
-CHAIN = GeneralPoints(prompt_style="tiny", answer_format="chain", reference="simplest",
-                      partial_credit_for_prefix=False)
+CHAIN = GeneralPoints(prompt_style="tiny", answer_format="chain", reference="simplest", partial_credit_for_prefix=False)
 
 
 def test_chain_solutions_are_the_hand_enumerated_set():
     # {1,1,1,1} -> 4: first move 1+1=2 (1*1, 1-1, 1/1 leave at most 3); from {1,1,2}:
     # 1+1=2 then 2+2 or 2*2; or 2+1=3 then 3+1. Nothing else reaches 4 with whole steps.
-    assert set(chain_solutions([1, 1, 1, 1], 4)) == {"1+1=2;1+1=2;2+2=4", "1+1=2;1+1=2;2*2=4",
-                                                    "1+1=2;2+1=3;3+1=4"}
+    assert set(chain_solutions([1, 1, 1, 1], 4)) == {"1+1=2;1+1=2;2+2=4", "1+1=2;1+1=2;2*2=4", "1+1=2;2+1=3;3+1=4"}
     # 5*(5-1/5) = 24 needs the fraction 1/5: no whole-number chain, although the formula solver finds it
     assert chain_solutions([5, 5, 5, 1], 24) == () and solve([5, 5, 5, 1], 24)
     chains = chain_solutions([3, 8, 5, 9], 28)
-    assert "8*3=24;24-5=19;19+9=28" in chains and all(CHAIN.grade(hand(3, 8, 5, 9, target=28), c).correct
-                                                       for c in chains)
+    assert "8*3=24;24-5=19;19+9=28" in chains and all(
+        CHAIN.grade(hand(3, 8, 5, 9, target=28), c).correct for c in chains
+    )
 
 
 def test_chain_reference_is_the_simplest_whole_number_chain():
@@ -420,24 +441,27 @@ def test_chain_reference_is_the_simplest_whole_number_chain():
     assert CHAIN.solutions(ex) == chain_solutions([3, 8, 5, 9], 28)
 
 
-@pytest.mark.parametrize("reply,reward,errors", [
-    ("8*3=24;24-5=19;19+9=28", 5.0, ()),                          # 24, 19, 28: all true, ends on 28
-    (" 3 * 8 = 24 ; 24 - 5 = 19 ; 19 + 9 = 28 ", 5.0, ()),        # whitespace ignored, operand order free
-    ("9-5=4;8*3=24;4+24=28", 5.0, ()),                            # two branches joined at the end
-    ("8*3=25;25-5=20;20+9=29", -1.0, ("wrong_result",)),          # 8*3 is 24, and 29 is not 28
-    ("8*3=24;24+5=29;29+9=38", -1.0, ("wrong_result",)),          # true steps, wrong target
-    ("8+3=11;11*5=55;55-9=28", -1.0, ("wrong_result",)),          # states 28 but 55-9 is 46
-    ("8/3=2;5*9=45;45-2=43", -1.0, ("wrong_result",)),            # 8/3 is not whole
-    ("3-8=5;5*9=45;45-5=40", -1.0, ("wrong_result",)),            # numbers fine (the card 5 and the made 5), 3-8 < 0
-    ("8*3=24;24-5=19;19+10=29", -2.0, ("incorrect_number",)),     # no 10 on the table
-    ("8*8=64;64-5=59;59-9=50", -2.0, ("incorrect_number",)),      # one 8 in the hand
-    ("8*3=24;19-5=14;14+9=23", -2.0, ("incorrect_number",)),      # 19 was never made
-    ("8*3=24;24+4=28", -3.0, ("illegal_formula",)),               # two steps
-    ("8*3=24;24-5=19;19+9=28;", -3.0, ("illegal_formula",)),      # an empty fourth step
-    ("8*3=24;24-5=19;(19+9)=28", -3.0, ("illegal_formula",)),     # no parentheses in a step
-    ("(8*3-5)+9", -3.0, ("illegal_formula",)),                    # a formula is not a chain
-    ("", -3.0, ("illegal_formula",)),
-])
+@pytest.mark.parametrize(
+    "reply,reward,errors",
+    [
+        ("8*3=24;24-5=19;19+9=28", 5.0, ()),  # 24, 19, 28: all true, ends on 28
+        (" 3 * 8 = 24 ; 24 - 5 = 19 ; 19 + 9 = 28 ", 5.0, ()),  # whitespace ignored, operand order free
+        ("9-5=4;8*3=24;4+24=28", 5.0, ()),  # two branches joined at the end
+        ("8*3=25;25-5=20;20+9=29", -1.0, ("wrong_result",)),  # 8*3 is 24, and 29 is not 28
+        ("8*3=24;24+5=29;29+9=38", -1.0, ("wrong_result",)),  # true steps, wrong target
+        ("8+3=11;11*5=55;55-9=28", -1.0, ("wrong_result",)),  # states 28 but 55-9 is 46
+        ("8/3=2;5*9=45;45-2=43", -1.0, ("wrong_result",)),  # 8/3 is not whole
+        ("3-8=5;5*9=45;45-5=40", -1.0, ("wrong_result",)),  # numbers fine (the card 5 and the made 5), 3-8 < 0
+        ("8*3=24;24-5=19;19+10=29", -2.0, ("incorrect_number",)),  # no 10 on the table
+        ("8*8=64;64-5=59;59-9=50", -2.0, ("incorrect_number",)),  # one 8 in the hand
+        ("8*3=24;19-5=14;14+9=23", -2.0, ("incorrect_number",)),  # 19 was never made
+        ("8*3=24;24+4=28", -3.0, ("illegal_formula",)),  # two steps
+        ("8*3=24;24-5=19;19+9=28;", -3.0, ("illegal_formula",)),  # an empty fourth step
+        ("8*3=24;24-5=19;(19+9)=28", -3.0, ("illegal_formula",)),  # no parentheses in a step
+        ("(8*3-5)+9", -3.0, ("illegal_formula",)),  # a formula is not a chain
+        ("", -3.0, ("illegal_formula",)),
+    ],
+)
 def test_chain_grades_by_hand(reply, reward, errors):
     grade = CHAIN.grade(hand(3, 8, 5, 9, target=28), reply)
     assert (grade.reward, grade.errors, grade.correct) == (reward, errors, reward == 5.0)
@@ -445,16 +469,21 @@ def test_chain_grades_by_hand(reply, reward, errors):
 
 def test_chain_negative_step_and_division():
     ex = hand(6, 2, 4, 1, target=12)
-    assert CHAIN.grade(ex, "6/2=3;3*4=12;12*1=12").correct        # 6/2 is whole
-    assert CHAIN.grade(ex, "2*6=12;4-1=3;12/3=4").errors == ("wrong_result",)   # true steps, 4 is not 12
+    assert CHAIN.grade(ex, "6/2=3;3*4=12;12*1=12").correct  # 6/2 is whole
+    assert CHAIN.grade(ex, "2*6=12;4-1=3;12/3=4").errors == ("wrong_result",)  # true steps, 4 is not 12
     assert CHAIN.grade(ex, "2-6=4;4*4=16;16-1=15").errors == ("wrong_result",)  # the card 4 and the made 4; 2-6 < 0
-    assert CHAIN.grade(ex, "6/4=1;2*1=2;2+1=3").errors == ("wrong_result",)     # 6/4 is not whole
+    assert CHAIN.grade(ex, "6/4=1;2*1=2;2+1=3").errors == ("wrong_result",)  # 6/4 is not whole
     assert CHAIN.grade(ex, "6/0=0;4*1=4;4-4=0").errors == ("incorrect_number",)  # no 0 on the table
 
 
 def test_chain_hands_have_whole_chains_and_references_grade_correct():
-    task = GeneralPoints(prompt_style="tiny", answer_format="chain", reference="simplest",
-                         partial_credit_for_prefix=False, targets=(20, 24, 28))
+    task = GeneralPoints(
+        prompt_style="tiny",
+        answer_format="chain",
+        reference="simplest",
+        partial_credit_for_prefix=False,
+        targets=(20, 24, 28),
+    )
     rng = random.Random(3)
     for split in ("id", "ood"):
         for _ in range(30):
@@ -481,8 +510,8 @@ def test_chain_grader_never_raises_on_junk():
     for _ in range(2000):
         reply = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
         assert CHAIN.grade(ex, reply).reward in (5.0, -1.0, -2.0, -3.0)
-    assert CHAIN.grade(ex, "9" * 5000 + "*1=9;9-5=4;4+4=8").errors == ("illegal_formula",)   # literal > 6 digits
+    assert CHAIN.grade(ex, "9" * 5000 + "*1=9;9-5=4;4+4=8").errors == ("illegal_formula",)  # literal > 6 digits
     start = time.perf_counter()
-    for junk in ("1" * 10**6, "1+1=2;" * 10**5, " ;" * 10**6):      # megabyte replies stay linear
+    for junk in ("1" * 10**6, "1+1=2;" * 10**5, " ;" * 10**6):  # megabyte replies stay linear
         assert CHAIN.grade(ex, junk).errors == ("illegal_formula",)
     assert time.perf_counter() - start < 5.0

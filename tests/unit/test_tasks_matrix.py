@@ -30,6 +30,7 @@ def leibniz_det(m):
 
 # --- exact ground truth ------------------------------------------------------------------------
 
+
 def test_determinants_of_hand_picked_matrices():
     assert exact_det([[1, 2], [3, 4]]) == -2  # 1*4 - 2*3
     assert exact_det([[2, -1, 0], [-1, 2, -1], [0, -1, 2]]) == 4  # 2*(4-1) + 1*(-2-0) = 6 - 2
@@ -69,6 +70,7 @@ def test_ranks_of_hand_picked_matrices():
 
 # --- sampling ----------------------------------------------------------------------------------
 
+
 def test_determinant_samples():
     rng = random.Random(0)
     symmetric = 0
@@ -107,11 +109,12 @@ def test_matrix_sampling_depends_only_on_the_rng_it_is_given():
 
 # --- prompts, references and strict grading ----------------------------------------------------
 
+
 def test_prompts_and_reference_completions():
     ex = Example("id", {"matrix": [[1, 2], [3, 4]]})
     text = DET.prompt(ex)
     assert text.startswith("Calculate the determinant of the matrix:\n[[1, 2], [3, 4]]\n")
-    assert json.loads(text[text.rindex("{"):]) == {"answer": "the determinant, as an integer"}
+    assert json.loads(text[text.rindex("{") :]) == {"answer": "the determinant, as an integer"}
     assert DET.reference_completion(ex) == '{"answer": -2}'
     assert RANK.prompt(ex).startswith("Find the rank of the matrix.\n[[1, 2], [3, 4]]\n")
     assert RANK.reference_completion(ex) == '{"answer": 2}'
@@ -122,20 +125,23 @@ def test_prompts_and_reference_completions():
             assert task.grade(ex, task.reference_completion(ex)).reward == 5.0
 
 
-@pytest.mark.parametrize("reply,expected", [
-    ('{"answer": 2}', 2),
-    ('{"answer": "-7"}', -7),
-    ('The result is "answer": -7 as computed.', -7),
-    ('{"answer": -7,}', -7),  # invalid JSON, strict regex
-    ('```json\n{"reasoning": "det = 1*4-2*3", "answer": -2}\n```', -2),
-    ("The matrix [[1,2],[3,4]] has answer 2", None),  # no "answer" key: never the first integer
-    ("answer: 2", None),
-    ('{"answer": 2.5}', None),
-    ('{"answer": true}', None),
-    ('{"answer": "two"}', None),
-    ('{"result": 2}', None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "reply,expected",
+    [
+        ('{"answer": 2}', 2),
+        ('{"answer": "-7"}', -7),
+        ('The result is "answer": -7 as computed.', -7),
+        ('{"answer": -7,}', -7),  # invalid JSON, strict regex
+        ('```json\n{"reasoning": "det = 1*4-2*3", "answer": -2}\n```', -2),
+        ("The matrix [[1,2],[3,4]] has answer 2", None),  # no "answer" key: never the first integer
+        ("answer: 2", None),
+        ('{"answer": 2.5}', None),
+        ('{"answer": true}', None),
+        ('{"answer": "two"}', None),
+        ('{"result": 2}', None),
+        ("", None),
+    ],
+)
 def test_strict_answer_parser(reply, expected):
     assert parse_int_answer(reply) == expected
 
@@ -154,15 +160,20 @@ def test_matrix_grades():
 
 # --- config ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("bad,field", [({"id_low": 4}, "id_low"), ({"ood_size": 0}, "ood_size"),
-                                       ({"symmetrize_prob": 1.5}, "symmetrize_prob")])
+
+@pytest.mark.parametrize(
+    "bad,field",
+    [({"id_low": 4}, "id_low"), ({"ood_size": 0}, "ood_size"), ({"symmetrize_prob": 1.5}, "symmetrize_prob")],
+)
 def test_determinant_invalid_fields(bad, field):
     with pytest.raises(ValueError, match=f"task.{field}"):
         Determinant(**bad)
 
 
-@pytest.mark.parametrize("bad,field", [({"max_rank": -1}, "max_rank"), ({"id_rows": 0}, "id_rows"),
-                                       ({"ood_low": 5, "ood_high": 5}, "ood_low")])
+@pytest.mark.parametrize(
+    "bad,field",
+    [({"max_rank": -1}, "max_rank"), ({"id_rows": 0}, "id_rows"), ({"ood_low": 5, "ood_high": 5}, "ood_low")],
+)
 def test_rank_invalid_fields(bad, field):
     with pytest.raises(ValueError, match=f"task.{field}"):
         Rank(**bad)

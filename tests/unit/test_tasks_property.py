@@ -16,8 +16,9 @@ GP = GeneralPoints()
 NO_PARTIAL = GeneralPoints(partial_credit_for_prefix=False)
 HANDS = [GP.sample(split, random.Random(seed)) for seed in range(3) for split in ("id", "ood")]
 HANDS.append(Example("id", {"cards": ["3", "3", "8", "8"], "values": [3, 3, 8, 8], "target": 24}))
-MATRIX_TASKS = [(task, task.sample(split, random.Random(1))) for task in (Determinant(), Rank())
-                for split in ("id", "ood")]
+MATRIX_TASKS = [
+    (task, task.sample(split, random.Random(1))) for task in (Determinant(), Rank()) for split in ("id", "ood")
+]
 
 FORMULA_CHARS = "0123456789+-*/() =" + "8383" * 3  # bias towards the 3,3,8,8 hand
 formula_text = st.text(alphabet=FORMULA_CHARS, max_size=24)
@@ -65,8 +66,9 @@ def test_general_points_grade_never_raises(reply, index):
 
 
 @SETTINGS
-@given(reply=st.one_of(any_text, json_values.map(json.dumps), matrix_replies),
-       index=st.integers(0, len(MATRIX_TASKS) - 1))
+@given(
+    reply=st.one_of(any_text, json_values.map(json.dumps), matrix_replies), index=st.integers(0, len(MATRIX_TASKS) - 1)
+)
 def test_matrix_grades_never_raise(reply, index):
     task, example = MATRIX_TASKS[index]
     grade = task.grade(example, reply)

@@ -15,8 +15,22 @@ from sweeps.evaluation import summarize
 from sweeps.generation.base import Generation, SamplingParams
 from sweeps.models.tokenizer import build_tokenizer
 from sweeps.tasks.base import Example
-from sweeps.tasks.route_following import (COMPASS, ERROR_CLASSES, REWARDS, TURNS, City, Route, RouteFollowing, follow,
-                                          headings, make_city, plan_route, route_data, split_actions, step_from)
+from sweeps.tasks.route_following import (
+    COMPASS,
+    ERROR_CLASSES,
+    REWARDS,
+    TURNS,
+    City,
+    Route,
+    RouteFollowing,
+    follow,
+    headings,
+    make_city,
+    plan_route,
+    route_data,
+    split_actions,
+    step_from,
+)
 
 PAPER = RouteFollowing()
 TINY = RouteFollowing(prompt_style="tiny")
@@ -40,15 +54,22 @@ HAND = route_data(hand_city(), Route((0, 0), 0, ((2, 2), (0, 2))))
 def test_hand_route_data_by_hand():
     assert HAND["instructions"] == [
         {"kind": "turn", "to": "east"},
-        {"kind": "move", "landmark": "Cafe", "relation": "back left"},     # NW corner (7) seen heading east (2): 5
+        {"kind": "move", "landmark": "Cafe", "relation": "back left"},  # NW corner (7) seen heading east (2): 5
         {"kind": "turn", "to": "north"},
-        {"kind": "move", "landmark": "Park", "relation": "back left"},     # SW corner (5) seen heading north: 5
-        {"kind": "stop"}]
+        {"kind": "move", "landmark": "Park", "relation": "back left"},  # SW corner (5) seen heading north: 5
+        {"kind": "stop"},
+    ]
     assert [s["action"] for s in HAND["steps"]] == ["east", "forward", "forward", "north", "forward", "forward", "stop"]
     assert [s["instruction"] for s in HAND["steps"]] == [0, 1, 1, 2, 3, 3, 4]
     assert [s["observation"] for s in HAND["steps"]] == [
-        [["Bank", "front right"]], [["Bank", "front left"]], [], [["Cafe", "back left"]], [["Cafe", "front left"]],
-        [], [["Park", "back left"]]]
+        [["Bank", "front right"]],
+        [["Bank", "front left"]],
+        [],
+        [["Cafe", "back left"]],
+        [["Cafe", "front left"]],
+        [],
+        [["Park", "back left"]],
+    ]
     assert split_actions(HAND, "ood") == ["right", "forward", "forward", "left", "forward", "forward", "stop"]
 
 
@@ -59,15 +80,20 @@ def test_hand_route_renderings():
         "Move forward until you reach the intersection where Cafe is on your back left.",
         "Turn to face north.",
         "Move forward until you reach the intersection where Park is on your back left.",
-        "Stop."]
+        "Stop.",
+    ]
     assert PAPER.instruction_lines(ood)[0] == "First, turn right." and PAPER.instruction_lines(ood)[2] == "Turn left."
     assert TINY.prompt(PAPER.at_step(ood, 4)) == (
         "1 R 2 F to Cafe back left 3 L 4 F to Park back left 5 stop | Bank front right > R | Bank front left > F"
-        " | none > F | Cafe back left > L | Cafe front left >")
+        " | none > F | Cafe back left > L | Cafe front left >"
+    )
     assert TINY.reference_completion(TINY.at_step(ood, 4)) == "F"
     ref = json.loads(PAPER.reference_completion(PAPER.at_step(Example("id", HAND), 3)))
-    assert ref == {"current observation": "Cafe is on your back left.", "current instruction": "Turn to face north.",
-                   "action": "turn_direction(north)"}
+    assert ref == {
+        "current observation": "Cafe is on your back left.",
+        "current instruction": "Turn to face north.",
+        "action": "turn_direction(north)",
+    }
     assert "O_4: Cafe is on your back left." in PAPER.prompt(PAPER.at_step(Example("id", HAND), 3))
     assert "A_3: forward()" in PAPER.prompt(PAPER.at_step(Example("id", HAND), 3))
 
@@ -75,17 +101,19 @@ def test_hand_route_renderings():
 def test_generation_is_deterministic_per_seed():
     a, b = make_city(random.Random(7), 5, 5, 2, 12), make_city(random.Random(7), 5, 5, 2, 12)
     assert a == b and a.landmarks == b.landmarks
-    assert len({json.dumps(sorted(make_city(random.Random(s), 5, 5, 2, 12).landmarks.items())) for s in range(20)}) == 20
+    assert (
+        len({json.dumps(sorted(make_city(random.Random(s), 5, 5, 2, 12).landmarks.items())) for s in range(20)}) == 20
+    )
     for split in ("id", "ood"):
         assert PAPER.sample(split, random.Random(3)).data == PAPER.sample(split, random.Random(3)).data
     assert PAPER.sample("id", random.Random(3)).data == PAPER.sample("ood", random.Random(3)).data  # same route
     assert PAPER.sample("id", random.Random(3)).data != PAPER.sample("id", random.Random(4)).data
     fixed = RouteFollowing(city_seed=5)
     city = make_city(random.Random(5), 5, 5, 2, 12)
-    assert fixed._city == city                                   # one city ...
+    assert fixed._city == city  # one city ...
     names = {name for name, _ in city.landmarks.values()}
     routes = [fixed.sample("id", random.Random(i)).data for i in range(5)]
-    assert len({json.dumps(r) for r in routes}) > 1               # ... different routes through it
+    assert len({json.dumps(r) for r in routes}) > 1  # ... different routes through it
     assert all(ins["landmark"] in names for r in routes for ins in r["instructions"] if ins["kind"] == "move")
 
 
@@ -95,7 +123,7 @@ def test_every_route_is_solvable_by_reading_only():
     diagonal_turns = 0
     for seed in range(300):
         diagonal_turns += check_route(seed)
-    assert diagonal_turns > 30           # the avenues put 45-degree turns (slightly left/right) in routes
+    assert diagonal_turns > 30  # the avenues put 45-degree turns (slightly left/right) in routes
 
 
 def check_route(seed: int) -> int:
@@ -116,7 +144,7 @@ def check_route(seed: int) -> int:
             else:
                 state["heading"] = COMPASS.index(last)
         seen = city.observe(state["node"], state["heading"])
-        assert seen == data["steps"][k]["observation"]           # what the prompt says is what is there
+        assert seen == data["steps"][k]["observation"]  # what the prompt says is what is there
         return seen
 
     actions = follow(data["instructions"], observe)
@@ -124,7 +152,7 @@ def check_route(seed: int) -> int:
     assert state["node"] == nodes[-1]
     assert city.landmarks[nodes[-1]][0] == data["instructions"][-2]["landmark"]
     turns = [(COMPASS.index(a) - h) % 8 for a, h in zip(split_actions(data, "id"), headings(data)) if a in COMPASS]
-    assert turns and all(t in (1, 2, 6, 7) for t in turns)   # 45 or 90 degrees: the OOD split has the action
+    assert turns and all(t in (1, 2, 6, 7) for t in turns)  # 45 or 90 degrees: the OOD split has the action
     return sum(t in (1, 7) for t in turns)
 
 
@@ -138,7 +166,7 @@ def test_id_and_ood_correspond_step_by_step(seed):
         a_id, a_ood = TINY.action(TINY.at_step(ex_id, k)), TINY.action(TINY.at_step(ex_ood, k))
         if a_id in COMPASS:
             delta = {v: d for d, v in TURNS.items()}[a_ood]
-            assert COMPASS[(heading + delta) % 8] == a_id        # the relative turn lands on the absolute heading
+            assert COMPASS[(heading + delta) % 8] == a_id  # the relative turn lands on the absolute heading
             heading = COMPASS.index(a_id)
         else:
             assert a_id == a_ood
@@ -171,7 +199,7 @@ def test_grading_by_hand():
     assert grade(PAPER, "ood", 0, '{"action": "turn_direction(east)"}') == (-1.0, ("invalid_action",))
     assert grade(PAPER, "ood", 0, '{"action": "turn_direction(slightly right)"}') == (-1.0, ("wrong_action",))
     assert grade(PAPER, "ood", 1, '{"action": "turn_direction(east)"}') == (-1.5, ("wrong_intersection",))
-    assert grade(PAPER, "id", 1, "forward()") == (1.0, ())                     # a bare call also parses
+    assert grade(PAPER, "id", 1, "forward()") == (1.0, ())  # a bare call also parses
     assert grade(PAPER, "id", 6, '{"action": "forward()"}') == (-1.5, ("wrong_intersection",))
     assert grade(PAPER, "id", 6, '{"action": "turn_direction(north)"}') == (-1.0, ("wrong_action",))
     assert grade(TINY, "id", 0, " E ") == (1.0, ())
@@ -202,10 +230,18 @@ def test_grader_never_raises_and_rewards_are_the_papers(reply, split, step):
 
 
 MB = 1 << 20
-HUGE = ["A" * MB, " " * MB, "turn_direction(" + "a" * MB, "turn_direction(" + "a " * (MB // 2) + "x",
-        "forward()" * (MB // 9), json.dumps({"action": "turn_direction(" + " " * MB}),
-        '"action": "' * (MB // 11), "'action': \"" + "'action': 'x" * (MB // 12), "[" * MB,
-        '{"action":' * (MB // 10) + '"stop()"' + "}" * (MB // 10)]
+HUGE = [
+    "A" * MB,
+    " " * MB,
+    "turn_direction(" + "a" * MB,
+    "turn_direction(" + "a " * (MB // 2) + "x",
+    "forward()" * (MB // 9),
+    json.dumps({"action": "turn_direction(" + " " * MB}),
+    '"action": "' * (MB // 11),
+    "'action': \"" + "'action': 'x" * (MB // 12),
+    "[" * MB,
+    '{"action":' * (MB // 10) + '"stop()"' + "}" * (MB // 10),
+]
 
 
 @pytest.mark.parametrize("index", range(len(HUGE)))
@@ -241,7 +277,7 @@ def test_multi_step_episodes_by_hand():
     """Two routes through the loop, 2 attempts per step: the rewards sum as computed by hand."""
     tok = build_tokenizer()
     task = RouteFollowing(prompt_style="tiny", max_attempts=2)
-    other = route_data(hand_city(), Route((2, 2), 2, ((4, 2), (6, 2))))       # facing east: south to Cafe, west to Bank
+    other = route_data(hand_city(), Route((2, 2), 2, ((4, 2), (6, 2))))  # facing east: south to Cafe, west to Bank
     assert split_actions(other, "ood") == ["right", "forward", "forward", "right", "forward", "forward", "stop"]
     examples = [Example("id", HAND), Example("ood", other)]
     script = {
@@ -293,19 +329,22 @@ def test_bad_config_names_the_field():
 def virl_files(tmp_path, routes, panos=None):
     (tmp_path / "route_infos.json").write_text(json.dumps(routes))
     if panos is not False:
-        (tmp_path / "gps_pano_mapping.json").write_text(json.dumps(panos or {
-            "40.1,-73.1": "p1", "40.1,-73.2": "p2", "40.2,-73.2": "p3"}))
+        (tmp_path / "gps_pano_mapping.json").write_text(
+            json.dumps(panos or {"40.1,-73.1": "p1", "40.1,-73.2": "p2", "40.2,-73.2": "p3"})
+        )
     return tmp_path
 
 
 VIRL_ROUTE = {
     "route_id": "r7",
-    "start_heading": 185.0,                      # ~south
-    "instructions": ["1. First, turn right to face west.",
-                     "2. Move forward until you reach the intersection where Joe's Pizza is on your right.",
-                     "3. Turn to face north.",
-                     "4. Move forward until you reach the destination where Hotel 32One is on your front left.",
-                     "5. Stop."],
+    "start_heading": 185.0,  # ~south
+    "instructions": [
+        "1. First, turn right to face west.",
+        "2. Move forward until you reach the intersection where Joe's Pizza is on your right.",
+        "3. Turn to face north.",
+        "4. Move forward until you reach the destination where Hotel 32One is on your front left.",
+        "5. Stop.",
+    ],
     "steps": [
         {"geocode": [40.1, -73.1], "action": "turn_direction(west)", "landmarks": []},
         {"geocode": [40.1, -73.1], "action": "forward()", "landmarks": ["Cafe X is on your left"]},
@@ -318,7 +357,7 @@ VIRL_ROUTE = {
 
 def test_virl_loader_reads_the_assumed_format(tmp_path):
     sharp = json.loads(json.dumps(VIRL_ROUTE))
-    sharp["route_id"], sharp["start_heading"] = "sharp", 45        # northeast -> west is 135 degrees: skipped
+    sharp["route_id"], sharp["start_heading"] = "sharp", 45  # northeast -> west is 135 degrees: skipped
     task = RouteFollowing(source="virl", virl_root=str(virl_files(tmp_path, [VIRL_ROUTE, sharp])))
     assert len(task._routes) == 1
     ex = task.sample("ood", random.Random(0))
@@ -335,14 +374,17 @@ def test_virl_loader_reads_the_assumed_format(tmp_path):
         assert task.grade(task.at_step(ex, k), task.reference_completion(task.at_step(ex, k))).correct
 
 
-@pytest.mark.parametrize("breakage,message", [
-    ("no_routes", "route_infos.json not found"),
-    ("no_panos", "gps_pano_mapping.json not found"),
-    ("bad_json", "route_infos.json is not readable JSON"),
-    ("bad_instruction", "instruction 'Dance.' is not a turn, move or stop"),
-    ("no_pano", "geocode 40.2,-73.2 has no panorama in gps_pano_mapping.json"),
-    ("missing_key", "route 0 lacks or mistypes 'steps'"),
-])
+@pytest.mark.parametrize(
+    "breakage,message",
+    [
+        ("no_routes", "route_infos.json not found"),
+        ("no_panos", "gps_pano_mapping.json not found"),
+        ("bad_json", "route_infos.json is not readable JSON"),
+        ("bad_instruction", "instruction 'Dance.' is not a turn, move or stop"),
+        ("no_pano", "geocode 40.2,-73.2 has no panorama in gps_pano_mapping.json"),
+        ("missing_key", "route 0 lacks or mistypes 'steps'"),
+    ],
+)
 def test_virl_loader_errors_name_the_file(tmp_path, breakage, message):
     route = json.loads(json.dumps(VIRL_ROUTE))
     if breakage == "no_routes":

@@ -14,12 +14,15 @@ def tok():
     return build_tokenizer()
 
 
-@pytest.mark.parametrize("text", [
-    'Rule: J=10 Q=10 K=10. Cards: A 10 Q 7.',
-    '{"formula": "(1+2)*8=24"}',
-    "123456 0 07 99 100",
-    "unknownword Zebra  \n\t spaces",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Rule: J=10 Q=10 K=10. Cards: A 10 Q 7.",
+        '{"formula": "(1+2)*8=24"}',
+        "123456 0 07 99 100",
+        "unknownword Zebra  \n\t spaces",
+    ],
+)
 def test_roundtrip_is_lossless(tok, text):
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert tok.unk_token_id not in ids

@@ -59,12 +59,13 @@ def test_sync_pushes_the_rest_idempotently(store, tmp_path):
     run = _run_dir(tmp_path, n=4)
     (run.path / "config.yaml").write_text(
         "study: s\nseed: 0\nparent_run_id: null\nmodel: {name: tiny}\ntask: {name: t}\nalgo: {name: sft}\n"
-        f"tracking: {{uri: '{store}', experiment: exp-sync}}\n")
-    t = MlflowTracker(store, "exp-sync")                 # a live job that mirrored 2 of 4 records
+        f"tracking: {{uri: '{store}', experiment: exp-sync}}\n"
+    )
+    t = MlflowTracker(store, "exp-sync")  # a live job that mirrored 2 of 4 records
     t.start(run.path, {}, {}, "")
     t.log_metrics(run.read_metrics()[:2])
     assert sync_run(run.path) == 2
-    assert sync_run(run.path) == 0                       # second sync: nothing new
+    assert sync_run(run.path) == 0  # second sync: nothing new
     hist = MlflowClient(store).get_metric_history(t.run_id, "train/loss")
     assert sorted(m.step for m in hist) == [0, 1, 2, 3]
     # a run directory never mirrored gets a new MLflow run
@@ -79,5 +80,5 @@ def test_artifacts_land_beside_the_sqlite_store(store):
 
     client = MlflowClient(store)
     exp = client.get_experiment(ensure_experiment(client, "exp-art"))
-    db_dir = store[len("sqlite:///"):].rsplit("/", 1)[0]
+    db_dir = store[len("sqlite:///") :].rsplit("/", 1)[0]
     assert exp.artifact_location == f"file://{db_dir}/mlartifacts/exp-art"

@@ -34,8 +34,13 @@ from sweeps.runs import split_variant
 
 NAN = float("nan")
 PLAIN = "base"
-COMPARED = (("ood_max_value", "max_value"), ("ood_end_value", "end_value"), ("id_end_value", "id_end"),
-            ("ood_drop_crossfit", "drop_crossfit"), ("rotation_end", "rotation_end"))
+COMPARED = (
+    ("ood_max_value", "max_value"),
+    ("ood_end_value", "end_value"),
+    ("id_end_value", "id_end"),
+    ("ood_drop_crossfit", "drop_crossfit"),
+    ("rotation_end", "rotation_end"),
+)
 
 
 def sft_inits(study: Study, model: str, task: str) -> list[str]:
@@ -68,7 +73,9 @@ def compare(opts: Any, cell: dict[str, Any], rows: dict[str, list[dict[str, Any]
     for init, seeds in rows.items():
         scope = {**cell, "init": init, "variant": split_variant(init)[1] or "plain"}
         for metric, col in COMPARED:
-            out.append({**ci_row(opts, {**scope, "comparison": "value"}, metric, [r[col] for r in seeds]), "effect": ""})
+            out.append(
+                {**ci_row(opts, {**scope, "comparison": "value"}, metric, [r[col] for r in seeds]), "effect": ""}
+            )
             if init == PLAIN or not plain:
                 continue
             common = sorted(set(plain) & {r["seed"] for r in seeds})
@@ -76,15 +83,17 @@ def compare(opts: Any, cell: dict[str, Any], rows: dict[str, list[dict[str, Any]
             d = paired_differences([mine[s][col] for s in common], [plain[s][col] for s in common])
             row = ci_row(opts, {**scope, "comparison": "minus plain (paired)"}, metric, list(d))
             test = sign_flip_test(d, opts.n_resamples, opts.seed)
-            out.append({**row, "p_below": test["p_below"], "p_above": test["p_above"], "effect": effect(row["lo"], row["hi"])})
+            out.append(
+                {**row, "p_below": test["p_below"], "p_above": test["p_above"], "effect": effect(row["lo"], row["hi"])}
+            )
     return out
 
 
-def selection(opts: Any, study: Study, cell: dict[str, Any], init: str,
-              fraction: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def selection(
+    opts: Any, study: Study, cell: dict[str, Any], init: str, fraction: float
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(per-seed rows, summary rows) of the three checkpoint rules for the runs of ``init``."""
     from sweeps.analysis.curves import ci_row
-    from sweeps.analysis.tables import RunKey
 
     seeds = []
     for key in study.keys(SFT):
@@ -96,23 +105,51 @@ def selection(opts: Any, study: Study, cell: dict[str, Any], init: str,
             continue
         ood = dict(zip(steps, oods))
         ids = study.metrics[key].get(ID, {})
-        picks = {"rotation": select_by_rotation(angle, steps, fraction), "last": steps[-1],
-                 "id_peak": max((s for s in steps if math.isfinite(ids.get(s, NAN))), key=lambda s: (ids[s], -s), default=steps[-1])}
+        picks = {
+            "rotation": select_by_rotation(angle, steps, fraction),
+            "last": steps[-1],
+            "id_peak": max(
+                (s for s in steps if math.isfinite(ids.get(s, NAN))), key=lambda s: (ids[s], -s), default=steps[-1]
+            ),
+        }
         best = max(oods)
-        row = {**cell, "init": init, "seed": key.seed, "ood_peak_step": steps[int(np.argmax(oods))], "ood_peak_value": best}
+        row = {
+            **cell,
+            "init": init,
+            "seed": key.seed,
+            "ood_peak_step": steps[int(np.argmax(oods))],
+            "ood_peak_value": best,
+        }
         for rule, step in picks.items():
-            row[f"{rule}_step"], row[f"{rule}_ood"], row[f"{rule}_gap"] = step, ood.get(step, NAN), ood.get(step, NAN) - best
+            row[f"{rule}_step"], row[f"{rule}_ood"], row[f"{rule}_gap"] = (
+                step,
+                ood.get(step, NAN),
+                ood.get(step, NAN) - best,
+            )
         row["rotation_at_pick"] = angle.get(picks["rotation"], 0.0 if picks["rotation"] == 0 else NAN)
         seeds.append(row)
     summary = []
     for rule in ("rotation", "last", "id_peak"):
         note = f"the last checkpoint with rotation <= {fraction:g} x its end value" if rule == "rotation" else ""
-        summary.append(ci_row(opts, {**cell, "init": init, "rule": rule}, "gap_to_ood_peak", [r[f"{rule}_gap"] for r in seeds], note))
-        summary.append(ci_row(opts, {**cell, "init": init, "rule": rule}, "picked_step", [float(r[f"{rule}_step"]) for r in seeds]))
+        summary.append(
+            ci_row(
+                opts, {**cell, "init": init, "rule": rule}, "gap_to_ood_peak", [r[f"{rule}_gap"] for r in seeds], note
+            )
+        )
+        summary.append(
+            ci_row(opts, {**cell, "init": init, "rule": rule}, "picked_step", [float(r[f"{rule}_step"]) for r in seeds])
+        )
     if seeds:
         d = paired_differences([r["rotation_gap"] for r in seeds], [r["last_gap"] for r in seeds])
-        summary.append(ci_row(opts, {**cell, "init": init, "rule": "rotation - last"}, "gap_difference", list(d),
-                              "> 0: the rotation rule lands closer to the OOD peak than the last checkpoint"))
+        summary.append(
+            ci_row(
+                opts,
+                {**cell, "init": init, "rule": "rotation - last"},
+                "gap_difference",
+                list(d),
+                "> 0: the rotation rule lands closer to the OOD peak than the last checkpoint",
+            )
+        )
     return seeds, summary
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import stats
@@ -45,8 +45,14 @@ def _seed_kwargs(seed: int) -> dict:
     return {key: np.random.default_rng(seed)}
 
 
-def bootstrap_ci(values: Sequence[float], statistic: Callable = np.mean, confidence: float = 0.95,
-                 n_resamples: int = 9999, seed: int = 0, method: str = "percentile") -> tuple[float, float, float]:
+def bootstrap_ci(
+    values: Sequence[float],
+    statistic: Callable = np.mean,
+    confidence: float = 0.95,
+    n_resamples: int = 9999,
+    seed: int = 0,
+    method: str = "percentile",
+) -> tuple[float, float, float]:
     """(estimate, low, high) of ``statistic`` over 1-D per-seed ``values`` (see module doc)."""
     if method.lower() not in ("percentile", "bca", "basic"):
         raise ValueError(f"bootstrap method={method!r}: use percentile, BCa or basic")
@@ -57,17 +63,19 @@ def bootstrap_ci(values: Sequence[float], statistic: Callable = np.mean, confide
     if x.size < 2 or (method.lower() == "bca" and np.ptp(x) == 0):
         return estimate, NAN, NAN
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")        # DegenerateDataWarning: handled as nan below
-        res = stats.bootstrap((x,), statistic, n_resamples=n_resamples, confidence_level=confidence,
-                              method=method, **_seed_kwargs(seed))
+        warnings.simplefilter("ignore")  # DegenerateDataWarning: handled as nan below
+        res = stats.bootstrap(
+            (x,), statistic, n_resamples=n_resamples, confidence_level=confidence, method=method, **_seed_kwargs(seed)
+        )
     low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
     if not (np.isfinite(low) and np.isfinite(high)):
         return estimate, NAN, NAN
     return estimate, low, high
 
 
-def paired_bootstrap_ci(a: Sequence[float], b: Sequence[float], statistic: Callable = np.mean,
-                        **kwargs) -> tuple[float, float, float]:
+def paired_bootstrap_ci(
+    a: Sequence[float], b: Sequence[float], statistic: Callable = np.mean, **kwargs
+) -> tuple[float, float, float]:
     """``bootstrap_ci`` of the per-seed differences ``a - b`` (same seed order in both)."""
     d = paired_differences(a, b)
     return bootstrap_ci(d, statistic, **kwargs)
@@ -93,8 +101,8 @@ def sign_flip_test(diffs: Sequence[float], n_resamples: int = 9999, seed: int = 
     if d.size == 0:
         return {"mean": NAN, "p_below": NAN, "p_above": NAN, "n": 0, "exact": 0}
     observed = float(d.mean())
-    if 2 ** d.size <= n_resamples:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=d.size)))   # [2^n, n]
+    if 2**d.size <= n_resamples:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=d.size)))  # [2^n, n]
         exact = 1
     else:
         signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(n_resamples, d.size))  # [B, n]
@@ -102,14 +110,24 @@ def sign_flip_test(diffs: Sequence[float], n_resamples: int = 9999, seed: int = 
     null = (signs * d).mean(axis=1)
     tol = 1e-12 * max(1.0, abs(observed))
     below, above = np.sum(null <= observed + tol), np.sum(null >= observed - tol)
-    extra = 0 if exact else 1                   # Monte Carlo: count the observed pattern once
+    extra = 0 if exact else 1  # Monte Carlo: count the observed pattern once
     total = null.size + extra
-    return {"mean": observed, "p_below": float((below + extra) / total), "p_above": float((above + extra) / total),
-            "n": int(d.size), "exact": exact}
+    return {
+        "mean": observed,
+        "p_below": float((below + extra) / total),
+        "p_above": float((above + extra) / total),
+        "n": int(d.size),
+        "exact": exact,
+    }
 
 
-def cluster_bootstrap_ci(clusters: Sequence[tuple[np.ndarray, ...]], statistic: Callable[..., float],
-                         confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0) -> tuple[float, float, float, str]:
+def cluster_bootstrap_ci(
+    clusters: Sequence[tuple[np.ndarray, ...]],
+    statistic: Callable[..., float],
+    confidence: float = 0.95,
+    n_resamples: int = 9999,
+    seed: int = 0,
+) -> tuple[float, float, float, str]:
     """(estimate, low, high, scheme): percentile CI of ``statistic(*pooled arrays)``.
 
     ``clusters`` holds one tuple of equally long arrays per cluster (seed), e.g. (x, y) of its
@@ -126,8 +144,11 @@ def cluster_bootstrap_ci(clusters: Sequence[tuple[np.ndarray, ...]], statistic: 
     pooled = [np.concatenate(parts) for parts in zip(*clusters)]
     estimate = float(statistic(*pooled))
     rng = np.random.default_rng(seed)
-    units, scheme = (clusters, "clusters") if len(clusters) > 1 else (
-        [tuple(a[i:i + 1] for a in clusters[0]) for i in range(len(clusters[0][0]))], "points")
+    units, scheme = (
+        (clusters, "clusters")
+        if len(clusters) > 1
+        else ([tuple(a[i : i + 1] for a in clusters[0]) for i in range(len(clusters[0][0]))], "points")
+    )
     if len(units) < 2:
         return estimate, NAN, NAN, scheme
     draws = np.empty(n_resamples)

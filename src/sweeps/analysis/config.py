@@ -3,10 +3,10 @@
 ``sweeps-analyze`` composes the training config (study, paths, tracking) plus this node; the
 cross-field checks run in ``__post_init__`` (``schema.validate``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
 
 from hydra.core.config_store import ConfigStore
 
@@ -17,13 +17,15 @@ METHODS = ("percentile", "BCa", "basic")
 
 @dataclass
 class AnalysisConfig:
-    confidence: float = 0.95          # two-sided bootstrap confidence level
-    n_resamples: int = 9999           # bootstrap resamples (and sign-flip draws when 2^n is larger)
-    seed: int = 0                     # seeds every resampling: same input + seed = same CIs
-    method: str = "percentile"        # percentile | BCa | basic (scipy.stats.bootstrap)
-    flat_tolerance: float = 1e-6      # OOD differences at or below this are "flat" (no peak, no loss, no gain)
-    stages: List[str] = field(default_factory=list)   # RL stages to analyse; [] = every one found
-    select_fraction: float = 0.5      # checkpoint selection by rotation: the last checkpoint with rotation <= this x the end's
+    confidence: float = 0.95  # two-sided bootstrap confidence level
+    n_resamples: int = 9999  # bootstrap resamples (and sign-flip draws when 2^n is larger)
+    seed: int = 0  # seeds every resampling: same input + seed = same CIs
+    method: str = "percentile"  # percentile | BCa | basic (scipy.stats.bootstrap)
+    flat_tolerance: float = 1e-6  # OOD differences at or below this are "flat" (no peak, no loss, no gain)
+    stages: list[str] = field(default_factory=list)  # RL stages to analyse; [] = every one found
+    select_fraction: float = (
+        0.5  # checkpoint selection by rotation: the last checkpoint with rotation <= this x the end's
+    )
 
     def __post_init__(self) -> None:
         _check(0 < self.confidence < 1, f"analysis.confidence must be in (0, 1), got {self.confidence}")

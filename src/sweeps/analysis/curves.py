@@ -55,7 +55,7 @@ class Options:
     seed: int = 0
     method: str = "percentile"
     flat_tolerance: float = 1e-6
-    select_fraction: float = 0.5          # roles.select_by_rotation's fraction (analysis.select_fraction)
+    select_fraction: float = 0.5  # roles.select_by_rotation's fraction (analysis.select_fraction)
 
     def ci(self, values: list[float]) -> tuple[float, float, float]:
         return bootstrap_ci(values, np.mean, self.confidence, self.n_resamples, self.seed, self.method)
@@ -65,11 +65,25 @@ class Options:
 def find_peak(steps: list[int], values: list[float], tol: float) -> dict[str, Any]:
     """Max, end and peak of one OOD curve (finite points, by step); see the module doc."""
     if not steps:
-        return {"max_step": None, "max_value": NAN, "end_step": None, "end_value": NAN,
-                "peak_step": None, "peak_value": NAN, "no_peak": "no evaluated checkpoints"}
-    i = int(np.argmax(values))                      # first index of the max: earliest on ties
-    out = {"max_step": steps[i], "max_value": values[i], "end_step": steps[-1], "end_value": values[-1],
-           "peak_step": steps[i], "peak_value": values[i], "no_peak": ""}
+        return {
+            "max_step": None,
+            "max_value": NAN,
+            "end_step": None,
+            "end_value": NAN,
+            "peak_step": None,
+            "peak_value": NAN,
+            "no_peak": "no evaluated checkpoints",
+        }
+    i = int(np.argmax(values))  # first index of the max: earliest on ties
+    out = {
+        "max_step": steps[i],
+        "max_value": values[i],
+        "end_step": steps[-1],
+        "end_value": values[-1],
+        "peak_step": steps[i],
+        "peak_value": values[i],
+        "no_peak": "",
+    }
     if len(steps) < 2:
         reason = "a single checkpoint"
     elif max(values) - min(values) <= tol:
@@ -124,9 +138,18 @@ def sft_seeds(study: Study, model: str, task: str, tol: float, init: str = "base
         ids = study.metrics[key].get(ID, {})
         at_peak = peak["peak_step"] if peak["peak_step"] is not None else peak["max_step"]
         run = study.root / key.stage / key.model / key.task / key.init / f"seed={key.seed}"
-        rows.append({"model": model, "task": task, "seed": key.seed, **peak,
-                     "id_at_peak": ids.get(at_peak, NAN), "id_end": ids.get(peak["end_step"], NAN),
-                     "max_minus_end": peak["max_value"] - peak["end_value"], "drop_crossfit": crossfit_drop(run)})
+        rows.append(
+            {
+                "model": model,
+                "task": task,
+                "seed": key.seed,
+                **peak,
+                "id_at_peak": ids.get(at_peak, NAN),
+                "id_end": ids.get(peak["end_step"], NAN),
+                "max_minus_end": peak["max_value"] - peak["end_value"],
+                "drop_crossfit": crossfit_drop(run),
+            }
+        )
     return rows
 
 
@@ -149,7 +172,9 @@ def recovery_ratio(rl_end: float, at_init: float, sft_max: float, tol: float) ->
     return (rl_end - at_init) / den, ""
 
 
-def rl_seeds(study: Study, stage: str, model: str, task: str, sft: list[dict[str, Any]], tol: float) -> list[dict[str, Any]]:
+def rl_seeds(
+    study: Study, stage: str, model: str, task: str, sft: list[dict[str, Any]], tol: float
+) -> list[dict[str, Any]]:
     """One row per finished RL run (init x seed) of ``stage`` with its ΔOOD, ΔID, ratio, peak flag."""
     by_seed = {r["seed"]: r for r in sft}
     end_step = {r["seed"]: r["end_step"] for r in sft}
@@ -165,12 +190,28 @@ def rl_seeds(study: Study, stage: str, model: str, task: str, sft: list[dict[str
         end = oods[-1] if oods else NAN
         id_end = study.metrics[key].get(ID, {}).get(steps[-1], NAN) if steps else NAN
         ratio, why = recovery_ratio(end, ood0, s["max_value"], tol)
-        rows.append({"stage": stage, "model": model, "task": task, "init": key.init, "init_step": key.init_step,
-                     "seed": key.seed, "is_sft_end": key.init_step == end_step[key.seed], "sft_ood_at_init": ood0,
-                     "init_source": src, "rl_end_step": steps[-1] if steps else None, "rl_end_ood": end,
-                     "rl_end_id": id_end,
-                     "d_ood": end - ood0, "d_id": id_end - id0, "recovery_ratio": ratio, "ratio_note": why,
-                     "sft_max_ood": s["max_value"], "exceeds_peak": bool(end > s["max_value"])})
+        rows.append(
+            {
+                "stage": stage,
+                "model": model,
+                "task": task,
+                "init": key.init,
+                "init_step": key.init_step,
+                "seed": key.seed,
+                "is_sft_end": key.init_step == end_step[key.seed],
+                "sft_ood_at_init": ood0,
+                "init_source": src,
+                "rl_end_step": steps[-1] if steps else None,
+                "rl_end_ood": end,
+                "rl_end_id": id_end,
+                "d_ood": end - ood0,
+                "d_id": id_end - id0,
+                "recovery_ratio": ratio,
+                "ratio_note": why,
+                "sft_max_ood": s["max_value"],
+                "exceeds_peak": bool(end > s["max_value"]),
+            }
+        )
     return rows
 
 
@@ -193,16 +234,28 @@ def sft_summary(opts: Options, sft: list[dict[str, Any]]) -> list[dict[str, Any]
     peaks = [r for r in sft if r["peak_step"] is not None]
     none = f"{len(sft) - len(peaks)} of {len(sft)} seeds without a peak" if len(peaks) < len(sft) else ""
     col = lambda rows, k: [float(r[k]) if r[k] is not None else NAN for r in rows]  # noqa: E731
-    return [ci_row(opts, scope, "ood_peak_step", col(peaks, "peak_step"), none),
-            ci_row(opts, scope, "ood_peak_value", col(peaks, "peak_value"), none),
-            ci_row(opts, scope, "ood_max_value", col(sft, "max_value")),
-            ci_row(opts, scope, "ood_end_value", col(sft, "end_value")),
-            ci_row(opts, scope, "ood_max_minus_end", col(sft, "max_minus_end"),
-                   "biased upwards by evaluation noise (max of a noisy curve); see ood_drop_crossfit"),
-            ci_row(opts, scope, "ood_drop_crossfit", col(sft, "drop_crossfit"),
-                   "peak chosen on half the items, drop measured on the other half"),
-            ci_row(opts, scope, "id_at_peak", col(peaks, "id_at_peak"), none),
-            ci_row(opts, scope, "id_end_value", col(sft, "id_end"))]
+    return [
+        ci_row(opts, scope, "ood_peak_step", col(peaks, "peak_step"), none),
+        ci_row(opts, scope, "ood_peak_value", col(peaks, "peak_value"), none),
+        ci_row(opts, scope, "ood_max_value", col(sft, "max_value")),
+        ci_row(opts, scope, "ood_end_value", col(sft, "end_value")),
+        ci_row(
+            opts,
+            scope,
+            "ood_max_minus_end",
+            col(sft, "max_minus_end"),
+            "biased upwards by evaluation noise (max of a noisy curve); see ood_drop_crossfit",
+        ),
+        ci_row(
+            opts,
+            scope,
+            "ood_drop_crossfit",
+            col(sft, "drop_crossfit"),
+            "peak chosen on half the items, drop measured on the other half",
+        ),
+        ci_row(opts, scope, "id_at_peak", col(peaks, "id_at_peak"), none),
+        ci_row(opts, scope, "id_end_value", col(sft, "id_end")),
+    ]
 
 
 def rl_summary(opts: Options, rl: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -210,15 +263,23 @@ def rl_summary(opts: Options, rl: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for init in sorted({r["init"] for r in rl}):
         rows = [r for r in rl if r["init"] == init]
-        scope = {"model": rows[0]["model"], "task": rows[0]["task"], "stage": rows[0]["stage"], "init": init,
-                 "init_step": rows[0]["init_step"], "is_sft_end": all(r["is_sft_end"] for r in rows)}
+        scope = {
+            "model": rows[0]["model"],
+            "task": rows[0]["task"],
+            "stage": rows[0]["stage"],
+            "init": init,
+            "init_step": rows[0]["init_step"],
+            "is_sft_end": all(r["is_sft_end"] for r in rows),
+        }
         ratio_notes = "; ".join(sorted({r["ratio_note"] for r in rows if r["ratio_note"]}))
-        out += [ci_row(opts, scope, "rl_end_ood", [r["rl_end_ood"] for r in rows]),
-                ci_row(opts, scope, "rl_end_id", [r["rl_end_id"] for r in rows]),
-                ci_row(opts, scope, "d_ood", [r["d_ood"] for r in rows]),
-                ci_row(opts, scope, "d_id", [r["d_id"] for r in rows]),
-                ci_row(opts, scope, "recovery_ratio", [r["recovery_ratio"] for r in rows], ratio_notes),
-                ci_row(opts, scope, "exceeds_peak_fraction", [float(r["exceeds_peak"]) for r in rows])]
+        out += [
+            ci_row(opts, scope, "rl_end_ood", [r["rl_end_ood"] for r in rows]),
+            ci_row(opts, scope, "rl_end_id", [r["rl_end_id"] for r in rows]),
+            ci_row(opts, scope, "d_ood", [r["d_ood"] for r in rows]),
+            ci_row(opts, scope, "d_id", [r["d_id"] for r in rows]),
+            ci_row(opts, scope, "recovery_ratio", [r["recovery_ratio"] for r in rows], ratio_notes),
+            ci_row(opts, scope, "exceeds_peak_fraction", [float(r["exceeds_peak"]) for r in rows]),
+        ]
     return out
 
 
@@ -232,10 +293,15 @@ def recovery_window(summary: list[dict[str, Any]], tol: float = 0.0) -> dict[str
     no_ci = [r["init_step"] for r in rows if not math.isfinite(r["lo"])]
     order = [r["init_step"] for r in rows]
     idx = [order.index(s) for s in inside]
-    return {"inits": order, "window": inside, "lo_step": min(inside) if inside else None,
-            "hi_step": max(inside) if inside else None,
-            "contiguous": bool(inside) and idx == list(range(idx[0], idx[-1] + 1)),
-            "positive_estimate": positive, "inits_without_ci": no_ci}
+    return {
+        "inits": order,
+        "window": inside,
+        "lo_step": min(inside) if inside else None,
+        "hi_step": max(inside) if inside else None,
+        "contiguous": bool(inside) and idx == list(range(idx[0], idx[-1] + 1)),
+        "positive_estimate": positive,
+        "inits_without_ci": no_ci,
+    }
 
 
 def peak_test(opts: Options, rl: list[dict[str, Any]]) -> dict[str, Any]:
@@ -248,13 +314,23 @@ def peak_test(opts: Options, rl: list[dict[str, Any]]) -> dict[str, Any]:
             peak[r["seed"]] = r["sft_max_ood"]
     seeds = sorted(best)
     d = paired_differences([best[s] for s in seeds], [peak[s] for s in seeds])
-    row = ci_row(opts, {k: rl[0][k] for k in ("model", "task", "stage")} if rl else {}, "best_rl_end_minus_sft_peak", list(d))
+    row = ci_row(
+        opts, {k: rl[0][k] for k in ("model", "task", "stage")} if rl else {}, "best_rl_end_minus_sft_peak", list(d)
+    )
     test = sign_flip_test(d, opts.n_resamples, opts.seed)
-    return {**row, "init": "all", "p_below": test["p_below"], "p_above": test["p_above"], "exact": test["exact"],
-            "never_surpasses": bool(len(d) and np.all(d <= 0))}
+    return {
+        **row,
+        "init": "all",
+        "p_below": test["p_below"],
+        "p_above": test["p_above"],
+        "exact": test["exact"],
+        "never_surpasses": bool(len(d) and np.all(d <= 0)),
+    }
 
 
-def mean_curve(opts: Options, study: Study, keys: list[RunKey], metric: str, with_ci: bool = True) -> list[dict[str, Any]]:
+def mean_curve(
+    opts: Options, study: Study, keys: list[RunKey], metric: str, with_ci: bool = True
+) -> list[dict[str, Any]]:
     """Per step: mean over seeds of ``metric`` (finite values) with a bootstrap CI."""
     by_step: dict[int, list[float]] = {}
     for key in keys:
@@ -269,10 +345,12 @@ def mean_curve(opts: Options, study: Study, keys: list[RunKey], metric: str, wit
 
 
 # --- rotation ↔ OOD -----------------------------------------------------------------------------
-REFERENCES = ("ood_peak", "base")                      # preferred first
-SCALARS = {"angle": (("angle_mean",), ("angle",), ("max", "random")),
-           "chordal": ((), ("chordal",), ("random",)),
-           "sv_drift": (("sv_drift",), ("drift",), ())}    # name: (exact names, substrings, excluded)
+REFERENCES = ("ood_peak", "base")  # preferred first
+SCALARS = {
+    "angle": (("angle_mean",), ("angle",), ("max", "random")),
+    "chordal": ((), ("chordal",), ("random",)),
+    "sv_drift": (("sv_drift",), ("drift",), ()),
+}  # name: (exact names, substrings, excluded)
 
 
 def pick_columns(columns: list[str], scalar: str) -> list[str]:
@@ -288,11 +366,15 @@ def scalar_value(row: dict[str, str], cols: list[str]) -> float:
 
 
 def reference_of(study: Study, model: str, task: str) -> str | None:
-    refs = {r.get("reference") for k, rows in study.spectral.items() if (k.model, k.task) == (model, task) for r in rows}
+    refs = {
+        r.get("reference") for k, rows in study.spectral.items() if (k.model, k.task) == (model, task) for r in rows
+    }
     return next((r for r in REFERENCES if r in refs), None)
 
 
-def rotation_points(study: Study, model: str, task: str, sft: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
+def rotation_points(
+    study: Study, model: str, task: str, sft: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], str | None]:
     """(points, reference): one point per (run, checkpoint) with rotation scalars and the OOD drop."""
     ref = reference_of(study, model, task)
     sft_max = {r["seed"]: r["max_value"] for r in sft}
@@ -307,8 +389,18 @@ def rotation_points(study: Study, model: str, task: str, sft: list[dict[str, Any
                 continue
             step = int(row["step"])
             drop = sft_max[key.seed] - ood.get(step, NAN)
-            points.append({"model": model, "task": task, "stage": key.stage, "init": key.init, "seed": key.seed,
-                           "step": step, "ood_drop": drop, **{s: scalar_value(row, c) for s, c in cols.items()}})
+            points.append(
+                {
+                    "model": model,
+                    "task": task,
+                    "stage": key.stage,
+                    "init": key.init,
+                    "seed": key.seed,
+                    "step": step,
+                    "ood_drop": drop,
+                    **{s: scalar_value(row, c) for s, c in cols.items()},
+                }
+            )
     return points, ref
 
 
@@ -330,8 +422,13 @@ def correlations(opts: Options, points: list[dict[str, Any]], ref: str | None) -
     for scalar in SCALARS:
         pts = [p for p in points if math.isfinite(p.get(scalar, NAN)) and math.isfinite(p["ood_drop"])]
         seeds = sorted({p["seed"] for p in pts})
-        clusters = [(np.array([p[scalar] for p in pts if p["seed"] == s]), np.array([p["ood_drop"] for p in pts if p["seed"] == s]))
-                    for s in seeds]
+        clusters = [
+            (
+                np.array([p[scalar] for p in pts if p["seed"] == s]),
+                np.array([p["ood_drop"] for p in pts if p["seed"] == s]),
+            )
+            for s in seeds
+        ]
         for name, fn in (("spearman", spearman), ("pearson", pearson)):
             est, lo, hi, scheme = cluster_bootstrap_ci(clusters, fn, opts.confidence, opts.n_resamples, opts.seed)
             if len(pts) < 3 or not math.isfinite(est):
@@ -340,14 +437,28 @@ def correlations(opts: Options, points: list[dict[str, Any]], ref: str | None) -
                 note = "one seed: checkpoints resampled as if independent"
             else:
                 note = "" if math.isfinite(lo) else "CI unavailable"
-            out.append({"model": points[0]["model"] if points else "", "task": points[0]["task"] if points else "",
-                        "reference": ref, "scalar": scalar, "role": "control" if scalar == "sv_drift" else "rotation",
-                        "correlation": name, "estimate": est, "lo": lo, "hi": hi, "n_points": len(pts),
-                        "n_seeds": len(seeds), "note": note})
+            out.append(
+                {
+                    "model": points[0]["model"] if points else "",
+                    "task": points[0]["task"] if points else "",
+                    "reference": ref,
+                    "scalar": scalar,
+                    "role": "control" if scalar == "sv_drift" else "rotation",
+                    "correlation": name,
+                    "estimate": est,
+                    "lo": lo,
+                    "hi": hi,
+                    "n_points": len(pts),
+                    "n_seeds": len(seeds),
+                    "note": note,
+                }
+            )
     return out
 
 
-def layer_matrix(study: Study, model: str, task: str, ref: str | None, scalar: str = "angle") -> tuple[list[int], list[int], np.ndarray]:
+def layer_matrix(
+    study: Study, model: str, task: str, ref: str | None, scalar: str = "angle"
+) -> tuple[list[int], list[int], np.ndarray]:
     """(layers, steps, mean over SFT seeds [layers, steps]) of ``scalar`` per layer, for the heatmap."""
     acc: dict[tuple[int, int], list[float]] = {}
     for key, rows in study.spectral.items():
@@ -370,17 +481,17 @@ def layer_matrix(study: Study, model: str, task: str, ref: str | None, scalar: s
 class Results:
     sft_seeds: list[dict[str, Any]]
     rl_seeds: list[dict[str, Any]]
-    summary: list[dict[str, Any]]        # estimate [lo, hi] rows
+    summary: list[dict[str, Any]]  # estimate [lo, hi] rows
     windows: list[dict[str, Any]]
     tests: list[dict[str, Any]]
-    curves: list[dict[str, Any]]         # mean curves over seeds (SFT metrics)
-    points: list[dict[str, Any]]         # rotation ↔ OOD-drop points
+    curves: list[dict[str, Any]]  # mean curves over seeds (SFT metrics)
+    points: list[dict[str, Any]]  # rotation ↔ OOD-drop points
     correlations: list[dict[str, Any]]
     notes: list[str]
-    ablation: list[dict[str, Any]] = field(default_factory=list)         # SFT variants vs plain SFT (sweeps.analysis.ablation)
+    ablation: list[dict[str, Any]] = field(default_factory=list)  # SFT variants vs plain SFT (sweeps.analysis.ablation)
     ablation_seeds: list[dict[str, Any]] = field(default_factory=list)
     ablation_curves: list[dict[str, Any]] = field(default_factory=list)
-    selection: list[dict[str, Any]] = field(default_factory=list)        # checkpoint choice by rotation vs the OOD peak
+    selection: list[dict[str, Any]] = field(default_factory=list)  # checkpoint choice by rotation vs the OOD peak
     selection_seeds: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -410,7 +521,9 @@ def analyse(study: Study, opts: Options) -> Results:
         if points:
             res.correlations += correlations(opts, points, ref)
         else:
-            res.notes.append(f"{model}/{task}: rotation↔OOD unavailable (no spectral/summary.csv with a usable reference)")
+            res.notes.append(
+                f"{model}/{task}: rotation↔OOD unavailable (no spectral/summary.csv with a usable reference)"
+            )
         if len(sft) == 1:
             res.notes.append(f"{model}/{task}: one seed: confidence intervals are unavailable, not estimated")
         from sweeps.analysis import ablation

@@ -36,16 +36,17 @@ import numpy as np  # noqa: E402
 from sweeps.analysis.curves import SCALARS, Results, layer_matrix  # noqa: E402
 from sweeps.analysis.tables import ID, OOD, Study  # noqa: E402
 
-
 # Axis labels, with units.
 STEP = "SFT step (optimizer steps)"
 INIT_STEP = "SFT step of the RL init checkpoint (optimizer steps)"
 SUCCESS = "success (fraction of eval items solved)"
 OOD_SUCCESS = "OOD success (fraction of eval items solved)"
 DROP = "OOD drop from the peak (success, fraction of items)"
-SCALAR_LABELS = {"angle": "mean principal angle to the reference (rad)",
-                 "chordal": "normalised chordal distance (unitless, 0 to 1)",
-                 "sv_drift": "singular-value drift, mean |Δσ|/σ (ratio)"}
+SCALAR_LABELS = {
+    "angle": "mean principal angle to the reference (rad)",
+    "chordal": "normalised chordal distance (unitless, 0 to 1)",
+    "sv_drift": "singular-value drift, mean |Δσ|/σ (ratio)",
+}
 
 
 def slug(*parts: str) -> str:
@@ -72,8 +73,14 @@ def _band(ax: Any, rows: list[dict[str, Any]], label: str, color: str | None = N
 
 
 def _row(res: Results, model: str, task: str, stage: str, metric: str, init: str = "") -> dict[str, Any] | None:
-    return next((r for r in res.summary if (r["model"], r["task"], r["stage"], r["metric"], r.get("init", "")) ==
-                 (model, task, stage, metric, init)), None)
+    return next(
+        (
+            r
+            for r in res.summary
+            if (r["model"], r["task"], r["stage"], r["metric"], r.get("init", "")) == (model, task, stage, metric, init)
+        ),
+        None,
+    )
 
 
 def sft_curves(res: Results, study: Study, model: str, task: str, out: Path) -> Path | None:
@@ -98,12 +105,20 @@ def sft_curves(res: Results, study: Study, model: str, task: str, out: Path) -> 
 
 
 def recovery(res: Results, stage: str, model: str, task: str, out: Path) -> Path | None:
-    rl = sorted((r for r in res.summary if (r["model"], r["task"], r["stage"], r["metric"]) == (model, task, stage, "rl_end_ood")),
-                key=lambda r: r["init_step"])
+    rl = sorted(
+        (
+            r
+            for r in res.summary
+            if (r["model"], r["task"], r["stage"], r["metric"]) == (model, task, stage, "rl_end_ood")
+        ),
+        key=lambda r: r["init_step"],
+    )
     if not rl:
         return None
     fig, ax = plt.subplots(figsize=(7, 4))
-    _band(ax, [r for r in res.curves if (r["model"], r["task"], r["metric"]) == (model, task, OOD)], "SFT OOD", "tab:red")
+    _band(
+        ax, [r for r in res.curves if (r["model"], r["task"], r["metric"]) == (model, task, OOD)], "SFT OOD", "tab:red"
+    )
     x, y = [r["init_step"] for r in rl], np.array([r["estimate"] for r in rl])
     lo, hi = np.array([r["lo"] for r in rl], float), np.array([r["hi"] for r in rl], float)
     err = np.where(np.isfinite(lo), [y - lo, hi - y], 0.0)
@@ -113,8 +128,13 @@ def recovery(res: Results, stage: str, model: str, task: str, out: Path) -> Path
         ax.axhline(peak["estimate"], color="k", ls="--", lw=0.8, label="SFT_MaxOOD (mean)")
     win = next((w for w in res.windows if (w["stage"], w["model"], w["task"]) == (stage, model, task)), None)
     if win and win["lo_step"] is not None:
-        ax.axvspan(win["lo_step"], win["hi_step"], color="tab:green", alpha=0.12,
-                   label=f"recovery window [{win['lo_step']}, {win['hi_step']}]")
+        ax.axvspan(
+            win["lo_step"],
+            win["hi_step"],
+            color="tab:green",
+            alpha=0.12,
+            label=f"recovery window [{win['lo_step']}, {win['hi_step']}]",
+        )
     ax.set(xlabel=INIT_STEP, ylabel=OOD_SUCCESS, title=f"{stage} from SFT checkpoints: {model} / {task}")
     ax.legend(fontsize=8)
     return _save(fig, out / f"recovery_{slug(stage, model, task)}.png")
@@ -130,14 +150,22 @@ def rotation(res: Results, model: str, task: str, out: Path) -> Path | None:
         ok = [p for p in pts if math.isfinite(p[scalar]) and math.isfinite(p["ood_drop"])]
         for i, s in enumerate(seeds):
             mine = [p for p in ok if p["seed"] == s]
-            ax.scatter([p[scalar] for p in mine], [p["ood_drop"] for p in mine], s=14, color=f"C{i % 10}", label=f"seed {s}")
+            ax.scatter(
+                [p[scalar] for p in mine], [p["ood_drop"] for p in mine], s=14, color=f"C{i % 10}", label=f"seed {s}"
+            )
         x, y = np.array([p[scalar] for p in ok]), np.array([p["ood_drop"] for p in ok])
         if len(x) >= 2 and np.ptp(x) > 0:
             a, b = np.polyfit(x, y, 1)
             xs = np.linspace(x.min(), x.max(), 20)
             ax.plot(xs, a * xs + b, "k-", lw=1)
-        rho = next((c for c in res.correlations if (c["model"], c["task"], c["scalar"], c["correlation"]) ==
-                    (model, task, scalar, "spearman")), None)
+        rho = next(
+            (
+                c
+                for c in res.correlations
+                if (c["model"], c["task"], c["scalar"], c["correlation"]) == (model, task, scalar, "spearman")
+            ),
+            None,
+        )
         title = scalar + (" (control)" if scalar == "sv_drift" else "")
         if rho and math.isfinite(rho["estimate"]):
             title += f"\nSpearman {rho['estimate']:.2f} [{rho['lo']:.2f}, {rho['hi']:.2f}]"
@@ -167,7 +195,11 @@ def errors(res: Results, model: str, task: str, out: Path) -> Path | None:
     for ax, split in zip(axes, ("id", "ood")):
         for metric in sorted({r["metric"] for r in rows if r["metric"].startswith(f"eval/{split}/err/")}):
             _band(ax, [r for r in rows if r["metric"] == metric], metric.rsplit("/", 1)[1])
-        ax.set(xlabel=STEP, ylabel="step rate (fraction of attempts)", title=f"{split.upper()} error types (mean over seeds)")
+        ax.set(
+            xlabel=STEP,
+            ylabel="step rate (fraction of attempts)",
+            title=f"{split.upper()} error types (mean over seeds)",
+        )
         ax.legend(fontsize=7)
     return _save(fig, out / f"errors_{slug(model, task)}.png")
 
@@ -183,24 +215,46 @@ def study_figure(res: Results, study: Study, model: str, task: str, out: Path) -
     for stage in study.rl_stages():
         marker = next(markers, "o")
         for metric, color, name in (("rl_end_ood", "darkred", "OOD"), ("rl_end_id", "navy", "ID")):
-            rl = sorted((r for r in res.summary if (r["model"], r["task"], r["stage"], r["metric"]) ==
-                         (model, task, stage, metric)), key=lambda r: r["init_step"])
+            rl = sorted(
+                (
+                    r
+                    for r in res.summary
+                    if (r["model"], r["task"], r["stage"], r["metric"]) == (model, task, stage, metric)
+                ),
+                key=lambda r: r["init_step"],
+            )
             if not rl:
                 continue
             x, y = [r["init_step"] for r in rl], np.array([r["estimate"] for r in rl])
             lo, hi = np.array([r["lo"] for r in rl], float), np.array([r["hi"] for r in rl], float)
             err = np.where(np.isfinite(lo), [y - lo, hi - y], 0.0)
-            ax.errorbar(x, y, yerr=err, fmt=marker, ms=7, color=color, mfc="white" if name == "ID" else color,
-                        capsize=3, lw=1.2, label=f"after {stage} from that checkpoint: {name}")
+            ax.errorbar(
+                x,
+                y,
+                yerr=err,
+                fmt=marker,
+                ms=7,
+                color=color,
+                mfc="white" if name == "ID" else color,
+                capsize=3,
+                lw=1.2,
+                label=f"after {stage} from that checkpoint: {name}",
+            )
     step = _row(res, model, task, "sft", "ood_peak_step")
     if step and math.isfinite(step["estimate"]):
         ax.axvline(step["estimate"], color="k", ls=":", lw=1, label=f"OOD peak (mean step {step['estimate']:.0f})")
-    ax.set(xlabel="SFT step; for RL, that of its init checkpoint (optimizer steps)", ylabel="success, greedy (fraction of eval items solved)")
+    ax.set(
+        xlabel="SFT step; for RL, that of its init checkpoint (optimizer steps)",
+        ylabel="success, greedy (fraction of eval items solved)",
+    )
     ax.set_title(f"{model} / {task}: SFT (mean, 95% CI over seeds) and RL from SFT checkpoints", fontsize=9)
     shown = [r for r in rows if r["metric"] in (ID, OOD)]
-    top = max([r["hi"] for r in shown if math.isfinite(r["hi"])] + [r["mean"] for r in shown] +
-              [r["hi"] for r in res.summary if r.get("metric") in ("rl_end_ood", "rl_end_id") and math.isfinite(r["hi"])])
-    ax.set_ylim(-0.01, min(1.02, 1.15 * top + 0.02))      # the data's range, not 0..1: small effects stay visible
+    top = max(
+        [r["hi"] for r in shown if math.isfinite(r["hi"])]
+        + [r["mean"] for r in shown]
+        + [r["hi"] for r in res.summary if r.get("metric") in ("rl_end_ood", "rl_end_id") and math.isfinite(r["hi"])]
+    )
+    ax.set_ylim(-0.01, min(1.02, 1.15 * top + 0.02))  # the data's range, not 0..1: small effects stay visible
     ax.legend(fontsize=7, loc="best")
     return _save(fig, out / f"study_{slug(model, task)}.png")
 
@@ -216,7 +270,9 @@ def ablation(res: Results, model: str, task: str, out: Path) -> Path | None:
     inits = list(dict.fromkeys(r["init"] for r in rows))
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (metric, label) in zip(axes, ((OOD, "OOD success"), (ID, "ID success"), (ROTATION, "mean principal angle to the start (rad)"))):
+    for ax, (metric, label) in zip(
+        axes, ((OOD, "OOD success"), (ID, "ID success"), (ROTATION, "mean principal angle to the start (rad)"))
+    ):
         for i, init in enumerate(inits):
             pts = [r for r in rows if r["init"] == init and r["metric"] == metric]
             if pts:
@@ -232,9 +288,14 @@ def draw_all(res: Results, study: Study, out: Path) -> list[tuple[str, Path]]:
     figs: list[tuple[str, Path | None]] = []
     for model, task in study.cells():
         cell = f"{model} / {task}"
-        figs.append((f"the study: SFT curves and RL from checkpoints ({cell})", study_figure(res, study, model, task, out)))
+        figs.append(
+            (f"the study: SFT curves and RL from checkpoints ({cell})", study_figure(res, study, model, task, out))
+        )
         figs.append((f"SFT ID and OOD success ({cell})", sft_curves(res, study, model, task, out)))
-        figs += [(f"{stage} from SFT checkpoints ({cell})", recovery(res, stage, model, task, out)) for stage in study.rl_stages()]
+        figs += [
+            (f"{stage} from SFT checkpoints ({cell})", recovery(res, stage, model, task, out))
+            for stage in study.rl_stages()
+        ]
         ref = next((c["reference"] for c in res.correlations if (c["model"], c["task"]) == (model, task)), None)
         figs.append((f"rotation vs OOD drop ({cell})", rotation(res, model, task, out)))
         figs.append((f"per-layer rotation ({cell})", layers(study, model, task, ref, out)))

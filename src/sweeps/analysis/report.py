@@ -29,14 +29,24 @@ from sweeps.runs import atomic_write_text
 
 def write_tables(res: Results, study: Study, out: Path) -> list[Path]:
     """Every table as ``<out>/<name>.csv``; returns the paths."""
-    tables = {"tidy": (tidy_rows(study), TIDY_COLUMNS), "summary": (res.summary, None), "sft_seeds": (res.sft_seeds, None),
-              "rl_seeds": (res.rl_seeds, None), "windows": (res.windows, None), "peak_tests": (res.tests, None),
-              "curves": (res.curves, None), "rotation_points": (res.points, None), "correlations": (res.correlations, None),
-              "ablation": (res.ablation, None), "ablation_seeds": (res.ablation_seeds, None),
-              "ablation_curves": (res.ablation_curves, None), "selection": (res.selection, None),
-              "selection_seeds": (res.selection_seeds, None),
-              "missing": (study.missing, ("stage", "model", "task", "init", "seed", "problem")),
-              "non_finite": (study.non_finite, ("run", "step", "metric", "value"))}
+    tables = {
+        "tidy": (tidy_rows(study), TIDY_COLUMNS),
+        "summary": (res.summary, None),
+        "sft_seeds": (res.sft_seeds, None),
+        "rl_seeds": (res.rl_seeds, None),
+        "windows": (res.windows, None),
+        "peak_tests": (res.tests, None),
+        "curves": (res.curves, None),
+        "rotation_points": (res.points, None),
+        "correlations": (res.correlations, None),
+        "ablation": (res.ablation, None),
+        "ablation_seeds": (res.ablation_seeds, None),
+        "ablation_curves": (res.ablation_curves, None),
+        "selection": (res.selection, None),
+        "selection_seeds": (res.selection_seeds, None),
+        "missing": (study.missing, ("stage", "model", "task", "init", "seed", "problem")),
+        "non_finite": (study.non_finite, ("run", "step", "metric", "value")),
+    }
     return [write_csv(out / f"{name}.csv", rows, cols) for name, (rows, cols) in tables.items() if rows or cols]
 
 
@@ -60,20 +70,32 @@ def table(rows: list[dict[str, Any]], columns: list[str] | None = None, limit: i
         return "<p><em>none</em></p>"
     columns = columns or list(dict.fromkeys(c for r in rows for c in r))
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows[:limit])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(fmt(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows[:limit]
+    )
     more = f"<p>... {len(rows) - limit} more rows in the CSV</p>" if len(rows) > limit else ""
     return f"<table><tr>{head}</tr>{body}</table>{more}"
 
 
 def _with_interval(rows: list[dict[str, Any]], keep: list[str]) -> list[dict[str, Any]]:
     sft_end = lambda r: {"init": f"{r['init']} (SFT_End)"} if r.get("is_sft_end") else {}  # noqa: E731
-    return [{**{k: r.get(k) for k in keep}, **sft_end(r), "estimate [lo, hi]": interval(r), "n": r.get("n", r.get("n_points")),
-             "note": r.get("note", "")} for r in rows]
+    return [
+        {
+            **{k: r.get(k) for k in keep},
+            **sft_end(r),
+            "estimate [lo, hi]": interval(r),
+            "n": r.get("n", r.get("n_points")),
+            "note": r.get("note", ""),
+        }
+        for r in rows
+    ]
 
 
-STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:12px;margin:1em 0}"
-         "td,th{border:1px solid #ccc;padding:2px 6px}th{background:#eee}figure{display:inline-block;margin:1em}"
-         "img{max-width:100%}.note{color:#a40}")
+STYLE = (
+    "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:12px;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:2px 6px}th{background:#eee}figure{display:inline-block;margin:1em}"
+    "img{max-width:100%}.note{color:#a40}"
+)
 
 
 def notes(res: Results, study: Study) -> list[str]:
@@ -81,34 +103,60 @@ def notes(res: Results, study: Study) -> list[str]:
     if study.missing:
         out.append(f"{len(study.missing)} missing or unfinished run(s): listed below and in missing.csv")
     if study.non_finite:
-        out.append(f"{len(study.non_finite)} non-finite evaluation value(s) left out of every statistic: see non_finite.csv")
+        out.append(
+            f"{len(study.non_finite)} non-finite evaluation value(s) left out of every statistic: see non_finite.csv"
+        )
     return out
 
 
 def write_report(res: Results, study: Study, figures: list[tuple[str, Path]], tables: list[Path], report: Path) -> Path:
     """``report`` (an index.html path) with every figure and table; returns its path."""
     rel = lambda p: Path(_relpath(p, report.parent)).as_posix()  # noqa: E731
-    parts = [f"<h1>Analysis of study <code>{html.escape(study.root.name)}</code></h1>",
-             f"<p>Run directories under <code>{html.escape(str(study.root))}</code>; bootstrap CIs over seeds.</p>",
-             "<h2>Notes</h2>", "<ul>" + ("".join(f"<li class=note>{html.escape(n)}</li>" for n in notes(res, study)) or "<li>none</li>") + "</ul>",
-             "<h2>Summary metrics</h2>", table(_with_interval(res.summary, ["model", "task", "stage", "init", "metric"])),
-             "<h2>Recovery windows</h2>", table(res.windows),
-             "<h2>Does RL surpass the SFT peak? (paired, per seed)</h2>",
-             table([{**a, **{k: t[k] for k in ("p_below", "p_above", "never_surpasses")}}
-                    for a, t in zip(_with_interval(res.tests, ["model", "task", "stage", "metric"]), res.tests)]),
-             "<h2>Rotation ↔ OOD drop</h2>",
-             table(_with_interval(res.correlations, ["model", "task", "reference", "scalar", "role", "correlation"]))
-             if res.correlations else "<p class=note>unavailable: no spectral summaries (run sweeps-spectral)</p>",
-             *ablation_sections(res),
-             "<h2>Figures</h2>"]
-    parts += [f'<figure><img src="{html.escape(rel(p))}" alt="{html.escape(c)}"><figcaption>{html.escape(c)}</figcaption></figure>'
-              for c, p in figures]
-    parts += ["<h2>Per seed: SFT</h2>", table(res.sft_seeds), "<h2>Per seed: RL</h2>", table(res.rl_seeds),
-              "<h2>Missing or unfinished runs</h2>", table(study.missing),
-              "<h2>Non-finite evaluation values</h2>", table(study.non_finite, limit=100),
-              "<h2>Tables (CSV)</h2>", "<ul>" + "".join(f'<li><a href="{html.escape(rel(t))}">{t.name}</a></li>' for t in tables) + "</ul>"]
-    doc = (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(study.root.name)}: analysis</title>"
-           f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
+    parts = [
+        f"<h1>Analysis of study <code>{html.escape(study.root.name)}</code></h1>",
+        f"<p>Run directories under <code>{html.escape(str(study.root))}</code>; bootstrap CIs over seeds.</p>",
+        "<h2>Notes</h2>",
+        "<ul>"
+        + ("".join(f"<li class=note>{html.escape(n)}</li>" for n in notes(res, study)) or "<li>none</li>")
+        + "</ul>",
+        "<h2>Summary metrics</h2>",
+        table(_with_interval(res.summary, ["model", "task", "stage", "init", "metric"])),
+        "<h2>Recovery windows</h2>",
+        table(res.windows),
+        "<h2>Does RL surpass the SFT peak? (paired, per seed)</h2>",
+        table(
+            [
+                {**a, **{k: t[k] for k in ("p_below", "p_above", "never_surpasses")}}
+                for a, t in zip(_with_interval(res.tests, ["model", "task", "stage", "metric"]), res.tests)
+            ]
+        ),
+        "<h2>Rotation ↔ OOD drop</h2>",
+        table(_with_interval(res.correlations, ["model", "task", "reference", "scalar", "role", "correlation"]))
+        if res.correlations
+        else "<p class=note>unavailable: no spectral summaries (run sweeps-spectral)</p>",
+        *ablation_sections(res),
+        "<h2>Figures</h2>",
+    ]
+    parts += [
+        f'<figure><img src="{html.escape(rel(p))}" alt="{html.escape(c)}"><figcaption>{html.escape(c)}</figcaption></figure>'
+        for c, p in figures
+    ]
+    parts += [
+        "<h2>Per seed: SFT</h2>",
+        table(res.sft_seeds),
+        "<h2>Per seed: RL</h2>",
+        table(res.rl_seeds),
+        "<h2>Missing or unfinished runs</h2>",
+        table(study.missing),
+        "<h2>Non-finite evaluation values</h2>",
+        table(study.non_finite, limit=100),
+        "<h2>Tables (CSV)</h2>",
+        "<ul>" + "".join(f'<li><a href="{html.escape(rel(t))}">{t.name}</a></li>' for t in tables) + "</ul>",
+    ]
+    doc = (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(study.root.name)}: analysis</title>"
+        f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n"
+    )
     atomic_write_text(report, doc)
     return report
 
@@ -117,15 +165,22 @@ def ablation_sections(res: Results) -> list[str]:
     """The rotation-preserving SFT comparison and the checkpoint selection, when the study has them."""
     parts = []
     if res.ablation:
-        rows = [{**a, "p_below": r.get("p_below", ""), "p_above": r.get("p_above", ""), "effect": r.get("effect", "")}
-                for a, r in zip(_with_interval(res.ablation, ["variant", "comparison", "metric"]), res.ablation)]
-        parts += ["<h2>Rotation-preserving SFT vs plain SFT (per seed, paired)</h2>",
-                  "<p>value: mean over seeds; minus plain: mean of the per-seed differences from plain SFT "
-                  "(same seed, base and data), percentile bootstrap CI over seeds, sign-flip p-values.</p>", table(rows)]
+        rows = [
+            {**a, "p_below": r.get("p_below", ""), "p_above": r.get("p_above", ""), "effect": r.get("effect", "")}
+            for a, r in zip(_with_interval(res.ablation, ["variant", "comparison", "metric"]), res.ablation)
+        ]
+        parts += [
+            "<h2>Rotation-preserving SFT vs plain SFT (per seed, paired)</h2>",
+            "<p>value: mean over seeds; minus plain: mean of the per-seed differences from plain SFT "
+            "(same seed, base and data), percentile bootstrap CI over seeds, sign-flip p-values.</p>",
+            table(rows),
+        ]
     if res.selection:
-        parts += ["<h2>Checkpoint selection by rotation (no OOD data)</h2>",
-                  "<p>gap_to_ood_peak = OOD(picked checkpoint) − the run's OOD maximum (0 = the peak found).</p>",
-                  table(_with_interval(res.selection, ["init", "rule", "metric"]))]
+        parts += [
+            "<h2>Checkpoint selection by rotation (no OOD data)</h2>",
+            "<p>gap_to_ood_peak = OOD(picked checkpoint) − the run's OOD maximum (0 = the peak found).</p>",
+            table(_with_interval(res.selection, ["init", "rule", "metric"])),
+        ]
     return parts
 
 
@@ -144,16 +199,33 @@ def metric_key(*parts: Any) -> str:
 def summary_metrics(res: Results) -> dict[str, float]:
     """Flat {key: value} of every estimate, with ``_lo``/``_hi`` where an interval exists."""
     out: dict[str, float] = {}
-    rows = [(("analysis", r["model"], r["task"], r["stage"], r.get("init"), r["metric"]), r) for r in res.summary + res.tests]
+    rows = [
+        (("analysis", r["model"], r["task"], r["stage"], r.get("init"), r["metric"]), r)
+        for r in res.summary + res.tests
+    ]
     rows += [(("analysis", r["model"], r["task"], "corr", r["scalar"], r["correlation"]), r) for r in res.correlations]
     for parts, r in rows:
         key = metric_key(*parts)
         for suffix, name in (("", "estimate"), ("_lo", "lo"), ("_hi", "hi")):
             if isinstance(r[name], (int, float)) and math.isfinite(r[name]):
                 out[key + suffix] = float(r[name])
-    rows = [(("analysis", r["model"], r["task"], "ablation", r["init"], r["metric"] + ("_vs_plain" if r["comparison"] != "value" else "")), r)
-            for r in res.ablation]
-    rows += [(("analysis", r["model"], r["task"], "selection", r["init"], r["rule"], r["metric"]), r) for r in res.selection]
+    rows = [
+        (
+            (
+                "analysis",
+                r["model"],
+                r["task"],
+                "ablation",
+                r["init"],
+                r["metric"] + ("_vs_plain" if r["comparison"] != "value" else ""),
+            ),
+            r,
+        )
+        for r in res.ablation
+    ]
+    rows += [
+        (("analysis", r["model"], r["task"], "selection", r["init"], r["rule"], r["metric"]), r) for r in res.selection
+    ]
     for parts, r in rows:
         key = metric_key(*parts)
         for suffix, name in (("", "estimate"), ("_lo", "lo"), ("_hi", "hi")):
@@ -175,13 +247,19 @@ def parent_run(client: Any, experiment: str, study: str) -> str:
     from sweeps.tracking.mlflow_tracker import ensure_experiment, retry
 
     exp = retry(lambda: ensure_experiment(client, experiment))
-    found = client.search_runs([exp], filter_string=f"tags.`sweeps.role` = 'parent' and tags.`sweeps.study` = '{study}'")
+    found = client.search_runs(
+        [exp], filter_string=f"tags.`sweeps.role` = 'parent' and tags.`sweeps.study` = '{study}'"
+    )
     if found:
         return found[0].info.run_id
-    return client.create_run(exp, run_name=f"study/{study}", tags={"sweeps.role": "parent", "sweeps.study": study}).info.run_id
+    return client.create_run(
+        exp, run_name=f"study/{study}", tags={"sweeps.role": "parent", "sweeps.study": study}
+    ).info.run_id
 
 
-def log_mlflow(uri: str, experiment: str, study: str, metrics: dict[str, float], artifacts: dict[str, list[Path]]) -> str:
+def log_mlflow(
+    uri: str, experiment: str, study: str, metrics: dict[str, float], artifacts: dict[str, list[Path]]
+) -> str:
     """Log ``metrics`` and ``artifacts`` ({artifact dir: files}) to the parent run; returns its id."""
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
@@ -194,9 +272,9 @@ def log_mlflow(uri: str, experiment: str, study: str, metrics: dict[str, float],
     now = int(time.time() * 1000)
     items = [Metric(k, v, now, 0) for k, v in sorted(metrics.items())]
     for i in range(0, len(items), 500):
-        retry(lambda: client.log_batch(run_id, metrics=items[i:i + 500]))
+        retry(lambda i=i: client.log_batch(run_id, metrics=items[i : i + 500]))
     for where, files in artifacts.items():
         for f in files:
-            retry(lambda: client.log_artifact(run_id, str(f), where))
+            retry(lambda f=f, where=where: client.log_artifact(run_id, str(f), where))
     retry(lambda: client.set_tag(run_id, "sweeps.analysis", "done"))
     return run_id

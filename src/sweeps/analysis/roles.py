@@ -8,14 +8,14 @@ data; :func:`select_by_rotation`). A role is resolved per seed from that seed's 
 
 from __future__ import annotations
 
-from pathlib import Path
 import math
-from typing import Callable
+from collections.abc import Callable
+from pathlib import Path
 
 from sweeps.runs import Run
 
-ROTATION = "rotation/angle_mean"      # the online monitor's mean principal angle to the start
-SELECT_FRACTION = 0.5                 # fixed before any ablation ran; not tuned on OOD results
+ROTATION = "rotation/angle_mean"  # the online monitor's mean principal angle to the start
+SELECT_FRACTION = 0.5  # fixed before any ablation ran; not tuned on OOD results
 
 
 def select_by_rotation(angle: dict[int, float], steps: list[int], fraction: float = SELECT_FRACTION) -> int:
@@ -52,7 +52,9 @@ ROLES: dict[str, Callable[[list[dict], list[int]], int]] = {
     "ood_peak": lambda recs, steps: _argmax(recs, "eval/ood/success"),
     "id_peak": lambda recs, steps: _argmax(recs, "eval/id/success"),
     "sft_end": lambda recs, steps: max(steps),
-    "rotation_select": lambda recs, steps: select_by_rotation({r["step"]: r[ROTATION] for r in recs if ROTATION in r}, steps),
+    "rotation_select": lambda recs, steps: select_by_rotation(
+        {r["step"]: r[ROTATION] for r in recs if ROTATION in r}, steps
+    ),
 }
 
 

@@ -54,9 +54,10 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -70,25 +71,25 @@ class Plant:
     """A synthetic study's ground truth: planted curves, deltas and the answer they imply."""
 
     name: str
-    steps: tuple[int, ...]                  # SFT checkpoints (evaluated), the first is 0
-    ood: tuple[float, ...]                  # SFT OOD success per checkpoint (mean over seeds)
-    id: tuple[float, ...]                   # SFT ID success per checkpoint
-    d_ood: dict[int, float]                 # RL init step -> ΔOOD (mean over seeds)
-    peak: int | None                        # the OOD peak step of the curve (None: no peak)
-    window: tuple[int, ...]                 # the recovery window: inits with ΔOOD > 0 in every seed
-    d_id: float = 0.03                      # ΔID at every init
+    steps: tuple[int, ...]  # SFT checkpoints (evaluated), the first is 0
+    ood: tuple[float, ...]  # SFT OOD success per checkpoint (mean over seeds)
+    id: tuple[float, ...]  # SFT ID success per checkpoint
+    d_ood: dict[int, float]  # RL init step -> ΔOOD (mean over seeds)
+    peak: int | None  # the OOD peak step of the curve (None: no peak)
+    window: tuple[int, ...]  # the recovery window: inits with ΔOOD > 0 in every seed
+    d_id: float = 0.03  # ΔID at every init
     seeds: tuple[int, ...] = (0, 1, 2)
-    items: int = 200                        # evaluation items per split
-    seed_spread: float = 0.01               # SFT curves: seed offsets spread * (j - (S-1)/2)
-    rl_spread: float = 0.015                # ΔOOD, ΔID: per (init, seed) deviations, likewise
+    items: int = 200  # evaluation items per split
+    seed_spread: float = 0.01  # SFT curves: seed offsets spread * (j - (S-1)/2)
+    rl_spread: float = 0.015  # ΔOOD, ΔID: per (init, seed) deviations, likewise
     rl_steps: tuple[int, ...] = (0, 20, 40)  # RL evaluations (0: the init weights again)
-    rl_bump: float = 0.05                   # middle RL evaluations above the straight line
-    rng_seed: int = 0                       # item ranks and the order of the offsets
-    experiment: str = "tiny_demo"           # whose config the run directories carry
+    rl_bump: float = 0.05  # middle RL evaluations above the straight line
+    rng_seed: int = 0  # item ranks and the order of the offsets
+    experiment: str = "tiny_demo"  # whose config the run directories carry
     rl_algo: str = "grpo"
-    overrides: tuple[str, ...] = field(default=())   # extra Hydra overrides for every run
+    overrides: tuple[str, ...] = field(default=())  # extra Hydra overrides for every run
     seed_peaks: dict[int, int] = field(default_factory=dict)  # seed -> its own peak step: the OOD values
-                                            # at that step and at ``peak`` are swapped in that seed
+    # at that step and at ``peak`` are swapped in that seed
 
     def truth(self) -> dict[str, Any]:
         """What the analysis must find (the content of ``planted.json``): each seed's peak step,
@@ -102,19 +103,36 @@ class Plant:
         ratios = {}
         for t in sorted(self.d_ood):
             i = self.steps.index(t)
-            r = [(v.rl_ood[t][-1] - v.ood[i]) / (max(v.ood) - v.ood[i]) for v in values.values() if max(v.ood) - v.ood[i] > 1e-9]
-            if len(r) >= 2:                                 # fewer: the analysis reports no CI
+            r = [
+                (v.rl_ood[t][-1] - v.ood[i]) / (max(v.ood) - v.ood[i])
+                for v in values.values()
+                if max(v.ood) - v.ood[i] > 1e-9
+            ]
+            if len(r) >= 2:  # fewer: the analysis reports no CI
                 ratios[str(t)] = mean(r)
-        return {"study": self.name, "seeds": list(self.seeds), "stage": self.rl_algo,
-                "peak_steps": {str(s): p for s, p in peaks.items()}, "peak_step": mean([peaks[s] for s in with_peak]),
-                "peak_value": mean([at_peak(values[s].ood, s) for s in with_peak]),
-                "id_at_peak": mean([at_peak(values[s].id, s) for s in with_peak]),
-                "max_value": mean([max(v.ood) for v in values.values()]), "end_value": mean([v.ood[-1] for v in values.values()]),
-                "id_end": mean([v.id[-1] for v in values.values()]), "window": list(self.window),
-                "d_ood": {str(t): mean([v.rl_ood[t][-1] - v.rl_ood[t][0] for v in values.values()]) for t in sorted(self.d_ood)},
-                "d_id": {str(t): mean([v.rl_id[t][-1] - v.rl_id[t][0] for v in values.values()]) for t in sorted(self.d_ood)},
-                "recovery_ratio": ratios,
-                "plant": {k: {str(a): b for a, b in v.items()} if isinstance(v, dict) else v for k, v in asdict(self).items()}}
+        return {
+            "study": self.name,
+            "seeds": list(self.seeds),
+            "stage": self.rl_algo,
+            "peak_steps": {str(s): p for s, p in peaks.items()},
+            "peak_step": mean([peaks[s] for s in with_peak]),
+            "peak_value": mean([at_peak(values[s].ood, s) for s in with_peak]),
+            "id_at_peak": mean([at_peak(values[s].id, s) for s in with_peak]),
+            "max_value": mean([max(v.ood) for v in values.values()]),
+            "end_value": mean([v.ood[-1] for v in values.values()]),
+            "id_end": mean([v.id[-1] for v in values.values()]),
+            "window": list(self.window),
+            "d_ood": {
+                str(t): mean([v.rl_ood[t][-1] - v.rl_ood[t][0] for v in values.values()]) for t in sorted(self.d_ood)
+            },
+            "d_id": {
+                str(t): mean([v.rl_id[t][-1] - v.rl_id[t][0] for v in values.values()]) for t in sorted(self.d_ood)
+            },
+            "recovery_ratio": ratios,
+            "plant": {
+                k: {str(a): b for a, b in v.items()} if isinstance(v, dict) else v for k, v in asdict(self).items()
+            },
+        }
 
     def peak_of(self, seed: int) -> int | None:
         """The OOD peak step planted for ``seed``."""
@@ -124,11 +142,25 @@ class Plant:
 # The two controls (module doc): an interior peak at 40 and the window {60, 80, 100}; and none.
 STEPS = (0, 10, 20, 30, 40, 60, 80, 100, 150, 200)
 ID_CURVE = (0.05, 0.30, 0.45, 0.55, 0.62, 0.70, 0.76, 0.80, 0.85, 0.88)
-PEAK = Plant("control_peak", STEPS, ood=(0.10, 0.20, 0.30, 0.36, 0.40, 0.34, 0.28, 0.24, 0.20, 0.18), id=ID_CURVE,
-             d_ood={10: -0.06, 40: -0.04, 60: 0.04, 80: 0.10, 100: 0.10, 150: 0.005, 200: 0.0},
-             peak=40, window=(60, 80, 100), seed_peaks={2: 30})
-NULL = Plant("control_null", STEPS, ood=(0.10, 0.11, 0.12, 0.13, 0.14, 0.15, 0.16, 0.17, 0.18, 0.20), id=ID_CURVE,
-             d_ood={t: 0.0 for t in PEAK.d_ood}, peak=None, window=())
+PEAK = Plant(
+    "control_peak",
+    STEPS,
+    ood=(0.10, 0.20, 0.30, 0.36, 0.40, 0.34, 0.28, 0.24, 0.20, 0.18),
+    id=ID_CURVE,
+    d_ood={10: -0.06, 40: -0.04, 60: 0.04, 80: 0.10, 100: 0.10, 150: 0.005, 200: 0.0},
+    peak=40,
+    window=(60, 80, 100),
+    seed_peaks={2: 30},
+)
+NULL = Plant(
+    "control_null",
+    STEPS,
+    ood=(0.10, 0.11, 0.12, 0.13, 0.14, 0.15, 0.16, 0.17, 0.18, 0.20),
+    id=ID_CURVE,
+    d_ood={t: 0.0 for t in PEAK.d_ood},
+    peak=None,
+    window=(),
+)
 CONTROLS = (PEAK, NULL)
 
 
@@ -144,19 +176,25 @@ class SeedValues:
 
     ood: list[float]
     id: list[float]
-    rl_ood: dict[int, list[float]]          # init -> OOD at plant.rl_steps
+    rl_ood: dict[int, list[float]]  # init -> OOD at plant.rl_steps
     rl_id: dict[int, list[float]]
 
 
 def seed_values(plant: Plant) -> dict[int, SeedValues]:
     """Every seed's rates (module doc), checked against the plant's stated answer."""
-    if plant.steps[0] != 0 or list(plant.steps) != sorted(set(plant.steps)) or len(plant.ood) != len(plant.steps) \
-            or len(plant.id) != len(plant.steps):
+    if (
+        plant.steps[0] != 0
+        or list(plant.steps) != sorted(set(plant.steps))
+        or len(plant.ood) != len(plant.steps)
+        or len(plant.id) != len(plant.steps)
+    ):
         raise ValueError(f"plant {plant.name}: steps must start at 0 and increase, with one ood and id value each")
     if set(plant.seed_peaks.values()) - set(plant.steps) or set(plant.seed_peaks) - set(plant.seeds):
         raise ValueError(f"plant {plant.name}: seed_peaks maps seeds of the plant to SFT checkpoints")
     if set(plant.d_ood) - set(plant.steps) or plant.rl_steps[0] != 0 or len(plant.rl_steps) < 2:
-        raise ValueError(f"plant {plant.name}: RL inits must be SFT checkpoints, rl_steps must start at 0 and end later")
+        raise ValueError(
+            f"plant {plant.name}: RL inits must be SFT checkpoints, rl_steps must start at 0 and end later"
+        )
     rng = np.random.default_rng(plant.rng_seed)
     n = len(plant.seeds)
     c_ood, c_id = offsets(n, plant.seed_spread, rng), offsets(n, plant.seed_spread, rng)
@@ -193,7 +231,9 @@ def _check_plant(plant: Plant, values: dict[int, SeedValues]) -> None:
         rates = v.ood + v.id + [x for r in (*v.rl_ood.values(), *v.rl_id.values()) for x in r]
         for x in rates:
             if not 0 <= x <= 1 or abs(x * plant.items - round(x * plant.items)) > 1e-6:
-                raise ValueError(f"plant {plant.name}: seed {seed} has rate {x!r}, not a multiple of 1/{plant.items} in [0, 1]")
+                raise ValueError(
+                    f"plant {plant.name}: seed {seed} has rate {x!r}, not a multiple of 1/{plant.items} in [0, 1]"
+                )
         top = max(v.ood)
         first = v.ood.index(top)
         has_peak, peak = top - v.ood[-1] > 1e-9, plant.peak_of(seed)
@@ -202,8 +242,10 @@ def _check_plant(plant: Plant, values: dict[int, SeedValues]) -> None:
     for t in plant.d_ood:
         deltas = [v.rl_ood[t][-1] - v.rl_ood[t][0] for v in values.values()]
         if (t in plant.window) != (min(deltas) > 1e-9):
-            raise ValueError(f"plant {plant.name}: init {t} is {'in' if t in plant.window else 'out of'} the window, "
-                             f"but the seeds' ΔOOD are {[round(d, 4) for d in deltas]}")
+            raise ValueError(
+                f"plant {plant.name}: init {t} is {'in' if t in plant.window else 'out of'} the window, "
+                f"but the seeds' ΔOOD are {[round(d, 4) for d in deltas]}"
+            )
 
 
 # --- the files --------------------------------------------------------------------------------------
@@ -216,19 +258,34 @@ def compose(plant: Plant, output_dir: Path, rl: bool) -> Any:
     from sweeps import CONF_DIR
 
     steps = ",".join(map(str, plant.steps[1:]))
-    over = [f"experiment={plant.experiment}", f"study={plant.name}", f"paths.output_dir={output_dir}", "tracking=none",
-            f"eval.size={plant.items}", f"trainer.max_steps={plant.steps[-1]}", f"trainer.save_every=[{steps}]",
-            "trainer.eval_at_start=true", f"plan.seeds=[{','.join(map(str, plant.seeds))}]",
-            f"plan.rl.algos=[{plant.rl_algo}]", f"plan.rl.init_steps=[{','.join(map(str, sorted(plant.d_ood)))}]",
-            "plan.rl.init_roles=[]", "plan.spectral.enabled=false", *plant.overrides]
+    over = [
+        f"experiment={plant.experiment}",
+        f"study={plant.name}",
+        f"paths.output_dir={output_dir}",
+        "tracking=none",
+        f"eval.size={plant.items}",
+        f"trainer.max_steps={plant.steps[-1]}",
+        f"trainer.save_every=[{steps}]",
+        "trainer.eval_at_start=true",
+        f"plan.seeds=[{','.join(map(str, plant.seeds))}]",
+        f"plan.rl.algos=[{plant.rl_algo}]",
+        f"plan.rl.init_steps=[{','.join(map(str, sorted(plant.d_ood)))}]",
+        "plan.rl.init_roles=[]",
+        "plan.spectral.enabled=false",
+        *plant.overrides,
+    ]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = hydra_compose(config_name="train", overrides=over)
-        rl_over = [*cfg.plan.rl.overrides, f"trainer.max_steps={plant.rl_steps[-1]}",
-                   f"trainer.save_every=[{','.join(map(str, plant.rl_steps[1:]))}]", "trainer.eval_at_start=true"]
+        rl_over = [
+            *cfg.plan.rl.overrides,
+            f"trainer.max_steps={plant.rl_steps[-1]}",
+            f"trainer.save_every=[{','.join(map(str, plant.rl_steps[1:]))}]",
+            "trainer.eval_at_start=true",
+        ]
         if rl:
-            rl_init = [f"algo={plant.rl_algo}", f"init.step={min(plant.d_ood)}"]       # write_study sets each init
+            rl_init = [f"algo={plant.rl_algo}", f"init.step={min(plant.d_ood)}"]  # write_study sets each init
             cfg = hydra_compose(config_name="train", overrides=[*over, *rl_init, *rl_over])
-    cfg.plan.rl.overrides = rl_over               # what a study would pass to these RL runs
+    cfg.plan.rl.overrides = rl_over  # what a study would pass to these RL runs
     return cfg
 
 
@@ -241,7 +298,9 @@ class Episodes:
         from sweeps.evaluation import frozen_evalset
 
         self.task, self.plant = task, plant
-        self.examples = {s: frozen_evalset(task, task_cfg, s, plant.items, eval_seed, root / "evalsets") for s in SPLITS}
+        self.examples = {
+            s: frozen_evalset(task, task_cfg, s, plant.items, eval_seed, root / "evalsets") for s in SPLITS
+        }
         self.solved, self.failed = {}, {}
         for split, exs in self.examples.items():
             refs = [task.reference_completion(ex) for ex in exs]
@@ -251,7 +310,10 @@ class Episodes:
                 if not grade.correct:
                     raise ValueError(f"task {task.name}: the reference completion of {split} item {i} grades as wrong")
                 self.solved[split].append(Episode(i, [Turn([], [], [], refs[i], grade.reward, True, [])], success=True))
-                wrong = next(((r, g) for r in refs[i + 1:] + refs[:i] + ["0"] for g in [task.grade(ex, r)] if not g.correct), None)
+                wrong = next(
+                    ((r, g) for r in refs[i + 1 :] + refs[:i] + ["0"] for g in [task.grade(ex, r)] if not g.correct),
+                    None,
+                )
                 if wrong is None:
                     raise ValueError(f"task {task.name}: no wrong answer found for {split} item {i}")
                 text, g = wrong
@@ -267,7 +329,9 @@ class Episodes:
         return [self.solved[split][i] if ranks[i] < k else self.failed[split][i] for i in range(self.plant.items)]
 
 
-def write_run(cfg: Any, stage: str, init: str, seed: int, evals: dict[int, dict[str, float]], episodes: Episodes) -> Path:
+def write_run(
+    cfg: Any, stage: str, init: str, seed: int, evals: dict[int, dict[str, float]], episodes: Episodes
+) -> Path:
     """One finished run directory: config, signature, metrics, checkpoints' evaluations, DONE."""
     from omegaconf import OmegaConf
 
@@ -290,7 +354,9 @@ def write_run(cfg: Any, stage: str, init: str, seed: int, evals: dict[int, dict[
                 eps = episodes.at(seed, split, evals[step][split])
                 metrics.update({f"eval/{split}/{k}": v for k, v in summarize(episodes.task, eps).items()})
                 save_episodes(run.ckpt(step) / f"episodes_{split}.jsonl", episodes.examples[split], eps)
-            atomic_write_text(run.ckpt(step) / "eval.json", json.dumps({"step": step, **metrics}, sort_keys=True, indent=1))
+            atomic_write_text(
+                run.ckpt(step) / "eval.json", json.dumps({"step": step, **metrics}, sort_keys=True, indent=1)
+            )
             writer.write(step, metrics)
     writer.close()
     run.mark_done({**latest_values(run.read_metrics()), "checkpoints": [s for s, _ in run.checkpoints()]})
@@ -308,10 +374,18 @@ def write_study(plant: Plant, output_dir: str | Path) -> Path:
     values = seed_values(plant)
     sft_cfg, rl_cfg = compose(plant, output_dir, rl=False), compose(plant, output_dir, rl=True)
     task = schema.validate(sft_cfg)
-    episodes = Episodes(plant, task, OmegaConf.to_container(sft_cfg.task, resolve=True), sft_cfg.eval.seed,
-                        output_dir / plant.name)
+    episodes = Episodes(
+        plant, task, OmegaConf.to_container(sft_cfg.task, resolve=True), sft_cfg.eval.seed, output_dir / plant.name
+    )
     for seed, v in values.items():
-        write_run(sft_cfg, "sft", "base", seed, {s: {"id": i, "ood": o} for s, i, o in zip(plant.steps, v.id, v.ood)}, episodes)
+        write_run(
+            sft_cfg,
+            "sft",
+            "base",
+            seed,
+            {s: {"id": i, "ood": o} for s, i, o in zip(plant.steps, v.id, v.ood)},
+            episodes,
+        )
         for t in sorted(plant.d_ood):
             rl_cfg.init.step = t
             evals = {s: {"id": i, "ood": o} for s, i, o in zip(plant.rl_steps, v.rl_id[t], v.rl_ood[t])}
@@ -354,11 +428,18 @@ def check(truth: dict[str, Any], sft_seeds: list[dict], summary: list[dict], win
             bad.append(f"{what}: no {key[2]} row")
             return
         est, lo, hi = _f(r["estimate"]), _f(r["lo"]), _f(r["hi"])
-        unavailable = not width and math.isnan(lo) and math.isnan(hi)   # BCa on identical seeds: no CI, by design
-        why = ("the estimate is not the planted value" if not math.isclose(est, value, abs_tol=1e-9) else
-               "" if unavailable else
-               "the CI misses it" if not (lo <= value + 1e-9 and value - 1e-9 <= hi) else
-               "a CI of zero width" if width and not lo < hi else "")
+        unavailable = not width and math.isnan(lo) and math.isnan(hi)  # BCa on identical seeds: no CI, by design
+        why = (
+            "the estimate is not the planted value"
+            if not math.isclose(est, value, abs_tol=1e-9)
+            else ""
+            if unavailable
+            else "the CI misses it"
+            if not (lo <= value + 1e-9 and value - 1e-9 <= hi)
+            else "a CI of zero width"
+            if width and not lo < hi
+            else ""
+        )
         if why:
             bad.append(f"{what}: {key[2]} = {est:.4g} [{lo:.4g}, {hi:.4g}], planted {value:.4g}: {why}")
 
@@ -367,13 +448,15 @@ def check(truth: dict[str, Any], sft_seeds: list[dict], summary: list[dict], win
     if peak is None and math.isfinite(found):
         bad.append(f"across seeds: OOD peak step {found}, planted none")
     if peak is not None:
-        covers(("sft", "", "ood_peak_step"), peak, "across seeds", width=False)     # zero width when every seed agrees
+        covers(("sft", "", "ood_peak_step"), peak, "across seeds", width=False)  # zero width when every seed agrees
         covers(("sft", "", "ood_peak_value"), truth["peak_value"], "SFT")
         covers(("sft", "", "id_at_peak"), truth["id_at_peak"], "SFT")
     covers(("sft", "", "ood_max_value"), truth["max_value"], "SFT")
     covers(("sft", "", "ood_end_value"), truth["end_value"], "SFT")
     covers(("sft", "", "id_end_value"), truth["id_end"], "SFT")
-    covers(("sft", "", "ood_drop_crossfit"), truth["max_value"] - truth["end_value"], "SFT", width=False)  # same in every seed
+    covers(
+        ("sft", "", "ood_drop_crossfit"), truth["max_value"] - truth["end_value"], "SFT", width=False
+    )  # same in every seed
     stage = truth["stage"]
     for t, d in truth["d_ood"].items():
         init = f"sft-step={int(t):06d}"
@@ -413,8 +496,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("output_dir", type=Path, help="where the studies control_peak and control_null go")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--write-only", action="store_true", help="only write the studies")
-    mode.add_argument("--check-only", action="store_true",
-                      help="only compare the tables an earlier sweeps-analyze wrote with planted.json")
+    mode.add_argument(
+        "--check-only",
+        action="store_true",
+        help="only compare the tables an earlier sweeps-analyze wrote with planted.json",
+    )
     ap.add_argument("overrides", nargs="*", help="sweeps-analyze overrides, e.g. analysis.method=BCa")
     args = ap.parse_args(argv)
     tracking = [] if any(o.startswith("tracking=") for o in args.overrides) else ["tracking=none"]
@@ -424,7 +510,9 @@ def main(argv: list[str] | None = None) -> int:
         root = args.output_dir.expanduser().resolve() / plant.name
         if not args.check_only:
             if root.exists():
-                raise SystemExit(f"error: {root} exists: the control writes fresh studies; delete it or choose another output_dir")
+                raise SystemExit(
+                    f"error: {root} exists: the control writes fresh studies; delete it or choose another output_dir"
+                )
             write_study(plant, args.output_dir)
             print(f"wrote {root} (planted: {_planted(plant)})")
             if args.write_only:
@@ -439,8 +527,14 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as err:
             raise SystemExit(f"error: {err}") from None
         failed += bool(bad)
-        print(f"{'FAIL' if bad else 'ok'} {plant.name}: " + ("; ".join(bad) if bad else
-              f"the analysis finds the planted {_planted(plant)}; report {root}/report/index.html"))
+        print(
+            f"{'FAIL' if bad else 'ok'} {plant.name}: "
+            + (
+                "; ".join(bad)
+                if bad
+                else f"the analysis finds the planted {_planted(plant)}; report {root}/report/index.html"
+            )
+        )
     return 1 if failed else 0
 
 

@@ -5,7 +5,8 @@ The study directory holds ``<stage>/<model>/<task>/<init>/seed=<s>/`` run direct
 ``sft-step=NNNNNN``. :func:`read_study` reads every run's ``metrics.jsonl`` (evaluation records
 only: keys under ``eval/``, and the online rotation monitor's two means) and, when the spectral
 stage has run, ``spectral/summary.csv``. SFT variants (the rotation regulariser on) are SFT runs
-whose init is ``base+<variant>`` (``sweeps.runs.with_variant``). It never trains or evaluates anything. What it cannot use is reported rather than skipped silently:
+whose init is ``base+<variant>`` (``sweeps.runs.with_variant``). It never trains or evaluates
+anything. What it cannot use is reported rather than skipped silently:
 
 - ``missing``: RL cells (algo x model x task x init x seed) absent for a seed that has an SFT
   run, present without ``DONE`` (unfinished: left out of the statistics), SFT runs without
@@ -22,15 +23,16 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 from sweeps.runs import atomic_write_text, iter_metrics
 
 SFT = "sft"
 OOD, ID = "eval/ood/success", "eval/id/success"
-ROTATION_KEYS = ("rotation/angle_mean", "rotation/chordal_normalised")   # the online monitor's means, when it ran
+ROTATION_KEYS = ("rotation/angle_mean", "rotation/chordal_normalised")  # the online monitor's means, when it ran
 
 
 class RunKey(NamedTuple):
@@ -58,7 +60,9 @@ class Study:
     missing: list[dict[str, Any]] = field(default_factory=list)
 
     def keys(self, stage: str | None = None, done_only: bool = True) -> list[RunKey]:
-        return sorted(k for k in self.metrics if (stage is None or k.stage == stage) and (self.done[k] or not done_only))
+        return sorted(
+            k for k in self.metrics if (stage is None or k.stage == stage) and (self.done[k] or not done_only)
+        )
 
     def stages(self) -> list[str]:
         return sorted({k.stage for k in self.metrics})
@@ -104,7 +108,9 @@ def read_run(study: Study, key: RunKey, path: Path) -> None:
                 continue
             v = _as_float(raw)
             if not math.isfinite(v):
-                study.non_finite.append({"run": str(path.relative_to(study.root)), "step": step, "metric": name, "value": repr(raw)})
+                study.non_finite.append(
+                    {"run": str(path.relative_to(study.root)), "step": step, "metric": name, "value": repr(raw)}
+                )
             table.setdefault(name, {})[step] = v
     study.metrics[key] = table
     study.done[key] = (path / "DONE").is_file()
@@ -118,7 +124,9 @@ def read_study(root: str | Path, stages: list[str] | None = None) -> Study:
     """Every run directory under ``root`` (a study directory), restricted to ``stages`` (SFT always)."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"study directory {root} does not exist: run the study first or fix study=/paths.output_dir=")
+        raise FileNotFoundError(
+            f"study directory {root} does not exist: run the study first or fix study=/paths.output_dir="
+        )
     study = Study(root)
     for key, path in _run_dirs(root):
         if key.stage in ("spectral_cache", "report", "analysis"):
@@ -134,20 +142,44 @@ def read_study(root: str | Path, stages: list[str] | None = None) -> Study:
 
 def find_missing(study: Study) -> list[dict[str, Any]]:
     """Unfinished runs and RL cells absent for some seed (see module doc)."""
-    out = [{"stage": k.stage, "model": k.model, "task": k.task, "init": k.init, "seed": k.seed, "problem": "no DONE (unfinished; left out)"}
-           for k in study.keys(done_only=False) if not study.done[k]]
+    out = [
+        {
+            "stage": k.stage,
+            "model": k.model,
+            "task": k.task,
+            "init": k.init,
+            "seed": k.seed,
+            "problem": "no DONE (unfinished; left out)",
+        }
+        for k in study.keys(done_only=False)
+        if not study.done[k]
+    ]
     for stage in study.rl_stages():
         for model, task in study.cells():
             sft_seeds = {k.seed for k in study.keys(SFT) if (k.model, k.task) == (model, task)}
             rl = [k for k in study.keys(stage, done_only=False) if (k.model, k.task) == (model, task)]
-            out += [{**k._asdict(), "problem": "init is not an SFT checkpoint (sft-step=N); left out"}
-                    for k in rl if k.init_step is None]
+            out += [
+                {**k._asdict(), "problem": "init is not an SFT checkpoint (sft-step=N); left out"}
+                for k in rl
+                if k.init_step is None
+            ]
             for init in sorted({k.init for k in rl if k.init_step is not None}):
                 have = {k.seed for k in rl if k.init == init}
-                out += [{"stage": stage, "model": model, "task": task, "init": init, "seed": s, "problem": "RL run missing"}
-                        for s in sorted(sft_seeds - have)]
-                out += [{"stage": stage, "model": model, "task": task, "init": init, "seed": s, "problem": "no finished SFT run for this seed"}
-                        for s in sorted(have - sft_seeds)]
+                out += [
+                    {"stage": stage, "model": model, "task": task, "init": init, "seed": s, "problem": "RL run missing"}
+                    for s in sorted(sft_seeds - have)
+                ]
+                out += [
+                    {
+                        "stage": stage,
+                        "model": model,
+                        "task": task,
+                        "init": init,
+                        "seed": s,
+                        "problem": "no finished SFT run for this seed",
+                    }
+                    for s in sorted(have - sft_seeds)
+                ]
     return out
 
 
@@ -161,8 +193,15 @@ def tidy_rows(study: Study) -> list[dict[str, Any]]:
     for key in study.keys(done_only=False):
         for metric, series in sorted(study.metrics[key].items()):
             for step, v in sorted(series.items()):
-                rows.append({**key._asdict(), "init_step": key.init_step if key.init_step is not None else "",
-                             "step": step, "metric": metric, "value": v})
+                rows.append(
+                    {
+                        **key._asdict(),
+                        "init_step": key.init_step if key.init_step is not None else "",
+                        "step": step,
+                        "metric": metric,
+                        "value": v,
+                    }
+                )
     return rows
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
-from typing import ContextManager
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ softmax when greedy).
 from __future__ import annotations
 
 import inspect
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -27,13 +28,13 @@ from sweeps.generation.base import Generation, Rollout, SamplingParams
 def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     """Mask logits outside the top-k / nucleus (top-p) set with -inf."""
     if top_k > 0 and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]            # [B, 1]
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # [B, 1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p < 1.0:
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # [B, V]
         probs = torch.softmax(sorted_logits, dim=-1)
-        cum_before = torch.cumsum(probs, dim=-1) - probs                   # mass strictly above
-        drop_sorted = cum_before >= top_p                                  # keep >= 1 token
+        cum_before = torch.cumsum(probs, dim=-1) - probs  # mass strictly above
+        drop_sorted = cum_before >= top_p  # keep >= 1 token
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     return logits
@@ -44,8 +45,8 @@ def _left_pad(prompts: Sequence[Sequence[int]], L: int, pad_id: int) -> tuple[to
     ids = torch.full((len(prompts), L), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), L), dtype=torch.long)
     for i, p in enumerate(prompts):
-        ids[i, L - len(p):] = torch.tensor(list(p), dtype=torch.long)
-        mask[i, L - len(p):] = 1
+        ids[i, L - len(p) :] = torch.tensor(list(p), dtype=torch.long)
+        mask[i, L - len(p) :] = 1
     return ids, mask
 
 
@@ -81,9 +82,9 @@ def generate(
     # encoded once and its KV cache and last logits are copied to every row that asks for it.
     first: dict[tuple[int, ...], int] = {}
     row_of = torch.tensor([first.setdefault(tuple(p), len(first)) for p in prompts], device=device)  # [B]
-    ids, mask = _left_pad([list(k) for k in first], L, pad_id)            # [U, L] (U unique prompts)
+    ids, mask = _left_pad([list(k) for k in first], L, pad_id)  # [U, L] (U unique prompts)
     ids, mask = ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp_(min=0)                        # [U, L]
+    positions = (mask.cumsum(-1) - 1).clamp_(min=0)  # [U, L]
     eos = torch.tensor(list(eos_ids), device=device)
     gens = None if params.greedy else [torch.Generator().manual_seed(int(s)) for s in seeds]
 
@@ -94,19 +95,25 @@ def generate(
     cache_kw = _cache_keyword(model)
     cache, step_ids, step_pos = None, ids, positions
     for t in range(params.max_new_tokens):
-        out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
-                    use_cache=True, logits_to_keep=1, **{cache_kw: cache})
+        out = model(
+            input_ids=step_ids,
+            attention_mask=mask,
+            position_ids=step_pos,
+            use_cache=True,
+            logits_to_keep=1,
+            **{cache_kw: cache},
+        )
         cache = out[cache_kw]
-        logits = out.logits[:, -1, :].float()                              # [B, V] ([U, V] at t = 0)
+        logits = out.logits[:, -1, :].float()  # [B, V] ([U, V] at t = 0)
         if t == 0 and len(first) < B:
-            cache.reorder_cache(row_of)                                    # [U, ...] -> [B, ...]
+            cache.reorder_cache(row_of)  # [U, ...] -> [B, ...]
             logits, mask, step_pos = logits[row_of], mask[row_of], step_pos[row_of]
         if params.greedy:
-            nxt = logits.argmax(-1)                                        # [B]
+            nxt = logits.argmax(-1)  # [B]
             logp = torch.log_softmax(logits, -1)
         else:
             logits = _filter_logits(logits / params.temperature, params.top_k, params.top_p)
-            logp = torch.log_softmax(logits, -1)                           # [B, V]
+            logp = torch.log_softmax(logits, -1)  # [B, V]
             nxt = (logits + _gumbel(logits.shape[-1], gens, device)).argmax(-1)
         nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
         out_tok[:, t] = nxt
@@ -115,7 +122,7 @@ def generate(
         done |= torch.isin(nxt, eos)
         if bool(done.all()):
             break
-        step_ids = nxt[:, None]                                            # [B, 1]
+        step_ids = nxt[:, None]  # [B, 1]
         step_pos = step_pos[:, -1:] + 1
         mask = torch.cat([mask, (~done | torch.isin(nxt, eos)).long()[:, None]], dim=1)
     tokens = [out_tok[i, : lengths[i]].tolist() for i in range(B)]

@@ -65,8 +65,9 @@ import os
 import shutil
 import tempfile
 import weakref
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -75,11 +76,23 @@ from sweeps.models.checkpoint import merged_weights as hf_weights
 from sweeps.models.checkpoint import save_checkpoint
 
 MISSING_VLLM = "rollout=vllm needs vLLM on a CUDA machine: pip install '.[vllm]' (or choose rollout=hf)"
-NO_CUDA = "rollout=vllm needs a CUDA GPU but torch.cuda.is_available() is False: run it on a GPU node (or choose rollout=hf)"
-DEFAULTS = dict(gpu_memory_utilization=0.3, dtype="bfloat16", enforce_eager=True, max_model_len=2048, engine_seed=0,
-                tensor_parallel_size=1, enable_sleep_mode=False, sleep_level=1)
-NO_TP = ("rollout.tensor_parallel_size={} is not built: each rank runs its own engine (tensor_parallel_size=1); "
-         "shard the trainer with trainer/strategy=fsdp instead")
+NO_CUDA = (
+    "rollout=vllm needs a CUDA GPU but torch.cuda.is_available() is False: run it on a GPU node (or choose rollout=hf)"
+)
+DEFAULTS = dict(
+    gpu_memory_utilization=0.3,
+    dtype="bfloat16",
+    enforce_eager=True,
+    max_model_len=2048,
+    engine_seed=0,
+    tensor_parallel_size=1,
+    enable_sleep_mode=False,
+    sleep_level=1,
+)
+NO_TP = (
+    "rollout.tensor_parallel_size={} is not built: each rank runs its own engine (tensor_parallel_size=1); "
+    "shard the trainer with trainer/strategy=fsdp instead"
+)
 
 
 def _import_vllm() -> Any:
@@ -107,29 +120,34 @@ class VLLMRollout(Rollout):
         from sweeps.parallel import world
 
         self.sleep_level = int(opt["sleep_level"]) if opt["enable_sleep_mode"] else 0
-        self.asleep: set[str] = set()                  # parts of the engine asleep: "weights", "kv_cache"
+        self.asleep: set[str] = set()  # parts of the engine asleep: "weights", "kv_cache"
         self._vllm, self.llm = vllm, None
         self.eos = eos_ids(tokenizer, model)
         self.vocab_size = int(getattr(getattr(model, "config", None), "vocab_size", 0) or len(tokenizer))
-        self._top_k_off = vllm.SamplingParams().top_k          # -1 or 0, whichever this release uses
+        self._top_k_off = vllm.SamplingParams().top_k  # -1 or 0, whichever this release uses
         self._tmp = Path(tempfile.mkdtemp(prefix="sweeps-vllm-"))
         self._remove_tmp = weakref.finalize(self, shutil.rmtree, self._tmp, True)  # also if close() is never called
         try:
             w = world.world()
             if weights_dir is None and w.size > 1:
-                raise ValueError("rollout=vllm in a multi-process job needs the start checkpoint's directory (weights_dir)")
+                raise ValueError(
+                    "rollout=vllm in a multi-process job needs the start checkpoint's directory (weights_dir)"
+                )
             path = weights_dir if weights_dir is not None else save_checkpoint(model, tokenizer, self._tmp / "weights")
             kwargs = dict(
-                model=str(path), dtype=str(opt["dtype"]), seed=int(opt["engine_seed"]),
+                model=str(path),
+                dtype=str(opt["dtype"]),
+                seed=int(opt["engine_seed"]),
                 gpu_memory_utilization=float(opt["gpu_memory_utilization"]),
-                enforce_eager=bool(opt["enforce_eager"]), max_model_len=int(opt["max_model_len"]),
+                enforce_eager=bool(opt["enforce_eager"]),
+                max_model_len=int(opt["max_model_len"]),
             )
             fields = {f.name for f in dataclasses.fields(vllm.EngineArgs)}
             if "logprobs_mode" in fields:
                 kwargs["logprobs_mode"] = "processed_logprobs"
             if self.sleep_level:
                 kwargs["enable_sleep_mode"] = True
-            if w.size > 1:                        # colocate: the job's process group, one engine per rank
+            if w.size > 1:  # colocate: the job's process group, one engine per rank
                 kwargs.update(distributed_executor_backend="external_launcher", tensor_parallel_size=1)
                 os.environ.update(RANK=str(w.rank), LOCAL_RANK=str(w.local_rank), WORLD_SIZE=str(w.size))
             self.llm = vllm.LLM(**kwargs)
@@ -140,7 +158,9 @@ class VLLMRollout(Rollout):
             raise
 
     # --- sampling -----------------------------------------------------------------------
-    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams, seeds: Sequence[int] | None) -> Generation:
+    def generate(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams, seeds: Sequence[int] | None
+    ) -> Generation:
         if not prompts:
             return Generation([], [], [])
         if not params.greedy and (seeds is None or len(seeds) != len(prompts)):
@@ -218,10 +238,11 @@ class VLLMRollout(Rollout):
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Copy every weight of ``model`` (LoRA merged; gathered whole when sharded: every rank
         calls this together) into the engine, then drop stale KV."""
-        def load(engine_model: torch.nn.Module) -> None:
-            engine_model.load_weights(hf_weights(model))    # copies in place; nothing shipped back
 
-        self._wake("weights")                                # the KV cache wakes when sampling starts
+        def load(engine_model: torch.nn.Module) -> None:
+            engine_model.load_weights(hf_weights(model))  # copies in place; nothing shipped back
+
+        self._wake("weights")  # the KV cache wakes when sampling starts
         with torch.no_grad():
             self._on_engine_model(load)
         reset = getattr(self.llm, "reset_prefix_cache", None) or self.llm.llm_engine.reset_prefix_cache
@@ -239,14 +260,16 @@ class VLLMRollout(Rollout):
             return [fn(runner.model)]
         if hasattr(self.llm, "apply_model"):
             return self.llm.apply_model(fn)
-        raise RuntimeError("rollout=vllm cannot reach the engine's model: no in-process executor and no LLM.apply_model")
+        raise RuntimeError(
+            "rollout=vllm cannot reach the engine's model: no in-process executor and no LLM.apply_model"
+        )
 
     # --- teardown -----------------------------------------------------------------------
     def close(self) -> None:
         """Shut the engine down, free its GPU memory and delete the temporary checkpoint."""
         llm, self.llm = getattr(self, "llm", None), None
         if llm is not None:
-            core = getattr(llm.llm_engine, "engine_core", None)    # V1 only
+            core = getattr(llm.llm_engine, "engine_core", None)  # V1 only
             shutdown = getattr(llm, "shutdown", None) or getattr(core, "shutdown", None)
             if callable(shutdown):
                 shutdown()

@@ -24,10 +24,16 @@ log = logging.getLogger(__name__)
 
 def axis_tags(cfg: DictConfig, stage: str, init: str) -> dict[str, str]:
     """MLflow tags for every grid axis, so runs stay comparable in the MLflow UI."""
-    return {"sweeps.study": cfg.study, "sweeps.stage": stage, "sweeps.model": cfg.model.name,
-            "sweeps.task": cfg.task.name, "sweeps.init": init, "sweeps.seed": str(cfg.seed),
-            "sweeps.algo": cfg.algo.name,
-            "sweeps.run_name": f"{stage}/{cfg.model.name}/{cfg.task.name}/{init}/seed={cfg.seed}"}
+    return {
+        "sweeps.study": cfg.study,
+        "sweeps.stage": stage,
+        "sweeps.model": cfg.model.name,
+        "sweeps.task": cfg.task.name,
+        "sweeps.init": init,
+        "sweeps.seed": str(cfg.seed),
+        "sweeps.algo": cfg.algo.name,
+        "sweeps.run_name": f"{stage}/{cfg.model.name}/{cfg.task.name}/{init}/seed={cfg.seed}",
+    }
 
 
 def start_tracker(cfg: DictConfig, run: Run, stage: str, init: str) -> Any:
@@ -41,7 +47,7 @@ def start_tracker(cfg: DictConfig, run: Run, stage: str, init: str) -> Any:
     from sweeps.secrets import config_yaml, redact
 
     tracker = get_method(cfg.tracking.builder)(cfg)
-    resolved = redact(OmegaConf.to_container(cfg, resolve=True))         # params and artifact: no secrets
+    resolved = redact(OmegaConf.to_container(cfg, resolve=True))  # params and artifact: no secrets
     tracker.start(run.path, resolved, axis_tags(cfg, stage, init), config_yaml(cfg))
     return tracker
 
@@ -84,17 +90,27 @@ def standard_callbacks(cfg: DictConfig, run: Run, task: Any, recorder: Any, toke
     from sweeps.modules.preemption import StopOnSigterm
     from sweeps.modules.progress import Progress
 
-    evaluate = CheckpointEvaluate(run, checkpoint_steps(cfg), make_evaluator(cfg, task), recorder, tokenizer,
-                                  cfg.trainer.eval_at_start)
-    name = "/".join(run.path.parts[-5:])                                  # stage/model/task/init/seed=s
-    callbacks = [StepLogger(recorder, cfg.trainer.log_every), evaluate,
-                 Progress(run, name, cfg.trainer.max_steps, cfg.trainer.progress_every_s, evaluate)]
+    evaluate = CheckpointEvaluate(
+        run, checkpoint_steps(cfg), make_evaluator(cfg, task), recorder, tokenizer, cfg.trainer.eval_at_start
+    )
+    name = "/".join(run.path.parts[-5:])  # stage/model/task/init/seed=s
+    callbacks = [
+        StepLogger(recorder, cfg.trainer.log_every),
+        evaluate,
+        Progress(run, name, cfg.trainer.max_steps, cfg.trainer.progress_every_s, evaluate),
+    ]
     if cfg.trainer.rotation_monitor:
         from sweeps.modules.rotation_monitor import RotationMonitor
 
-        callbacks.append(RotationMonitor(recorder.record, every_n_steps=cfg.trainer.rotation_monitor,
-                                         targets=list(cfg.model.spectral_targets), k=cfg.trainer.rotation_k))
-    callbacks.append(StopOnSigterm(run, evaluate, cfg.trainer.max_steps))   # last: after this step's checkpoint
+        callbacks.append(
+            RotationMonitor(
+                recorder.record,
+                every_n_steps=cfg.trainer.rotation_monitor,
+                targets=list(cfg.model.spectral_targets),
+                k=cfg.trainer.rotation_k,
+            )
+        )
+    callbacks.append(StopOnSigterm(run, evaluate, cfg.trainer.max_steps))  # last: after this step's checkpoint
     return callbacks
 
 
@@ -114,12 +130,23 @@ def make_trainer(cfg: DictConfig, callbacks: list[Any], **kwargs: Any) -> Any:
     kwargs.setdefault("max_steps", cfg.trainer.max_steps)
     env = launch.cluster_environment(cfg)
     return L.Trainer(
-        max_epochs=-1, accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
-        num_nodes=cfg.trainer.num_nodes, strategy=strategies.build(cfg), plugins=[env] if env else None,
-        use_distributed_sampler=False,   # the example streams shard themselves by rank
-        precision=cfg.trainer.precision, accumulate_grad_batches=cfg.trainer.accumulate,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        callbacks=callbacks, num_sanity_val_steps=0, deterministic=False, **kwargs,
+        max_epochs=-1,
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        num_nodes=cfg.trainer.num_nodes,
+        strategy=strategies.build(cfg),
+        plugins=[env] if env else None,
+        use_distributed_sampler=False,  # the example streams shard themselves by rank
+        precision=cfg.trainer.precision,
+        accumulate_grad_batches=cfg.trainer.accumulate,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+        num_sanity_val_steps=0,
+        deterministic=False,
+        **kwargs,
     )
 
 
@@ -144,8 +171,9 @@ def prepare_resume(run: Run, tracker: Any) -> Path | None:
     return world.on_main(decide)
 
 
-def fit_and_finish(trainer: Any, module: Any, stream: Any, resume: Path | None, run: Run, tracker: Any,
-                   recorder: Any) -> dict[str, Any]:
+def fit_and_finish(
+    trainer: Any, module: Any, stream: Any, resume: Path | None, run: Run, tracker: Any, recorder: Any
+) -> dict[str, Any]:
     """Train (resuming if a state exists); on any failure close the mirror as FAILED (KILLED on
     SIGTERM) and re-raise. The trainer state is unpickled with ``weights_only=True`` (tensors and
     plain containers only: a resume file cannot run code), a sharded one after its metadata
@@ -157,13 +185,16 @@ def fit_and_finish(trainer: Any, module: Any, stream: Any, resume: Path | None, 
         check_resume_format(run, resume, trainer.strategy)
     try:
         try:
-            trainer.fit(module, train_dataloaders=loader(stream), ckpt_path=str(resume) if resume else None,
-                        weights_only=True)
-        except pickle.UnpicklingError as err:       # torch's "Weights only load failed ..." (many lines)
+            trainer.fit(
+                module, train_dataloaders=loader(stream), ckpt_path=str(resume) if resume else None, weights_only=True
+            )
+        except pickle.UnpicklingError as err:  # torch's "Weights only load failed ..." (many lines)
             from sweeps.cli import first_line
 
-            raise ValueError(f"{resume}: the trainer state holds more than tensors and plain containers, refused "
-                             f"({first_line(err, 200)}); delete {run.resume_dir} to start the run over") from None
+            raise ValueError(
+                f"{resume}: the trainer state holds more than tensors and plain containers, refused "
+                f"({first_line(err, 200)}); delete {run.resume_dir} to start the run over"
+            ) from None
     except BaseException as err:
         recorder.close()
         tracker.finish("KILLED" if isinstance(err, Preempted) else "FAILED")
@@ -186,5 +217,9 @@ def finish(run: Run, tracker: Any, recorder: Any) -> dict[str, Any]:
 
 
 def checkpoint_steps(cfg: DictConfig) -> list[int]:
-    return save_steps(OmegaConf.to_object(cfg.trainer.save_every) if OmegaConf.is_config(cfg.trainer.save_every)
-                      else cfg.trainer.save_every, cfg.trainer.max_steps)
+    return save_steps(
+        OmegaConf.to_object(cfg.trainer.save_every)
+        if OmegaConf.is_config(cfg.trainer.save_every)
+        else cfg.trainer.save_every,
+        cfg.trainer.max_steps,
+    )

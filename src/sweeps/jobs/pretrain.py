@@ -37,8 +37,10 @@ def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
     from sweeps.modules.sft import SFTModule
 
     if not hasattr(task, "sample_pretrain"):
-        raise ValueError(f"algo=pretrain: task {task.name!r} has no pretraining distribution (sample_pretrain); "
-                         "use a general_points task")
+        raise ValueError(
+            f"algo=pretrain: task {task.name!r} has no pretraining distribution (sample_pretrain); "
+            "use a general_points task"
+        )
     common.seed_everything(cfg.seed)
     tracker = common.start_tracker(cfg, run, stage="pretrain", init="scratch")
     resume = common.prepare_resume(run, tracker)
@@ -49,8 +51,18 @@ def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
     trainer = common.make_trainer(cfg, callbacks, gradient_clip_val=cfg.algo.max_grad_norm)
     accumulate = cfg.trainer.accumulate
     targets = tuple(int(t) for t in cfg.algo.targets)
-    draw = lambda rng: task.sample_pretrain(rng, targets, float(cfg.algo.face_card_prob),  # noqa: E731
-                                            float(cfg.algo.face_high_prob))
-    stream = SFTStream(task, tokenizer, cfg.seed, cfg.trainer.batch_size,
-                       start_batch=lambda: trainer.global_step * accumulate, draw=draw, salt="pretrain")
+    face_card, face_high = float(cfg.algo.face_card_prob), float(cfg.algo.face_high_prob)
+
+    def draw(rng):
+        return task.sample_pretrain(rng, targets, face_card, face_high)
+
+    stream = SFTStream(
+        task,
+        tokenizer,
+        cfg.seed,
+        cfg.trainer.batch_size,
+        start_batch=lambda: trainer.global_step * accumulate,
+        draw=draw,
+        salt="pretrain",
+    )
     return common.fit_and_finish(trainer, module, stream, resume, run, tracker, recorder)

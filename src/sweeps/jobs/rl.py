@@ -20,7 +20,9 @@ from sweeps.runs import Run, ckpt_name, run_dir
 
 
 def sft_run_dir(cfg: DictConfig) -> Path:
-    return run_dir(cfg.paths.output_dir, cfg.init.sft_study or cfg.study, "sft", cfg.model.name, cfg.task.name, "base", cfg.seed)
+    return run_dir(
+        cfg.paths.output_dir, cfg.init.sft_study or cfg.study, "sft", cfg.model.name, cfg.task.name, "base", cfg.seed
+    )
 
 
 def init_step(cfg: DictConfig) -> int:
@@ -55,10 +57,11 @@ def locate_init(cfg: DictConfig) -> Path:
         raise FileNotFoundError(
             f"RL init checkpoint {path} does not exist: produce it with `sweeps-train algo=sft "
             f"model={cfg.model.name} task={cfg.task.name} seed={cfg.seed} study={study} "
-            f"paths.output_dir={cfg.paths.output_dir}` (with step {init_step(cfg)} in trainer.save_every)")
+            f"paths.output_dir={cfg.paths.output_dir}` (with step {init_step(cfg)} in trainer.save_every)"
+        )
     from sweeps.models.checkpoint import check_checkpoint_dir
 
-    return check_checkpoint_dir(path)                         # corrupted, pickle-only, no config.json: one line
+    return check_checkpoint_dir(path)  # corrupted, pickle-only, no config.json: one line
 
 
 def check_family(cfg: DictConfig, ckpt: Path) -> None:
@@ -71,8 +74,10 @@ def check_family(cfg: DictConfig, ckpt: Path) -> None:
     have = json.loads((ckpt / "config.json").read_text())
     diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
     if diff:
-        raise ValueError(f"checkpoint {ckpt} is not a {cfg.model.name} model: "
-                         + ", ".join(f"{k}={a} (expected {b})" for k, (a, b) in diff.items()))
+        raise ValueError(
+            f"checkpoint {ckpt} is not a {cfg.model.name} model: "
+            + ", ".join(f"{k}={a} (expected {b})" for k, (a, b) in diff.items())
+        )
 
 
 def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:

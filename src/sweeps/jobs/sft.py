@@ -31,6 +31,7 @@ def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
     callbacks = common.standard_callbacks(cfg, run, task, recorder, tokenizer)
     trainer = common.make_trainer(cfg, callbacks, gradient_clip_val=cfg.algo.max_grad_norm)
     accumulate = cfg.trainer.accumulate
-    stream = SFTStream(task, tokenizer, cfg.seed, cfg.trainer.batch_size,
-                       start_batch=lambda: trainer.global_step * accumulate)
+    stream = SFTStream(
+        task, tokenizer, cfg.seed, cfg.trainer.batch_size, start_batch=lambda: trainer.global_step * accumulate
+    )
     return common.fit_and_finish(trainer, module, stream, resume, run, tracker, recorder)

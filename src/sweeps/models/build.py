@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 import transformers
@@ -63,7 +64,9 @@ def from_pretrained(cfg: Any, meta: bool = False) -> tuple[torch.nn.Module, Any]
         with _hub_errors(cfg, "config"):
             config = transformers.AutoConfig.from_pretrained(cfg.path, trust_remote_code=trust)
         with torch.device("meta"):
-            model = transformers.AutoModelForCausalLM.from_config(config, dtype=_dtype(cfg.dtype), trust_remote_code=trust)
+            model = transformers.AutoModelForCausalLM.from_config(
+                config, dtype=_dtype(cfg.dtype), trust_remote_code=trust
+            )
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(cfg.path, trust_remote_code=trust)
         except Exception:  # noqa: BLE001 - a config without tokenizer files: the plan asks for memory.seq_len
@@ -90,8 +93,10 @@ def _hub_errors(cfg: Any, what: str) -> Iterator[None]:
     except (OSError, ValueError) as err:
         from sweeps.cli import first_line
 
-        raise ValueError(f"model.path={cfg.path!r} (model {cfg.name}): cannot load its {what} ({first_line(err)}): set model.path "
-                         "to a local model directory, or to a hub id that is downloaded or reachable") from None
+        raise ValueError(
+            f"model.path={cfg.path!r} (model {cfg.name}): cannot load its {what} ({first_line(err)}): set model.path "
+            "to a local model directory, or to a hub id that is downloaded or reachable"
+        ) from None
 
 
 def prepare(model: torch.nn.Module, cfg: Any) -> torch.nn.Module:
@@ -99,7 +104,7 @@ def prepare(model: torch.nn.Module, cfg: Any) -> torch.nn.Module:
     ``model.gradient_checkpointing`` (Hugging Face's, non-reentrant, so it also works with LoRA
     and under FSDP), then LoRA adapters when ``model.lora.enabled``."""
     if cfg.get("gradient_checkpointing"):
-        enable = getattr(model, "activation_checkpointing_enable", None)     # transformers >= 5.2x
+        enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.2x
         if enable is not None:
             enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
@@ -114,8 +119,11 @@ def maybe_lora(model: torch.nn.Module, cfg: Any) -> torch.nn.Module:
     import peft
 
     config = peft.LoraConfig(
-        r=int(lora.r), lora_alpha=float(lora.alpha), lora_dropout=float(lora.dropout),
-        target_modules=list(lora.target_modules), task_type="CAUSAL_LM",
+        r=int(lora.r),
+        lora_alpha=float(lora.alpha),
+        lora_dropout=float(lora.dropout),
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
     )
     return peft.get_peft_model(model, config)
 
@@ -134,12 +142,18 @@ def expected_architecture(cfg: Any) -> dict[str, Any] | None:
         arch = dict(cfg.arch)
         model_type = getattr(transformers, arch["config_class"]).model_type
         keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
-        return {"model_type": model_type, **{k: arch[k] for k in keys if k in arch},
-                "vocab_size": len(build_tokenizer())}       # the project's own tokenizer: another vocabulary is another model
+        return {
+            "model_type": model_type,
+            **{k: arch[k] for k in keys if k in arch},
+            "vocab_size": len(build_tokenizer()),
+        }  # the project's own tokenizer: another vocabulary is another model
     try:
         config = transformers.AutoConfig.from_pretrained(cfg.path, trust_remote_code=bool(cfg.trust_remote_code))
     except Exception:  # noqa: BLE001 - offline and not cached: the check is skipped
         log.warning("cannot read %s's config to check the checkpoint's architecture", cfg.path)
         return None
-    return {"model_type": config.model_type, "hidden_size": getattr(config, "hidden_size", None),
-            "num_hidden_layers": getattr(config, "num_hidden_layers", None)}
+    return {
+        "model_type": config.model_type,
+        "hidden_size": getattr(config, "hidden_size", None),
+        "num_hidden_layers": getattr(config, "num_hidden_layers", None),
+    }

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -40,7 +41,7 @@ def save_checkpoint(model: torch.nn.Module, tokenizer: Any, path: str | os.PathL
     base = model.get_base_model() if _is_peft(model) else model
     dtypes = {k.replace(".base_layer.", "."): v.dtype for k, v in base.state_dict().items()}
     state = {}
-    for name, tensor in merged_weights(model):                  # all-gathers on every rank if sharded
+    for name, tensor in merged_weights(model):  # all-gathers on every rank if sharded
         if main:
             state[name] = tensor.detach().to("cpu", dtypes[name])
     if main:
@@ -96,7 +97,7 @@ def merged_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]
     deltas = _lora_deltas(base) if peft_model else {}
     seen: set[int] = set()
     for name, tensor in base.state_dict().items():
-        if ".lora_" in name or storage_key(tensor) in seen:     # adapter factors; tied duplicates
+        if ".lora_" in name or storage_key(tensor) in seen:  # adapter factors; tied duplicates
             continue
         seen.add(storage_key(tensor))
         tensor = full_tensor(tensor)
@@ -105,8 +106,6 @@ def merged_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]
             # W + sum of scaled B @ A, in float32; the engine casts it to its own dtype.  [out, in]
             tensor = tensor.float() + sum(full_tensor(layer.get_delta_weight(a)).float() for a in adapters)
         yield name.replace(".base_layer.", "."), tensor
-
-
 
 
 def _is_peft(model: torch.nn.Module) -> bool:
@@ -121,13 +120,17 @@ def check_checkpoint_dir(path: str | os.PathLike) -> Path:
     """Raise a one-line CheckpointError unless ``path`` holds HF weights and a config."""
     path = Path(path)
     if not path.is_dir():
-        raise CheckpointError(f"checkpoint directory {path} does not exist: check the path or run the job that writes it")
+        raise CheckpointError(
+            f"checkpoint directory {path} does not exist: check the path or run the job that writes it"
+        )
     if not (path / "config.json").is_file():
         raise CheckpointError(f"checkpoint directory {path} has no config.json: it is not a Hugging Face checkpoint")
     try:
         config = json.loads((path / "config.json").read_text())
     except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise CheckpointError(f"{path / 'config.json'} is not valid JSON ({err}): re-save or delete this checkpoint") from None
+        raise CheckpointError(
+            f"{path / 'config.json'} is not valid JSON ({err}): re-save or delete this checkpoint"
+        ) from None
     if not isinstance(config, dict):
         raise CheckpointError(f"{path / 'config.json'} is not a JSON object: re-save or delete this checkpoint")
     weights = sorted(path.glob("*.safetensors"))
@@ -136,7 +139,8 @@ def check_checkpoint_dir(path: str | os.PathLike) -> Path:
         if pickles:
             raise CheckpointError(
                 f"checkpoint directory {path} has only pickle weights ({', '.join(pickles)}), which are refused "
-                "(unpickling can run code): convert them to safetensors with save_pretrained(safe_serialization=True)")
+                "(unpickling can run code): convert them to safetensors with save_pretrained(safe_serialization=True)"
+            )
         raise CheckpointError(
             f"checkpoint directory {path} has no *.safetensors weights: save it with save_pretrained(safe_serialization=True)"
         )
@@ -147,9 +151,27 @@ def check_checkpoint_dir(path: str | os.PathLike) -> Path:
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 # bytes per element of each safetensors dtype (sub-byte and exotic ones: not checked)
-_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "F8_E4M3FNUZ": 1,
-                "F8_E5M2FNUZ": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4,
-                "C64": 8, "F64": 8, "I64": 8, "U64": 8}
+_DTYPE_BYTES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "F8_E8M0": 1,
+    "F8_E4M3FNUZ": 1,
+    "F8_E5M2FNUZ": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "C64": 8,
+    "F64": 8,
+    "I64": 8,
+    "U64": 8,
+}
 
 
 def _check_safetensors(file: Path) -> dict[str, Any]:
@@ -176,7 +198,9 @@ def _check_safetensors(file: Path) -> dict[str, Any]:
             if v["dtype"] not in _DTYPE_BYTES and not str(v["dtype"]).startswith("F"):
                 raise ValueError(f"tensor {name} has unknown dtype {v['dtype']!r}")
             if not 0 <= begin <= stop or (width is not None and stop - begin != numel * width):
-                raise ValueError(f"tensor {name} ({v['dtype']} {v['shape']}) does not fit its data offsets {[begin, stop]}")
+                raise ValueError(
+                    f"tensor {name} ({v['dtype']} {v['shape']}) does not fit its data offsets {[begin, stop]}"
+                )
             end = max(end, stop)
         if 8 + n + end != size:
             raise ValueError(f"file is {size} bytes, header says {8 + n + end}")
@@ -190,7 +214,7 @@ def _check_shapes(path: Path, config: Any, trust_remote_code: bool) -> None:
     model size or vocabulary next to these weights); checked on the meta device, nothing loaded."""
     import transformers
 
-    if getattr(config, "quantization_config", None):          # packed weights: shapes differ by design
+    if getattr(config, "quantization_config", None):  # packed weights: shapes differ by design
         return
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
@@ -200,10 +224,13 @@ def _check_shapes(path: Path, config: Any, trust_remote_code: bool) -> None:
             if name in want and list(v["shape"]) != want[name]:
                 raise CheckpointError(
                     f"checkpoint {path}: {file.name} holds {name} of shape {list(v['shape'])} but config.json makes it "
-                    f"{want[name]}: config.json and the weights are of different models; re-save this checkpoint")
+                    f"{want[name]}: config.json and the weights are of different models; re-save this checkpoint"
+                )
 
 
-def load_checkpoint(path: str | os.PathLike, dtype: str = "float32", trust_remote_code: bool = False) -> tuple[torch.nn.Module, Any]:
+def load_checkpoint(
+    path: str | os.PathLike, dtype: str = "float32", trust_remote_code: bool = False
+) -> tuple[torch.nn.Module, Any]:
     """Load a checkpoint directory (validated first) as ``(model, tokenizer)``."""
     import transformers
 
@@ -213,14 +240,18 @@ def load_checkpoint(path: str | os.PathLike, dtype: str = "float32", trust_remot
     try:
         config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as err:
-        raise CheckpointError(f"{path / 'config.json'} is not a config transformers can read ({first_line(err)}): "
-                              "re-save or delete this checkpoint") from None
+        raise CheckpointError(
+            f"{path / 'config.json'} is not a config transformers can read ({first_line(err)}): "
+            "re-save or delete this checkpoint"
+        ) from None
     _check_shapes(path, config, trust_remote_code)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"checkpoint directory {path}: cannot load its tokenizer ({first_line(err)}): a "
-                              "checkpoint holds the tokenizer files too (tokenizer.save_pretrained)") from None
+        raise CheckpointError(
+            f"checkpoint directory {path}: cannot load its tokenizer ({first_line(err)}): a "
+            "checkpoint holds the tokenizer files too (tokenizer.save_pretrained)"
+        ) from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

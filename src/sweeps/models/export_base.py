@@ -28,8 +28,10 @@ from sweeps.runs import Run, atomic_dir
 def export(study_dir: Path, dest: Path) -> list[Path]:
     runs = sorted(study_dir.glob("pretrain/*/*/scratch/seed=*"))
     if not runs:
-        raise SystemExit(f"error: {study_dir} holds no pretraining runs (pretrain/<model>/<task>/scratch/seed=N): "
-                         "run `sweeps-train -m experiment=tiny_pretrain seed=0,1,2` first")
+        raise SystemExit(
+            f"error: {study_dir} holds no pretraining runs (pretrain/<model>/<task>/scratch/seed=N): "
+            "run `sweeps-train -m experiment=tiny_pretrain seed=0,1,2` first"
+        )
     written = []
     for path in runs:
         run = Run(path)
@@ -42,7 +44,9 @@ def export(study_dir: Path, dest: Path) -> list[Path]:
         cfg = yaml.safe_load((path / "config.yaml").read_text())
         evals = [r for r in run.read_metrics() if "eval/id/success" in r and r["step"] == step]
         provenance = {
-            "source_run": str(path), "step": step, "signature": (path / "signature").read_text().strip(),
+            "source_run": str(path),
+            "step": step,
+            "signature": (path / "signature").read_text().strip(),
             "command": f"sweeps-train -m hydra/launcher=local experiment={cfg['study']} seed={seed}",
             "eval": {k: v for k, v in (evals[-1] if evals else {}).items() if k.endswith(("/success", "/n"))},
             "config": cfg,
@@ -53,8 +57,8 @@ def export(study_dir: Path, dest: Path) -> list[Path]:
                 if f.is_file() and f.name != "eval.json" and not f.name.startswith("episodes"):
                     shutil.copy2(f, tmp / f.name)
             (tmp / "provenance.json").write_text(json.dumps(provenance, indent=1, sort_keys=True) + "\n")
-            shutil.copy2(path / "metrics.jsonl", tmp / "pretrain_metrics.jsonl")     # the loss curve, for replay tests
-            os.chmod(tmp, 0o755)                                  # mkdtemp makes 0700
+            shutil.copy2(path / "metrics.jsonl", tmp / "pretrain_metrics.jsonl")  # the loss curve, for replay tests
+            os.chmod(tmp, 0o755)  # mkdtemp makes 0700
             for f in tmp.iterdir():
                 os.chmod(f, 0o644)
         written.append(final)

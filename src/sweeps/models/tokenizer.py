@@ -38,7 +38,6 @@ CHAT_TEMPLATE = (
 )
 
 
-
 def _pieces_regex(words: list[str]) -> str:
     """Numbers in <=2-digit chunks, whole known words, else one character (lossless)."""
     alternatives = "|".join(sorted(words, key=len, reverse=True))

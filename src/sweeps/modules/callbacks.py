@@ -76,12 +76,13 @@ class StepLogger(L.Callback):
 class CheckpointEvaluate(L.Callback):
     """Save HF checkpoint -> evaluate -> record -> save resume state, at each save step."""
 
-    def __init__(self, run: Run, save_steps: list[int], evaluator: Any, recorder: Recorder,
-                 tokenizer: Any, eval_at_start: bool):
+    def __init__(
+        self, run: Run, save_steps: list[int], evaluator: Any, recorder: Recorder, tokenizer: Any, eval_at_start: bool
+    ):
         self.run, self.save_steps, self.evaluator = run, set(save_steps), evaluator
         self.recorder, self.tokenizer, self.eval_at_start = recorder, tokenizer, eval_at_start
         self._saved = -1
-        self.last: tuple[int, dict[str, float]] | None = None      # (step, metrics) of the latest evaluation
+        self.last: tuple[int, dict[str, float]] | None = None  # (step, metrics) of the latest evaluation
 
     def on_train_start(self, trainer: L.Trainer, module: Any) -> None:
         if self.eval_at_start and module.stage_step == 0:
@@ -125,7 +126,9 @@ def save_resume_state(trainer: L.Trainer, run: Run, step: int) -> None:
     if world.world().main:
         _remove(root / name)
         os.replace(tmp, root / name)
-        atomic_write_json(root / "state.json", {"step": step, "path": name, "strategy": type(trainer.strategy).__name__})
+        atomic_write_json(
+            root / "state.json", {"step": step, "path": name, "strategy": type(trainer.strategy).__name__}
+        )
         for old in root.iterdir():
             if old.name not in (name, "state.json"):
                 _remove(old)
@@ -147,9 +150,8 @@ def resume_state(run: Run) -> tuple[int, Any] | None:
     if not f.is_file():
         return None
     state = json.loads(f.read_text())
-    path = run.resume_dir / state.get("path", "last.ckpt")       # "last.ckpt": states written before the sharded layout
+    path = run.resume_dir / state.get("path", "last.ckpt")  # "last.ckpt": states written before the sharded layout
     return (int(state["step"]), path) if path.exists() else None
-
 
 
 def check_resume_format(run: Run, path: Any, strategy: Any) -> None:
@@ -157,18 +159,26 @@ def check_resume_format(run: Run, path: Any, strategy: Any) -> None:
     wrote it (any number of processes); one-file states resume under any file-writing strategy."""
     written = json.loads((run.resume_dir / "state.json").read_text()).get("strategy")
     if path.is_dir() and written and written != type(strategy).__name__:
-        raise ValueError(f"{path} is a sharded trainer state written by {written}; this job runs "
-                         f"{type(strategy).__name__}: resume with the same trainer/strategy, or delete {run.resume_dir} "
-                         "to start the run over")
+        raise ValueError(
+            f"{path} is a sharded trainer state written by {written}; this job runs "
+            f"{type(strategy).__name__}: resume with the same trainer/strategy, or delete {run.resume_dir} "
+            "to start the run over"
+        )
     if path.is_dir():
         check_sharded_metadata(path / ".metadata", run.resume_dir)
 
 
 # What the metadata pickle of a torch.distributed.checkpoint directory refers to; anything else
 # (os.system, builtins.eval, ...) is refused before torch unpickles it.
-_DCP_GLOBALS = {("pathlib", "PosixPath"), ("pathlib", "PurePosixPath"), ("pathlib", "WindowsPath"),
-                ("pathlib", "PureWindowsPath"), ("torch", "Size"), ("torch.serialization", "_get_layout"),
-                ("collections", "OrderedDict")}
+_DCP_GLOBALS = {
+    ("pathlib", "PosixPath"),
+    ("pathlib", "PurePosixPath"),
+    ("pathlib", "WindowsPath"),
+    ("pathlib", "PureWindowsPath"),
+    ("torch", "Size"),
+    ("torch.serialization", "_get_layout"),
+    ("collections", "OrderedDict"),
+}
 
 
 def check_sharded_metadata(path: Any, resume_dir: Any) -> None:
@@ -182,8 +192,11 @@ def check_sharded_metadata(path: Any, resume_dir: Any) -> None:
 
     class Restricted(pickle.Unpickler):
         def find_class(self, module: str, name: str) -> Any:
-            allowed = ((module, name) in _DCP_GLOBALS or module.startswith("torch.distributed.checkpoint.")
-                       or (module == "torch" and isinstance(getattr(torch, name, None), torch.dtype)))
+            allowed = (
+                (module, name) in _DCP_GLOBALS
+                or module.startswith("torch.distributed.checkpoint.")
+                or (module == "torch" and isinstance(getattr(torch, name, None), torch.dtype))
+            )
             if not allowed:
                 raise pickle.UnpicklingError(f"refers to {module}.{name}")
             return super().find_class(module, name)
@@ -192,5 +205,7 @@ def check_sharded_metadata(path: Any, resume_dir: Any) -> None:
         with open(path, "rb") as f:
             Restricted(f).load()
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError) as err:
-        raise ValueError(f"{path}: not a sharded trainer state's metadata that is safe to load ({err}); "
-                         f"delete {resume_dir} to start the run over") from None
+        raise ValueError(
+            f"{path}: not a sharded trainer state's metadata that is safe to load ({err}); "
+            f"delete {resume_dir} to start the run over"
+        ) from None

@@ -13,7 +13,8 @@ exactly the examples a one-process job sees, whatever the number of processes.
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import IterableDataset
@@ -30,17 +31,19 @@ def tokenize_pair(tokenizer: Any, prompt: str, completion: str) -> tuple[list[in
     prompt_ids = chat_ids(tokenizer, user, add_generation_prompt=True)
     full = chat_ids(tokenizer, user + [{"role": "assistant", "content": completion}], add_generation_prompt=False)
     if full[: len(prompt_ids)] != prompt_ids:
-        raise ValueError("the chat template renders the prompt differently with and without the answer; "
-                         "completion-only masking needs a prefix-stable template")
+        raise ValueError(
+            "the chat template renders the prompt differently with and without the answer; "
+            "completion-only masking needs a prefix-stable template"
+        )
     return full, len(prompt_ids)
 
 
 def collate(seqs: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad; labels are -100 on prompt tokens and padding (completion-only loss)."""
     T = max(len(ids) for ids, _ in seqs)
-    input_ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)     # [B, T]
-    attention = torch.zeros((len(seqs), T), dtype=torch.long)            # [B, T]
-    labels = torch.full((len(seqs), T), -100, dtype=torch.long)          # [B, T]
+    input_ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)  # [B, T]
+    attention = torch.zeros((len(seqs), T), dtype=torch.long)  # [B, T]
+    labels = torch.full((len(seqs), T), -100, dtype=torch.long)  # [B, T]
     for b, (ids, n_prompt) in enumerate(seqs):
         input_ids[b, : len(ids)] = torch.tensor(ids)
         attention[b, : len(ids)] = 1
@@ -56,8 +59,16 @@ class SFTStream(IterableDataset):
     its own distribution. ``salt`` keeps the two streams' example seeds apart.
     """
 
-    def __init__(self, task: Task, tokenizer: Any, seed: int, batch_size: int, start_batch: Callable[[], int],
-                 draw: Callable[[random.Random], Any] | None = None, salt: str = "sft"):
+    def __init__(
+        self,
+        task: Task,
+        tokenizer: Any,
+        seed: int,
+        batch_size: int,
+        start_batch: Callable[[], int],
+        draw: Callable[[random.Random], Any] | None = None,
+        salt: str = "sft",
+    ):
         self.task, self.tokenizer, self.seed = task, tokenizer, seed
         self.batch_size, self.start_batch = batch_size, start_batch
         self.draw = draw or task.sft_example
@@ -94,6 +105,11 @@ class PromptStream(IterableDataset):
         first = w.rank * per_rank
         s = self.start_step()
         while True:
-            yield first, [self.task.sample("id", random.Random(derive_seed(self.seed, "rl-prompt", s, i)))
-                          for i in range(first, first + per_rank)]
+            yield (
+                first,
+                [
+                    self.task.sample("id", random.Random(derive_seed(self.seed, "rl-prompt", s, i)))
+                    for i in range(first, first + per_rank)
+                ],
+            )
             s += 1

@@ -16,7 +16,8 @@ optional entropy bonus.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -26,7 +27,7 @@ from sweeps.rl.batch import TurnBatch, forward_logp
 from sweeps.rl.losses import clipped_surrogate, entropy_from_logits, policy_gradient_loss
 
 ADVANTAGES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "group_norm": group_advantages,            # [P, G] -> [P, G]
+    "group_norm": group_advantages,  # [P, G] -> [P, G]
     "group_mean": group_mean_baseline,
 }
 
@@ -44,18 +45,19 @@ POLICY_LOSSES: dict[str, Callable[..., tuple[torch.Tensor, dict[str, torch.Tenso
 class PolicyGradientModule(RLModule):
     def advantages(self, episodes: list[Any], batch: TurnBatch) -> dict[str, torch.Tensor]:
         G = self.algo.group_size
-        returns = torch.tensor([e.ret for e in episodes], dtype=torch.float32).view(-1, G)   # [P, G]
-        per_episode = ADVANTAGES[self.algo.advantage](returns).reshape(-1)                   # [P*G]
+        returns = torch.tensor([e.ret for e in episodes], dtype=torch.float32).view(-1, G)  # [P, G]
+        per_episode = ADVANTAGES[self.algo.advantage](returns).reshape(-1)  # [P*G]
         per_turn = torch.cat([per_episode[i].repeat(len(e.turns)) for i, e in enumerate(episodes)])  # [N]
         return {"advantages": per_turn}
 
     def turn_loss(self, sub: TurnBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        logp, logits, _ = forward_logp(self.model, sub, self.algo.temperature)               # [n, T]
+        logp, logits, _ = forward_logp(self.model, sub, self.algo.temperature)  # [n, T]
         mask = sub.response_mask
-        if sub.extras["old_logp"] is None:                                                   # see reuses_logp
+        if sub.extras["old_logp"] is None:  # see reuses_logp
             sub.extras["old_logp"] = logp.detach()
         loss, stats = POLICY_LOSSES[self.algo.policy_loss](
-            logp, sub.extras["old_logp"], sub.extras["advantages"], mask, self.algo.clip, self.algo.agg)
+            logp, sub.extras["old_logp"], sub.extras["advantages"], mask, self.algo.clip, self.algo.agg
+        )
         out = {f"rl/{k}": v for k, v in stats.items()}
         kl, kl_stats = self.kl_term(sub, logp)
         loss = loss + kl

@@ -27,10 +27,14 @@ class ValueHead(torch.nn.Module):
     def __init__(self, d: int):
         super().__init__()
         self.net = torch.nn.Sequential(
-            torch.nn.Linear(d, d // 4), torch.nn.ReLU(), torch.nn.Linear(d // 4, d // 8), torch.nn.ReLU(),
-            torch.nn.Linear(d // 8, 1))
+            torch.nn.Linear(d, d // 4),
+            torch.nn.ReLU(),
+            torch.nn.Linear(d // 4, d // 8),
+            torch.nn.ReLU(),
+            torch.nn.Linear(d // 8, 1),
+        )
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:      # [N, d] -> [N, 1]
+    def forward(self, h: torch.Tensor) -> torch.Tensor:  # [N, d] -> [N, 1]
         return self.net(h.float())
 
 
@@ -43,19 +47,20 @@ class PPOModule(RLModule):
 
     def advantages(self, episodes: list[Any], batch: TurnBatch) -> dict[str, torch.Tensor]:
         dev = batch.input_ids.device
-        rewards = torch.tensor([t.reward for e in episodes for t in e.turns], device=dev)     # [N]
+        rewards = torch.tensor([t.reward for e in episodes for t in e.turns], device=dev)  # [N]
         dones = torch.tensor([i == len(e.turns) - 1 for e in episodes for i in range(len(e.turns))], device=dev)  # [N]
         adv, returns = gae(rewards, batch.extras["old_values"], dones, self.algo.gamma, self.algo.lam)
         if self.algo.normalize_advantages:
-            adv = normalize(adv, all_reduce=world.all_reduce)          # over every rank's turns
+            adv = normalize(adv, all_reduce=world.all_reduce)  # over every rank's turns
         return {"advantages": adv.float(), "returns": returns.float()}
 
     def turn_loss(self, sub: TurnBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logp, logits, hidden = forward_logp(self.model, sub, self.algo.temperature, want_hidden=True)
         mask = sub.response_mask
-        pg, stats = clipped_surrogate(logp, sub.extras["old_logp"], sub.extras["advantages"], mask,
-                                      self.algo.clip, self.algo.agg)
-        values = self.value_head(hidden).squeeze(-1)                                          # [n]
+        pg, stats = clipped_surrogate(
+            logp, sub.extras["old_logp"], sub.extras["advantages"], mask, self.algo.clip, self.algo.agg
+        )
+        values = self.value_head(hidden).squeeze(-1)  # [n]
         vloss = clipped_value_loss(values, sub.extras["old_values"], sub.extras["returns"], self.algo.value_clip)
         kl, kl_stats = self.kl_term(sub, logp)
         loss = pg + self.algo.vf_coef * vloss + kl

@@ -32,7 +32,7 @@ from sweeps.parallel import world
 __all__ = ["Preempted", "StopOnSigterm"]
 
 log = logging.getLogger(__name__)
-_requested = threading.Event()       # set by the handler; read at step ends and between evaluation batches
+_requested = threading.Event()  # set by the handler; read at step ends and between evaluation batches
 
 
 def requested() -> bool:
@@ -45,16 +45,18 @@ def check_during_evaluation(step: int, run_path: Any = None) -> None:
     evaluation. The checkpoint being scored is redone on resume (from the previous trainer
     state); with several ranks the stop waits for the step end, where the ranks agree on it."""
     if _requested.is_set() and world.world().size == 1:
-        raise Preempted(f"SIGTERM: stopped while evaluating step {step}; re-run the same command (or requeue) "
-                        "to resume from the last saved trainer state")
+        raise Preempted(
+            f"SIGTERM: stopped while evaluating step {step}; re-run the same command (or requeue) "
+            "to resume from the last saved trainer state"
+        )
 
 
 class StopOnSigterm(L.Callback):
     """See the module doc. Place it after the callbacks that save checkpoints."""
 
     def __init__(self, run: Any, checkpoints: Any, max_steps: int):
-        self.run, self.checkpoints = run, checkpoints          # checkpoints: the CheckpointEvaluate callback
-        self.max_steps = max_steps                             # the last step finishes the job as usual
+        self.run, self.checkpoints = run, checkpoints  # checkpoints: the CheckpointEvaluate callback
+        self.max_steps = max_steps  # the last step finishes the job as usual
         _requested.clear()
         self._last_step: int | None = None
 
@@ -64,20 +66,19 @@ class StopOnSigterm(L.Callback):
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         if not _requested.is_set():
-            log.warning("rank %d: SIGTERM: saving the trainer state after this step, then exiting",
-                        world.world().rank)
+            log.warning("rank %d: SIGTERM: saving the trainer state after this step, then exiting", world.world().rank)
         _requested.set()
 
     def setup(self, trainer: L.Trainer, module: Any, stage: str) -> None:
-        self._install()            # covers model set-up and restore; Lightning composes its own with it
+        self._install()  # covers model set-up and restore; Lightning composes its own with it
 
     def on_train_start(self, trainer: L.Trainer, module: Any) -> None:
-        self._install()            # Lightning registered its handlers since: ours alone from here on
+        self._install()  # Lightning registered its handlers since: ours alone from here on
         self._last_step = module.stage_step
 
     def on_train_batch_end(self, trainer: L.Trainer, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = module.stage_step
-        if step == self._last_step:                 # mid-step (gradient accumulation, RL minibatches)
+        if step == self._last_step:  # mid-step (gradient accumulation, RL minibatches)
             return
         self._last_step = step
         if step >= self.max_steps or float(world.all_reduce([1.0 if _requested.is_set() else 0.0], op="max")[0]) == 0.0:
@@ -86,5 +87,7 @@ class StopOnSigterm(L.Callback):
 
         if getattr(self.checkpoints, "_saved", None) != step:
             save_resume_state(trainer, self.run, step)
-        raise Preempted(f"SIGTERM: stopped at step {step} with its trainer state saved in "
-                        f"{self.run.resume_dir}; re-run the same command (or requeue) to resume")
+        raise Preempted(
+            f"SIGTERM: stopped at step {step} with its trainer state saved in "
+            f"{self.run.resume_dir}; re-run the same command (or requeue) to resume"
+        )

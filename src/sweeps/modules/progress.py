@@ -19,7 +19,7 @@ log = logging.getLogger("sweeps.progress")
 class Progress(L.Callback):
     def __init__(self, run: Run, name: str, max_steps: int, every_s: float, evaluations: Any = None):
         self.run, self.name, self.max_steps, self.every_s = run, name, max_steps, every_s
-        self.evaluations = evaluations                     # the CheckpointEvaluate callback (its .last)
+        self.evaluations = evaluations  # the CheckpointEvaluate callback (its .last)
         self.main = world.world().main
         self.bar: Any = None
         self._last_step, self._last_report = -1, 0.0
@@ -51,11 +51,21 @@ class Progress(L.Callback):
         elapsed = time.monotonic() - self.t0
         rate = (step - self.start) / elapsed if elapsed > 0 else 0.0
         eta = (self.max_steps - step) / rate if rate > 0 else None
-        atomic_write_json(self.run.path / "progress.json", {"step": step, "max_steps": self.max_steps,
-                                                             "elapsed_s": round(elapsed, 1), "eta_s": eta})
+        atomic_write_json(
+            self.run.path / "progress.json",
+            {"step": step, "max_steps": self.max_steps, "elapsed_s": round(elapsed, 1), "eta_s": eta},
+        )
         if self.bar is None:
-            log.info("%s: step %d/%d (%.0f%%), %.2f steps/s, ETA %s, %s", self.name, step, self.max_steps,
-                     100 * step / self.max_steps, rate, duration(eta), self._evals(loss))
+            log.info(
+                "%s: step %d/%d (%.0f%%), %.2f steps/s, ETA %s, %s",
+                self.name,
+                step,
+                self.max_steps,
+                100 * step / self.max_steps,
+                rate,
+                duration(eta),
+                self._evals(loss),
+            )
         self._last_report = time.monotonic()
 
     def _evals(self, loss: float | None) -> str:
@@ -63,6 +73,8 @@ class Progress(L.Callback):
         last = getattr(self.evaluations, "last", None)
         if last:
             step, metrics = last
-            splits = " ".join(f"{k.split('/')[1]} {v:.3f}" for k, v in sorted(metrics.items()) if k.endswith("/success"))
+            splits = " ".join(
+                f"{k.split('/')[1]} {v:.3f}" for k, v in sorted(metrics.items()) if k.endswith("/success")
+            )
             parts.append(f"{splits} (step {step})")
         return ", ".join(parts)

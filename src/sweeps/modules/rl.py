@@ -44,15 +44,25 @@ from sweeps.rl.losses import masked_mean
 class RLModule(L.LightningModule):
     """Base class: subclasses define ``advantages`` and ``turn_loss``."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, task: Any, algo: Any, rollout: Any,
-                 ref_model: torch.nn.Module | None, seed: int, max_steps: int):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        task: Any,
+        algo: Any,
+        rollout: Any,
+        ref_model: torch.nn.Module | None,
+        seed: int,
+        max_steps: int,
+    ):
         super().__init__()
         self.automatic_optimization = False
         self.model, self.tokenizer, self.task, self.algo = model, tokenizer, task, algo
         self.rollout, self._ref, self.seed, self.max_steps = rollout, [ref_model], seed, max_steps
         self.updates_per_step = algo.epochs * algo.minibatches
-        self.params = SamplingParams(max_new_tokens=task.max_new_tokens, temperature=algo.temperature,
-                                     top_p=algo.top_p, top_k=algo.top_k)
+        self.params = SamplingParams(
+            max_new_tokens=task.max_new_tokens, temperature=algo.temperature, top_p=algo.top_p, top_k=algo.top_k
+        )
         self.last_lr, self.step_metrics = float("nan"), {}
 
     @property
@@ -61,35 +71,47 @@ class RLModule(L.LightningModule):
         return self.global_step // self.updates_per_step
 
     def configure_model(self) -> None:
-        strategies.configure(self)               # FSDP shards the policy (and critic) here
+        strategies.configure(self)  # FSDP shards the policy (and critic) here
 
     def on_train_start(self) -> None:
-        self.rollout.sync_weights(self.model)    # a resumed job's weights, not the start checkpoint's
+        self.rollout.sync_weights(self.model)  # a resumed job's weights, not the start checkpoint's
 
     # --- one RL step ---------------------------------------------------------------------
     def training_step(self, prompts: tuple[int, list[Any]], batch_idx: int) -> dict[str, torch.Tensor]:
         step, G = self.stage_step, self.algo.group_size
-        first, examples = prompts                                               # this rank's share
+        first, examples = prompts  # this rank's share
         t0 = time.perf_counter()
-        grouped = [ex for ex in examples for _ in range(G)]                     # P*G episodes
+        grouped = [ex for ex in examples for _ in range(G)]  # P*G episodes
         with self.rollout.generating():
-            episodes = play(self.rollout.generate, self.tokenizer, self.task, grouped, self.params,
-                            (self.seed, "rl", step), self.algo.rollout_batch_size,
-                            max_attempts=self.algo.max_attempts, max_length=max_positions(self.model),
-                            items=range(first * G, first * G + len(grouped)))
+            episodes = play(
+                self.rollout.generate,
+                self.tokenizer,
+                self.task,
+                grouped,
+                self.params,
+                (self.seed, "rl", step),
+                self.algo.rollout_batch_size,
+                max_attempts=self.algo.max_attempts,
+                max_length=max_positions(self.model),
+                items=range(first * G, first * G + len(grouped)),
+            )
         t1 = time.perf_counter()
         turns = [t for e in episodes for t in e.turns]
         if not turns:
             raise RuntimeError(f"RL step {step}: no episode produced a turn (prompts longer than the context?)")
-        batch = pack(turns, self.tokenizer.pad_token_id).to(self.device)      # on the model's device
+        batch = pack(turns, self.tokenizer.pad_token_id).to(self.device)  # on the model's device
         self.score(batch)
         batch.extras.update({k: v.to(self.device) for k, v in self.advantages(episodes, batch).items()})
         stats = self.update(batch, step)
         self.lr_schedulers().step()
         self.rollout.sync_weights(self.model)
-        slowest = world.all_reduce([t1 - t0, time.perf_counter() - t1], "max")     # the step waits for the slowest rank
-        self.step_metrics = {**self.rollout_metrics(episodes, batch), **stats,
-                             "time/rollout_s": float(slowest[0]), "time/update_s": float(slowest[1])}
+        slowest = world.all_reduce([t1 - t0, time.perf_counter() - t1], "max")  # the step waits for the slowest rank
+        self.step_metrics = {
+            **self.rollout_metrics(episodes, batch),
+            **stats,
+            "time/rollout_s": float(slowest[0]),
+            "time/update_s": float(slowest[1]),
+        }
         return {"loss": torch.tensor(stats["rl/loss"])}
 
     @property
@@ -106,24 +128,24 @@ class RLModule(L.LightningModule):
         old, ref, values = torch.zeros_like(batch.sampler_logp), torch.zeros_like(batch.sampler_logp), []
         batch.extras.update(old_logp=old, ref_logp=ref)
         if self.reuses_logp and self.algo.kl_coef <= 0:
-            return                                                            # nothing to score
+            return  # nothing to score
         rows = torch.arange(len(batch))
         for part in world.even_splits(len(batch), self.algo.micro_batch_size):
-            idx = rows[part] if part is not None else None                    # None: a pass to keep ranks in step
+            idx = rows[part] if part is not None else None  # None: a pass to keep ranks in step
             sub = batch.select(rows[:1] if idx is None else idx)
             if not self.reuses_logp:
                 logp, _, hidden = forward_logp(self.model, sub, self.algo.temperature, want_hidden=self.wants_hidden)
                 if self.wants_hidden:
-                    value = self.value_head(hidden).squeeze(-1)                # [n]
+                    value = self.value_head(hidden).squeeze(-1)  # [n]
                 if idx is not None:
                     old[idx, : logp.shape[1]] = logp
                     if self.wants_hidden:
                         values.append(value)
-            if self.algo.kl_coef > 0 and idx is not None:                     # the reference is not sharded
+            if self.algo.kl_coef > 0 and idx is not None:  # the reference is not sharded
                 ref_logp = forward_logp(self.reference(), sub, self.algo.temperature)[0]
                 ref[idx, : ref_logp.shape[1]] = ref_logp
         if values:
-            batch.extras["old_values"] = torch.cat(values)                       # [N]
+            batch.extras["old_values"] = torch.cat(values)  # [N]
 
     def update(self, batch: TurnBatch, step: int) -> dict[str, float]:
         """``epochs`` passes of ``minibatches`` optimiser steps; the loss of each mini-batch is
@@ -137,20 +159,22 @@ class RLModule(L.LightningModule):
             for mb in torch.randperm(len(batch), generator=gen).tensor_split(self.algo.minibatches):
                 self.last_lr = opt.param_groups[0]["lr"]
                 opt.zero_grad()
-                tokens = float(world.all_reduce([float(batch.response_mask[mb].sum())])[0])    # over every rank
+                tokens = float(world.all_reduce([float(batch.response_mask[mb].sum())])[0])  # over every rank
                 for part in world.even_splits(len(mb), self.algo.micro_batch_size):
-                    micro = mb[part] if part is not None else None               # None: a zero-weighted pass
+                    micro = mb[part] if part is not None else None  # None: a zero-weighted pass
                     sub = batch.select(torch.arange(1) if micro is None else micro)
                     if self.reuses_logp:
-                        sub.extras["old_logp"] = None          # turn_loss uses its own logp, detached
+                        sub.extras["old_logp"] = None  # turn_loss uses its own logp, detached
                     loss, st = self.turn_loss(sub)
                     if self.reuses_logp and micro is not None:
                         batch.extras["old_logp"][micro, : sub.extras["old_logp"].shape[1]] = sub.extras["old_logp"]
                     if not torch.isfinite(loss):
-                        raise FloatingPointError(f"non-finite RL loss ({loss.item()}) at RL step {step}; "
-                                                 f"the last good state is the run's resume/ (state.json)")
+                        raise FloatingPointError(
+                            f"non-finite RL loss ({loss.item()}) at RL step {step}; "
+                            f"the last good state is the run's resume/ (state.json)"
+                        )
                     w = 0.0 if micro is None else float(sub.response_mask.sum()) / max(tokens, 1.0)
-                    self.manual_backward(loss * (w * size))    # ranks' gradients are averaged: undo the 1/size
+                    self.manual_backward(loss * (w * size))  # ranks' gradients are averaged: undo the 1/size
                     for k, v in {"rl/loss": loss.detach(), **st}.items():
                         sums[k] = sums.get(k, 0.0) + float(v) * w
                 norms += total_grad_norm(self.trainable_parameters())
@@ -158,7 +182,7 @@ class RLModule(L.LightningModule):
                     self.clip_gradients(opt, gradient_clip_val=self.algo.max_grad_norm, gradient_clip_algorithm="norm")
                 opt.step()
         keys = sorted(sums)
-        reduced = world.all_reduce([sums[k] for k in keys])                   # token-weighted sums over ranks
+        reduced = world.all_reduce([sums[k] for k in keys])  # token-weighted sums over ranks
         return {**{k: float(v) / n_updates for k, v in zip(keys, reduced)}, "rl/grad_norm": norms / n_updates}
 
     def kl_term(self, sub: TurnBatch, logp: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -171,7 +195,7 @@ class RLModule(L.LightningModule):
     wants_hidden = False
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        return batch                 # task examples (plain Python), not tensors
+        return batch  # task examples (plain Python), not tensors
 
     def reference(self) -> torch.nn.Module:
         ref = self._ref[0]
@@ -188,14 +212,24 @@ class RLModule(L.LightningModule):
     def rollout_metrics(self, episodes: list[Episode], batch: TurnBatch) -> dict[str, float]:
         """Rollout statistics of the whole step: sums and counts reduced over ranks."""
         G = self.algo.group_size
-        returns = torch.tensor([e.ret for e in episodes]).view(-1, G)           # [P, G]
+        returns = torch.tensor([e.ret for e in episodes]).view(-1, G)  # [P, G]
         rewards = [t.reward for e in episodes for t in e.turns]
         mask = batch.response_mask
         diff = (batch.sampler_logp - batch.extras["old_logp"]).abs()[mask]
-        (reward, ret, success, mixed, turns, n_ep, groups, tokens, mismatch, n_diff) = world.all_reduce([
-            sum(rewards), float(returns.sum()), sum(e.success for e in episodes),
-            float((returns.std(dim=1) > 0).sum()) if G > 1 else 0.0, len(rewards), len(episodes), returns.shape[0],
-            float(mask.sum()), float(diff.sum()), diff.numel()]).tolist()
+        (reward, ret, success, mixed, turns, n_ep, groups, tokens, mismatch, n_diff) = world.all_reduce(
+            [
+                sum(rewards),
+                float(returns.sum()),
+                sum(e.success for e in episodes),
+                float((returns.std(dim=1) > 0).sum()) if G > 1 else 0.0,
+                len(rewards),
+                len(episodes),
+                returns.shape[0],
+                float(mask.sum()),
+                float(diff.sum()),
+                diff.numel(),
+            ]
+        ).tolist()
         mismatch_max = float(world.all_reduce([float(diff.max()) if diff.numel() else 0.0], "max")[0])
         return {
             "rl/reward_mean": reward / turns,
@@ -211,9 +245,14 @@ class RLModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         from transformers import get_scheduler
 
-        opt = torch.optim.AdamW(self.trainable_parameters(), lr=self.algo.lr, betas=tuple(self.algo.betas),
-                                eps=self.algo.eps, weight_decay=self.algo.weight_decay)
-        sched = get_scheduler(self.algo.scheduler, opt, num_warmup_steps=self.algo.warmup_steps,
-                              num_training_steps=self.max_steps)
+        opt = torch.optim.AdamW(
+            self.trainable_parameters(),
+            lr=self.algo.lr,
+            betas=tuple(self.algo.betas),
+            eps=self.algo.eps,
+            weight_decay=self.algo.weight_decay,
+        )
+        sched = get_scheduler(
+            self.algo.scheduler, opt, num_warmup_steps=self.algo.warmup_steps, num_training_steps=self.max_steps
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-

@@ -31,11 +31,13 @@ How to add it to a job (e.g. the SFT job, behind a ``trainer.rotation_monitor`` 
     callbacks.append(RotationMonitor(recorder.record, every_n_steps=10,
                                      targets=list(cfg.model.spectral_targets), k=16))
 """
+
 from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import lightning as L
 import torch
@@ -59,8 +61,16 @@ def _key(name: str) -> str:
 class RotationMonitor(L.Callback):
     """Logs mean principal angle and normalised chordal distance of target matrices (see module doc)."""
 
-    def __init__(self, record: Callable[[int, dict[str, float]], Any], every_n_steps: int,
-                 targets: list[str], k: int, reference: str = "start", n_iter: int = 2, oversample: int = 8):
+    def __init__(
+        self,
+        record: Callable[[int, dict[str, float]], Any],
+        every_n_steps: int,
+        targets: list[str],
+        k: int,
+        reference: str = "start",
+        n_iter: int = 2,
+        oversample: int = 8,
+    ):
         if every_n_steps <= 0:
             raise ValueError(f"every_n_steps must be > 0, got {every_n_steps}")
         if reference not in ("start", "previous"):
@@ -76,7 +86,7 @@ class RotationMonitor(L.Callback):
         return getattr(module, "model", module)
 
     def on_train_start(self, trainer: L.Trainer, module: Any) -> None:
-        weights = _weights(self._model(module), self.targets)    # every rank: a gather when sharded
+        weights = _weights(self._model(module), self.targets)  # every rank: a gather when sharded
         if not world.world().main:
             return
         if not weights:
@@ -103,7 +113,7 @@ class RotationMonitor(L.Callback):
     def measure(self, module: Any) -> dict[str, float]:
         """Current top-k bases (warm-started subspace iteration) vs the reference, as metrics."""
         out: dict[str, float] = {}
-        weights = _weights(self._model(module), self.targets)    # every rank: a gather when sharded
+        weights = _weights(self._model(module), self.targets)  # every rank: a gather when sharded
         if not world.world().main:
             return out
         for name, W in weights.items():

@@ -54,8 +54,9 @@ def block_penalty(W: torch.Tensor, U0: torch.Tensor, V0: torch.Tensor, C0: torch
     return (B - C0).pow(2).sum()
 
 
-def angle_penalty(W: torch.Tensor, U0: torch.Tensor, V0: torch.Tensor, Ut: torch.Tensor, St: torch.Tensor,
-                  Vt: torch.Tensor) -> torch.Tensor:
+def angle_penalty(
+    W: torch.Tensor, U0: torch.Tensor, V0: torch.Tensor, Ut: torch.Tensor, St: torch.Tensor, Vt: torch.Tensor
+) -> torch.Tensor:
     """‖(I − U0U0ᵀ) W Vt/St‖²_F + ‖(I − V0V0ᵀ) Wᵀ Ut/St‖²_F for W [m, n], U0, Ut [m, k], V0, Vt [n, k],
     St [k] (the stop-gradient current triplets); equals Σ sin²θ_U + Σ sin²θ_V when (Ut, St, Vt)
     are W's exact top-k triplets. A scalar []."""
@@ -68,8 +69,11 @@ def angle_penalty(W: torch.Tensor, U0: torch.Tensor, V0: torch.Tensor, Ut: torch
 
 def targets_of(model: torch.nn.Module, patterns: list[str]) -> dict[str, torch.nn.Parameter]:
     """{name: 2-D trainable parameter} whose name matches any of the regexes."""
-    return {n: p for n, p in model.named_parameters()
-            if p.ndim == 2 and p.requires_grad and any(re.search(rx, n) for rx in patterns)}
+    return {
+        n: p
+        for n, p in model.named_parameters()
+        if p.ndim == 2 and p.requires_grad and any(re.search(rx, n) for rx in patterns)
+    }
 
 
 class RotationRegulariser:
@@ -81,8 +85,16 @@ class RotationRegulariser:
     resumed job continues with the same bases.
     """
 
-    def __init__(self, model: torch.nn.Module, targets: list[str], k: int, variant: str = "block",
-                 refresh: int = 10, n_iter: int = 2, oversample: int = 8):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        targets: list[str],
+        k: int,
+        variant: str = "block",
+        refresh: int = 10,
+        n_iter: int = 2,
+        oversample: int = 8,
+    ):
         if variant not in VARIANTS:
             raise ValueError(f"algo.rotation_reg.variant={variant!r}: use one of {list(VARIANTS)}")
         params = targets_of(model, targets)
@@ -102,7 +114,7 @@ class RotationRegulariser:
             U, S, V = top_k_svd(W.to(torch.float64), k, "full")  # [m, k], [k], [n, k] exact
             ref = {"U0": U.to(W.dtype), "V0": V.to(W.dtype)}
             ref["C0"] = ref["U0"].T @ W @ ref["V0"]  # [k, k] (≈ diag(S) in W's dtype)
-            if variant == "angle":                    # the current triplets start at the base's
+            if variant == "angle":  # the current triplets start at the base's
                 l = min(k + oversample, m, n)
                 Ul, Sl, Vl = top_k_svd(W.to(torch.float64), l, "full")
                 ref.update(Ut=ref["U0"].clone(), St=S.to(W.dtype), Vt=ref["V0"].clone(), warm=Vl)
@@ -126,7 +138,7 @@ class RotationRegulariser:
             self._refreshed = step
         total = None
         device_type = next(iter(params.values())).device.type
-        with torch.autocast(device_type, enabled=False):     # full precision under bf16-mixed: R starts at 0
+        with torch.autocast(device_type, enabled=False):  # full precision under bf16-mixed: R starts at 0
             for name in self.names:
                 total = self._add(total, params[name], self.ref[name])
         return total
@@ -145,8 +157,10 @@ class RotationRegulariser:
         if self.variant != "angle":
             return {}
         keep = ("Ut", "St", "Vt", "warm")
-        return {"refreshed": self._refreshed,
-                "bases": {n: {k: self.ref[n][k].detach().cpu() for k in keep} for n in self.names}}
+        return {
+            "refreshed": self._refreshed,
+            "bases": {n: {k: self.ref[n][k].detach().cpu() for k in keep} for n in self.names},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.variant != "angle" or not state:
@@ -156,8 +170,10 @@ class RotationRegulariser:
             self.ref[n].update(tensors)
 
 
-FSDP_REFUSED = ("algo.rotation_reg.lam > 0 needs whole parameters on every process: not available with "
-                "trainer/strategy=fsdp (sharded); use trainer/strategy=ddp or one process")
+FSDP_REFUSED = (
+    "algo.rotation_reg.lam > 0 needs whole parameters on every process: not available with "
+    "trainer/strategy=fsdp (sharded); use trainer/strategy=ddp or one process"
+)
 
 
 def check_whole(model: torch.nn.Module) -> None:

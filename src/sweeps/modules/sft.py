@@ -45,23 +45,28 @@ class SFTModule(L.LightningModule):
         return self.global_step
 
     def configure_model(self) -> None:
-        strategies.configure(self)               # FSDP shards the model here, before the optimizer
+        strategies.configure(self)  # FSDP shards the model here, before the optimizer
         if self.reg is not None:
             rotation_reg.check_whole(self.model)  # the ranks' configs skip the schema's check: refuse here too
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         self.last_lr = self.optimizers().param_groups[0]["lr"]
         size = world.world().size
-        tokens = world.all_reduce_((batch["labels"][:, 1:] != -100).sum().float())    # [] global completion tokens
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
-                         num_items_in_batch=tokens.clamp(min=1) / size, use_cache=False)
-        mean = world.all_reduce_(out.loss.detach().clone()) / size                    # [] the global token mean
+        tokens = world.all_reduce_((batch["labels"][:, 1:] != -100).sum().float())  # [] global completion tokens
+        out = self.model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            labels=batch["labels"],
+            num_items_in_batch=tokens.clamp(min=1) / size,
+            use_cache=False,
+        )
+        mean = world.all_reduce_(out.loss.detach().clone()) / size  # [] the global token mean
         if not torch.isfinite(mean):
             raise FloatingPointError(f"non-finite SFT loss {mean.item()} at step {self.global_step}")
         self.step_metrics = {"train/loss": float(mean)}
         if self.reg is None:
             return out.loss
-        r = self.reg.penalty(self.model, self.global_step)                           # [] R(W), same on every rank
+        r = self.reg.penalty(self.model, self.global_step)  # [] R(W), same on every rank
         self.step_metrics["train/rotation_reg"] = float(r.detach())
         return out.loss + self.algo.rotation_reg.lam * r
 
@@ -75,8 +80,14 @@ class SFTModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.algo.lr, betas=tuple(self.algo.betas),
-                                eps=self.algo.eps, weight_decay=self.algo.weight_decay)
-        sched = get_scheduler(self.algo.scheduler, opt, num_warmup_steps=self.algo.warmup_steps,
-                              num_training_steps=self.max_steps)
+        opt = torch.optim.AdamW(
+            params,
+            lr=self.algo.lr,
+            betas=tuple(self.algo.betas),
+            eps=self.algo.eps,
+            weight_decay=self.algo.weight_decay,
+        )
+        sched = get_scheduler(
+            self.algo.scheduler, opt, num_warmup_steps=self.algo.warmup_steps, num_training_steps=self.max_steps
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

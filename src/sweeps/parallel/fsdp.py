@@ -32,7 +32,8 @@ rank holds the whole model meanwhile, as TRL's ZeRO-3 generation does).
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from lightning.pytorch.strategies import ModelParallelStrategy
@@ -48,25 +49,38 @@ def mixed_precision(precision: str, reduce_dtype: str | None = "float32") -> Any
     head = str(precision).split("-")[0]
     if not str(precision).endswith("-mixed") or head not in DTYPES:
         return MixedPrecisionPolicy()
-    return MixedPrecisionPolicy(param_dtype=DTYPES[head], reduce_dtype=getattr(torch, reduce_dtype) if reduce_dtype else None)
+    return MixedPrecisionPolicy(
+        param_dtype=DTYPES[head], reduce_dtype=getattr(torch, reduce_dtype) if reduce_dtype else None
+    )
 
 
 class FSDPStrategy(ModelParallelStrategy):
     """FSDP2 over all processes (see the module docstring)."""
 
-    def __init__(self, precision: str = "32-true", blocks: list[str] | None = None, reshard_after_forward: bool = True,
-                 reduce_dtype: str | None = "float32", cpu_offload: bool = False, distributed_checkpoint: bool = True,
-                 timeout_min: float = 30):
+    def __init__(
+        self,
+        precision: str = "32-true",
+        blocks: list[str] | None = None,
+        reshard_after_forward: bool = True,
+        reduce_dtype: str | None = "float32",
+        cpu_offload: bool = False,
+        distributed_checkpoint: bool = True,
+        timeout_min: float = 30,
+    ):
         import datetime
 
-        super().__init__(data_parallel_size="auto", tensor_parallel_size=1, save_distributed_checkpoint=distributed_checkpoint,
-                         timeout=datetime.timedelta(minutes=timeout_min))
+        super().__init__(
+            data_parallel_size="auto",
+            tensor_parallel_size=1,
+            save_distributed_checkpoint=distributed_checkpoint,
+            timeout=datetime.timedelta(minutes=timeout_min),
+        )
         self.blocks = list(blocks) if blocks else None
         self.reshard_after_forward, self.cpu_offload = bool(reshard_after_forward), bool(cpu_offload)
         self.mp_policy = mixed_precision(precision, reduce_dtype)
 
     def setup_environment(self) -> None:
-        self._data_parallel_size = self.num_nodes * self.num_processes   # every process, one axis
+        self._data_parallel_size = self.num_nodes * self.num_processes  # every process, one axis
         super().setup_environment()
 
     def parallelize(self, module: Any) -> None:
@@ -74,20 +88,25 @@ class FSDPStrategy(ModelParallelStrategy):
         from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, OffloadPolicy, fully_shard
 
         model = module.model
-        if isinstance(model, FSDPModule):                       # configure_model may run twice
+        if isinstance(model, FSDPModule):  # configure_model may run twice
             return
         names = set(self.blocks or block_classes(model))
         blocks = [m for m in model.modules() if type(m).__name__ in names]
         if not blocks:
-            raise ValueError(f"trainer.strategy.blocks={sorted(names)} matches no module of {type(model).__name__}: "
-                             "name its transformer block class (e.g. [LlamaDecoderLayer])")
+            raise ValueError(
+                f"trainer.strategy.blocks={sorted(names)} matches no module of {type(model).__name__}: "
+                "name its transformer block class (e.g. [LlamaDecoderLayer])"
+            )
         broadcast_from_rank0(module)
-        kw = dict(mesh=self.device_mesh["data_parallel"], mp_policy=self.mp_policy,
-                  offload_policy=CPUOffloadPolicy() if self.cpu_offload else OffloadPolicy())
+        kw = dict(
+            mesh=self.device_mesh["data_parallel"],
+            mp_policy=self.mp_policy,
+            offload_policy=CPUOffloadPolicy() if self.cpu_offload else OffloadPolicy(),
+        )
         for block in blocks:
             _shard(fully_shard, block, self.reshard_after_forward, **kw)
-        _shard(fully_shard, model, False, **kw)                  # the root: needed first in backward
-        for name, child in module.named_children():
+        _shard(fully_shard, model, False, **kw)  # the root: needed first in backward
+        for child in module.children():
             if child is not model and any(p.requires_grad for p in child.parameters()):
                 _shard(fully_shard, child, False, **kw)
 
@@ -110,7 +129,7 @@ def broadcast_from_rank0(module: torch.nn.Module) -> None:
 
 def _shard(fully_shard: Any, module: torch.nn.Module, reshard: bool, **kw: Any) -> None:
     fully_shard(module, reshard_after_forward=reshard, **kw)
-    module._sweeps_reshard_after_forward = reshard              # what gathered() restores
+    module._sweeps_reshard_after_forward = reshard  # what gathered() restores
 
 
 def block_classes(model: torch.nn.Module) -> list[str]:

@@ -24,7 +24,8 @@ import contextlib
 import logging
 import os
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -41,7 +42,8 @@ def wanted(cfg: DictConfig) -> int:
 def _multi_process_env() -> bool:
     """torchrun's or a multi-task SLURM job's variables are set (read without importing Lightning)."""
     return "TORCHELASTIC_RUN_ID" in os.environ or (
-        int(os.environ.get("SLURM_NTASKS", "1")) > 1 and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"))
+        int(os.environ.get("SLURM_NTASKS", "1")) > 1 and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+    )
 
 
 def cluster_environment(cfg: DictConfig) -> Any:
@@ -54,18 +56,25 @@ def cluster_environment(cfg: DictConfig) -> Any:
     if TorchElasticEnvironment.detect():
         env: Any = TorchElasticEnvironment()
         where = "torchrun's WORLD_SIZE"
-    elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
-        env = SLURMEnvironment(auto_requeue=False)     # submitit requeues preempted jobs (USR2), not Lightning
+    elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 and os.environ.get("SLURM_JOB_NAME") not in (
+        "bash",
+        "interactive",
+    ):
+        env = SLURMEnvironment(auto_requeue=False)  # submitit requeues preempted jobs (USR2), not Lightning
         where = "SLURM's ntasks (hydra.launcher.tasks_per_node x nodes)"
         per_node = int(os.environ.get("SLURM_NTASKS_PER_NODE", "0").split("(")[0] or 0)
         if per_node and per_node != int(cfg.trainer.devices):
-            raise ValueError(f"trainer.devices={cfg.trainer.devices} but the SLURM job runs {per_node} tasks per node: "
-                             f"set trainer.devices={per_node} or hydra.launcher.tasks_per_node={cfg.trainer.devices}")
+            raise ValueError(
+                f"trainer.devices={cfg.trainer.devices} but the SLURM job runs {per_node} tasks per node: "
+                f"set trainer.devices={per_node} or hydra.launcher.tasks_per_node={cfg.trainer.devices}"
+            )
     else:
         return None
     if env.world_size() != wanted(cfg):
-        raise ValueError(f"trainer.devices x trainer.num_nodes = {wanted(cfg)} processes, but {where} is "
-                         f"{env.world_size()}: make them equal")
+        raise ValueError(
+            f"trainer.devices x trainer.num_nodes = {wanted(cfg)} processes, but {where} is "
+            f"{env.world_size()}: make them equal"
+        )
     return env
 
 
@@ -74,9 +83,11 @@ def needs_spawn(cfg: DictConfig) -> bool:
     if wanted(cfg) == 1 or cluster_environment(cfg) is not None:
         return False
     if int(cfg.trainer.num_nodes) > 1:
-        raise ValueError(f"trainer.num_nodes={cfg.trainer.num_nodes} needs its ranks started on every node: launch "
-                         "through a SLURM launcher with nodes=num_nodes and tasks_per_node=devices "
-                         "(hydra/launcher=slurm_2x8gpu), or with torchrun --nnodes")
+        raise ValueError(
+            f"trainer.num_nodes={cfg.trainer.num_nodes} needs its ranks started on every node: launch "
+            "through a SLURM launcher with nodes=num_nodes and tasks_per_node=devices "
+            "(hydra/launcher=slurm_2x8gpu), or with torchrun --nnodes"
+        )
     return True
 
 
@@ -97,8 +108,14 @@ def ranks(cfg: DictConfig) -> Iterator[Any]:
     if backend(cfg) == "nccl":
         torch.cuda.set_device(env.local_rank())
     world.init(env.global_rank(), env.world_size(), env.main_address, env.main_port, backend(cfg))
-    log.info("rank %d of %d (local rank %d, %s, %s)", env.global_rank(), env.world_size(), env.local_rank(),
-             type(env).__name__, backend(cfg))
+    log.info(
+        "rank %d of %d (local rank %d, %s, %s)",
+        env.global_rank(),
+        env.world_size(),
+        env.local_rank(),
+        type(env).__name__,
+        backend(cfg),
+    )
     try:
         yield env
     finally:
@@ -115,9 +132,17 @@ def spawn(entry: str, cfg: DictConfig) -> Any:
     from sweeps.cli import Preempted
 
     n = int(cfg.trainer.devices)
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=n, run_id=f"sweeps-{uuid.uuid4().hex[:8]}",
-                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.2,
-                          start_method="spawn")
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=n,
+        run_id=f"sweeps-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        monitor_interval=0.2,
+        start_method="spawn",
+    )
     log.info("starting %d ranks on this node (torch elastic)", n)
     container = OmegaConf.to_container(cfg, resolve=True)
     try:
@@ -130,8 +155,10 @@ def spawn(entry: str, cfg: DictConfig) -> Any:
     except SignalException as err:
         # the agent got the signal and passed it on to the ranks (SIGKILL after 30 s): each saved
         # its step's trainer state if it reached the end of the step by then
-        raise Preempted(f"signal {err.sigval} to the job: its {n} ranks were stopped; re-run the same "
-                        "command (or requeue) to resume from the last saved trainer state") from None
+        raise Preempted(
+            f"signal {err.sigval} to the job: its {n} ranks were stopped; re-run the same "
+            "command (or requeue) to resume from the last saved trainer state"
+        ) from None
     return results[0]
 
 
@@ -152,8 +179,9 @@ def _rank_main(entry: str, container: dict[str, Any]) -> Any:
     from torch.distributed.elastic.multiprocessing.errors import record
 
     rank = os.environ.get("RANK", "?")
-    logging.basicConfig(level=logging.INFO, force=True,
-                        format=f"[%(asctime)s][rank {rank}][%(name)s][%(levelname)s] - %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, force=True, format=f"[%(asctime)s][rank {rank}][%(name)s][%(levelname)s] - %(message)s"
+    )
     import sweeps.schema  # noqa: F401  (registers the resolvers the entry point expects)
 
     return record(get_method(entry))(OmegaConf.create(container))

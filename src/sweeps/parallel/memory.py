@@ -44,13 +44,13 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 class Shapes:
     """What the plan needs to know about a model (exact counts from the meta device)."""
 
-    params: int                     # unique parameters (tied weights once)
-    trainable: int                  # of which trainable (LoRA: the adapters; PPO: + value head)
-    block_params: int               # one transformer block
+    params: int  # unique parameters (tied weights once)
+    trainable: int  # of which trainable (LoRA: the adapters; PPO: + value head)
+    block_params: int  # one transformer block
     layers: int
     hidden: int
     intermediate: int
-    kv_dim: int                     # num_key_value_heads x head_dim
+    kv_dim: int  # num_key_value_heads x head_dim
     heads: int
     vocab: int
 
@@ -59,7 +59,7 @@ class Shapes:
 class Plan:
     gpus: int
     capacity_gib: float | None
-    rows: list[tuple[str, str, float, str]] = field(default_factory=list)   # (phase, component, bytes, how)
+    rows: list[tuple[str, str, float, str]] = field(default_factory=list)  # (phase, component, bytes, how)
 
     def add(self, phase: str, component: str, nbytes: float, how: str) -> None:
         self.rows.append((phase, component, float(nbytes), how))
@@ -74,8 +74,10 @@ class Plan:
     def table(self) -> str:
         lines = [f"{'phase':<11} {'component':<34} {'GiB/GPU':>8}  how"]
         lines += [f"{p:<11} {c:<34} {b / GIB:8.2f}  {h}" for p, c, b, h in self.rows]
-        lines.append(f"{'total':<11} {'states + max(training, generation) + fixed':<34} {self.total / GIB:8.2f}"
-                     + (f"  of {self.capacity_gib:g} GiB per GPU, {self.gpus} GPU(s)" if self.capacity_gib else ""))
+        lines.append(
+            f"{'total':<11} {'states + max(training, generation) + fixed':<34} {self.total / GIB:8.2f}"
+            + (f"  of {self.capacity_gib:g} GiB per GPU, {self.gpus} GPU(s)" if self.capacity_gib else "")
+        )
         return "\n".join(lines)
 
     def fits(self) -> bool:
@@ -98,8 +100,17 @@ def shapes(model: Any, config: Any) -> Shapes:
     heads = int(config.num_attention_heads)
     head_dim = int(getattr(config, "head_dim", None) or d // heads)
     kv = int(getattr(config, "num_key_value_heads", None) or heads) * head_dim
-    return Shapes(params, trainable, block, int(config.num_hidden_layers), d,
-                  int(getattr(config, "intermediate_size", None) or 4 * d), kv, heads, int(config.vocab_size))
+    return Shapes(
+        params,
+        trainable,
+        block,
+        int(config.num_hidden_layers),
+        d,
+        int(getattr(config, "intermediate_size", None) or 4 * d),
+        kv,
+        heads,
+        int(config.vocab_size),
+    )
 
 
 def sharding(strategy_cfg: Any) -> tuple[bool, bool, bool]:
@@ -111,10 +122,26 @@ def sharding(strategy_cfg: Any) -> tuple[bool, bool, bool]:
     return stage >= 3, stage >= 2, stage >= 1
 
 
-def plan(s: Shapes, *, gpus: int, sharded: tuple[bool, bool, bool], param_dtype: str, compute_bytes: int, mixed: bool,
-         micro_batch: int, seq_len: int, gen_batch: int, gen_len: int, checkpointing: bool, eager_attention: bool,
-         kl_reference: bool, vllm_fraction: float, capacity_gib: float | None, overhead_gib: float,
-         vllm_sleeps: bool = False) -> Plan:
+def plan(
+    s: Shapes,
+    *,
+    gpus: int,
+    sharded: tuple[bool, bool, bool],
+    param_dtype: str,
+    compute_bytes: int,
+    mixed: bool,
+    micro_batch: int,
+    seq_len: int,
+    gen_batch: int,
+    gen_len: int,
+    checkpointing: bool,
+    eager_attention: bool,
+    kl_reference: bool,
+    vllm_fraction: float,
+    capacity_gib: float | None,
+    overhead_gib: float,
+    vllm_sleeps: bool = False,
+) -> Plan:
     """The per-GPU plan (see the module doc); ``sharded`` as :func:`sharding` gives it."""
     b = DTYPE_BYTES[param_dtype]
     shard_params, shard_grads, shard_opt = (gpus if flag else 1 for flag in sharded)
@@ -126,8 +153,12 @@ def plan(s: Shapes, *, gpus: int, sharded: tuple[bool, bool, bool], param_dtype:
     p.add("training", "gradients", s.trainable * b / shard_grads, f"{s.trainable:,} x {b} B {where(shard_grads)}")
     if fsdp and gpus > 1:
         root = s.params - s.layers * s.block_params
-        p.add("training", "all-gathered units", (root + 2 * s.block_params) * compute_bytes,
-              f"root {root:,} + 2 blocks x {s.block_params:,}, x {compute_bytes} B")
+        p.add(
+            "training",
+            "all-gathered units",
+            (root + 2 * s.block_params) * compute_bytes,
+            f"root {root:,} + 2 blocks x {s.block_params:,}, x {compute_bytes} B",
+        )
     elif mixed and b == 4:
         p.add("training", "autocast weight copies", s.params * 2, f"{s.params:,} x 2 B (bf16 casts kept for backward)")
     tokens = micro_batch * seq_len
@@ -144,13 +175,21 @@ def plan(s: Shapes, *, gpus: int, sharded: tuple[bool, bool, bool], param_dtype:
         p.add("training", "KL reference model", s.params * b, f"{s.params:,} x {b} B, whole on each GPU")
     if fsdp and gpus > 1:
         p.add("generation", "gathered model", s.params * compute_bytes, f"{s.params:,} x {compute_bytes} B")
-    p.add("generation", "KV cache", 2 * s.layers * s.kv_dim * gen_batch * gen_len * compute_bytes,
-          f"2 x {s.layers} x {s.kv_dim} x {gen_batch} seqs x {gen_len} tokens x {compute_bytes} B")
+    p.add(
+        "generation",
+        "KV cache",
+        2 * s.layers * s.kv_dim * gen_batch * gen_len * compute_bytes,
+        f"2 x {s.layers} x {s.kv_dim} x {gen_batch} seqs x {gen_len} tokens x {compute_bytes} B",
+    )
     if vllm_fraction:
         if capacity_gib is None:
             raise ValueError("rollout=vllm reserves a share of the GPU: set memory.gpu_gib=<GiB per GPU> to plan it")
-        p.add("generation" if vllm_sleeps else "fixed", "vLLM engine", vllm_fraction * capacity_gib * GIB,
-              f"rollout.gpu_memory_utilization={vllm_fraction}" + (", asleep while training" if vllm_sleeps else ""))
+        p.add(
+            "generation" if vllm_sleeps else "fixed",
+            "vLLM engine",
+            vllm_fraction * capacity_gib * GIB,
+            f"rollout.gpu_memory_utilization={vllm_fraction}" + (", asleep while training" if vllm_sleeps else ""),
+        )
     p.add("fixed", "overhead", overhead_gib * GIB, "memory.overhead_gib (CUDA context, NCCL, allocator)")
     return p
 
@@ -182,8 +221,10 @@ class PlanError(ValueError):
 def check(p: Plan, sharded: bool, checkpointing: bool, param_dtype: str) -> None:
     """One line when the plan does not fit, naming the knob to change."""
     if not p.fits():
-        raise PlanError(f"the memory plan needs {p.total / GIB:.1f} GiB per GPU but a GPU has {p.capacity_gib:g} GiB: "
-                        f"change {knob(p, sharded, checkpointing, param_dtype)}")
+        raise PlanError(
+            f"the memory plan needs {p.total / GIB:.1f} GiB per GPU but a GPU has {p.capacity_gib:g} GiB: "
+            f"change {knob(p, sharded, checkpointing, param_dtype)}"
+        )
 
 
 # --- a job's config -> its plan -------------------------------------------------------------
@@ -202,35 +243,38 @@ def seq_lengths(cfg: Any, task: Any, tokenizer: Any) -> tuple[int, int]:
     try:
         if tokenizer is None:
             raise ValueError("no tokenizer files")
-        last = [task.at_step(ex, task.num_steps(ex) - 1)                  # a route's longest prompt
-                for ex in (task.sample("id", random.Random(i)) for i in range(64))]
+        last = [
+            task.at_step(ex, task.num_steps(ex) - 1)  # a route's longest prompt
+            for ex in (task.sample("id", random.Random(i)) for i in range(64))
+        ]
         pairs = [tokenize_pair(tokenizer, task.prompt(ex), task.reference_completion(ex)) for ex in last]
     except Exception as err:  # noqa: BLE001 - any tokenizer failure: ask for the length instead
         first = str(err).split(". ")[0].splitlines()[0]
-        raise ValueError(f"cannot measure sequence lengths with model {cfg.model.name}'s tokenizer ({first}): "
-                         "set memory.seq_len=<tokens per sequence>") from None
+        raise ValueError(
+            f"cannot measure sequence lengths with model {cfg.model.name}'s tokenizer ({first}): "
+            "set memory.seq_len=<tokens per sequence>"
+        ) from None
     prompt = max(n for _, n in pairs)
     conversation = lambda attempts: prompt + attempts * task.max_new_tokens + (attempts - 1) * 64  # noqa: E731
-    rl_attempts = cfg.algo.get("max_attempts") or task.max_attempts                  # null: the task's budget
+    rl_attempts = cfg.algo.get("max_attempts") or task.max_attempts  # null: the task's budget
     training = conversation(int(rl_attempts)) if "group_size" in cfg.algo else max(len(ids) for ids, _ in pairs)
-    return training, conversation(max(int(task.max_attempts), int(rl_attempts)))     # evaluation: the task's budget
+    return training, conversation(max(int(task.max_attempts), int(rl_attempts)))  # evaluation: the task's budget
 
 
 def for_job(cfg: Any, task: Any) -> Plan:
     """The plan of the job ``cfg`` describes, its model built on the meta device."""
     import torch
+    from hydra.utils import get_class
 
     from sweeps.models.build import build
 
-    from hydra.utils import get_class
-
     model, tokenizer = build(cfg.model, meta=True)
-    if cfg.algo.get("module") and get_class(cfg.algo.module).wants_hidden:       # a critic on the backbone (PPO)
+    if cfg.algo.get("module") and get_class(cfg.algo.module).wants_hidden:  # a critic on the backbone (PPO)
         from sweeps.modules.ppo import ValueHead
 
         with torch.device("meta"):
             head = ValueHead(model.config.hidden_size)
-        model.add_module("_value_head", head)                  # counted with the trainable parameters
+        model.add_module("_value_head", head)  # counted with the trainable parameters
     s = shapes(model, model.config)
     gpus = int(cfg.trainer.devices) * int(cfg.trainer.num_nodes)
     precision = str(cfg.trainer.precision)
@@ -242,12 +286,25 @@ def for_job(cfg: Any, task: Any) -> Plan:
     gen_batch = max(int(cfg.eval.batch_size), int(cfg.algo.rollout_batch_size) if rl else 0)
     vllm = float(cfg.rollout.get("gpu_memory_utilization", 0) or 0) if rl and cfg.get("rollout") else 0.0
     attention = str(getattr(model.config, "_attn_implementation", "sdpa") or "sdpa")
-    return plan(s, gpus=gpus, sharded=sharding(cfg.trainer.strategy), param_dtype=str(cfg.model.dtype),
-                compute_bytes=compute, mixed=mixed, micro_batch=micro, seq_len=train_len, gen_batch=gen_batch,
-                gen_len=gen_len, checkpointing=bool(cfg.model.gradient_checkpointing), eager_attention=attention == "eager",
-                kl_reference=rl and float(cfg.algo.kl_coef) > 0, vllm_fraction=vllm,
-                capacity_gib=capacity_gib(cfg), overhead_gib=float(cfg.memory.overhead_gib),
-                vllm_sleeps=bool(vllm and cfg.rollout.get("enable_sleep_mode")))
+    return plan(
+        s,
+        gpus=gpus,
+        sharded=sharding(cfg.trainer.strategy),
+        param_dtype=str(cfg.model.dtype),
+        compute_bytes=compute,
+        mixed=mixed,
+        micro_batch=micro,
+        seq_len=train_len,
+        gen_batch=gen_batch,
+        gen_len=gen_len,
+        checkpointing=bool(cfg.model.gradient_checkpointing),
+        eager_attention=attention == "eager",
+        kl_reference=rl and float(cfg.algo.kl_coef) > 0,
+        vllm_fraction=vllm,
+        capacity_gib=capacity_gib(cfg),
+        overhead_gib=float(cfg.memory.overhead_gib),
+        vllm_sleeps=bool(vllm and cfg.rollout.get("enable_sleep_mode")),
+    )
 
 
 def capacity_gib(cfg: Any) -> float | None:

@@ -37,5 +37,7 @@ def check_manual_optimization(strategy: Any) -> None:
     from lightning.pytorch.strategies import DeepSpeedStrategy
 
     if isinstance(strategy, DeepSpeedStrategy):
-        raise ValueError("trainer/strategy=deepspeed_stage_2 supports SFT only: RL accumulates micro-batches by hand, "
-                         "which DeepSpeed's engine does not allow; use trainer/strategy=fsdp or ddp")
+        raise ValueError(
+            "trainer/strategy=deepspeed_stage_2 supports SFT only: RL accumulates micro-batches by hand, "
+            "which DeepSpeed's engine does not allow; use trainer/strategy=fsdp or ddp"
+        )

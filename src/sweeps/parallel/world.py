@@ -17,11 +17,12 @@ from __future__ import annotations
 import datetime
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
-_CONTROL: Any = None          # the gloo group for Python objects (None: the default group is gloo)
+_CONTROL: Any = None  # the gloo group for Python objects (None: the default group is gloo)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ Two fixes to the paper's PPO (PAPER.md section 4) live here:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -97,8 +97,9 @@ def group_mean_baseline(rewards: Tensor, leave_one_out: bool = False) -> Tensor:
     return centred * group / (group - 1) if leave_one_out else centred
 
 
-def normalize(x: Tensor, mask: Tensor | None = None, eps: float = 1e-5,
-              all_reduce: Callable[[list[float]], Tensor] | None = None) -> Tensor:
+def normalize(
+    x: Tensor, mask: Tensor | None = None, eps: float = 1e-5, all_reduce: Callable[[list[float]], Tensor] | None = None
+) -> Tensor:
     """Buffer-wide whitening (x - mean) / (std + eps) over the real entries of ``x``.
 
     This is the paper's advantage normalisation. ``mask`` (same shape as ``x``, or

@@ -7,7 +7,7 @@ the first one out) at the sampling temperature (the paper divides logits by 0.2)
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

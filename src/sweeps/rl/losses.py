@@ -10,7 +10,7 @@ a parameter whose default suits returns of about +-5.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -89,9 +89,7 @@ def clipped_surrogate(
     return loss, stats
 
 
-def clipped_value_loss(
-    values: Tensor, old_values: Tensor, returns: Tensor, clip: float = 0.2
-) -> Tensor:
+def clipped_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, clip: float = 0.2) -> Tensor:
     """PPO's clipped value loss 0.5 * mean(max((V - R)^2, (V_clip - R)^2)) over N turns.
 
     V_clip = V_old + clamp(V - V_old, -clip, clip): the critic may not move its prediction more
@@ -106,9 +104,7 @@ def clipped_value_loss(
     return 0.5 * losses.mean()
 
 
-def policy_gradient_loss(
-    logp: Tensor, advantages: Tensor, mask: Tensor, agg: str = "token-mean"
-) -> Tensor:
+def policy_gradient_loss(logp: Tensor, advantages: Tensor, mask: Tensor, agg: str = "token-mean") -> Tensor:
     """Plain REINFORCE: -A * log pi(token) per real token, aggregated.
 
     ``advantages`` is [N] or [N, T] and treated as a constant. On-policy only: there is no

@@ -3,6 +3,7 @@
 See PAPER.md section 6. Metric conventions are fixed in `CONVENTION` (log it with
 every result); interventions use the component-swap form, never mixed-basis products.
 """
+
 from .interventions import (
     MODES,
     index_set,
@@ -29,10 +30,24 @@ from .metrics import (
 )
 
 __all__ = [
-    "CONVENTION", "MODES", "best_match_alignment", "check_k", "index_set",
-    "matched_rotation_angles", "principal_angles", "projection_residual",
-    "random_orthonormal", "random_rotation_control", "random_subspace_baseline",
-    "residual_outside", "sample_random_subspace_angles", "subspace_distances",
-    "sv_drift", "svd_error", "swap_components", "top_k_svd", "update_energy",
+    "CONVENTION",
+    "MODES",
+    "best_match_alignment",
+    "check_k",
+    "index_set",
+    "matched_rotation_angles",
+    "principal_angles",
+    "projection_residual",
+    "random_orthonormal",
+    "random_rotation_control",
+    "random_subspace_baseline",
+    "residual_outside",
+    "sample_random_subspace_angles",
+    "subspace_distances",
+    "sv_drift",
+    "svd_error",
+    "swap_components",
+    "top_k_svd",
+    "update_energy",
     "update_spectrum",
 ]

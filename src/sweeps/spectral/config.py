@@ -4,10 +4,10 @@
 node; the names in ``references``, ``method`` and ``metrics`` are keys of registries
 (``stage.REFERENCES``, ``stream.METHODS``, ``stream.METRICS``), checked here at validation time.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -16,22 +16,30 @@ from sweeps.schema import _check, job_schema
 
 @dataclass
 class SpectralConfig:
-    references: List[str] = field(default_factory=lambda: ["base", "ood_peak", "previous"])
-    base_path: Optional[str] = None   # "base" = this checkpoint directory instead of the SFT run's first
-    k: int = 16                       # top-k subspaces; k <= n/2 on both sides of every matrix
-    clip_k: bool = False              # lower k per matrix to min(m, n)//2 instead of failing
-    method: str = "eigh"              # full | eigh | randomized
-    oversample: int = 10              # randomized only
-    n_iter: int = 4                   # randomized only: power iterations
-    metrics: List[str] = field(default_factory=lambda: [
-        "sv_drift", "angles", "best_match", "update_spectrum", "update_energy", "residual_outside"])
-    update_top: int = 4               # singular values of ΔW reported
-    stages: List[str] = field(default_factory=lambda: ["sft"])
-    device: str = "auto"              # auto = cuda when available, else cpu
-    threads: Optional[int] = None     # CPU threads; null = trainer.threads (1 per process on CPU)
-    disk_cache: bool = True           # keep fixed references' decompositions under <study>/spectral_cache
-    svd_error_sample: int = 2         # matrices on which method's error vs the full SVD is reported
-    log_per_matrix: bool = True       # MLflow keys per layer x matrix (always per layer, per type, overall)
+    references: list[str] = field(default_factory=lambda: ["base", "ood_peak", "previous"])
+    base_path: str | None = None  # "base" = this checkpoint directory instead of the SFT run's first
+    k: int = 16  # top-k subspaces; k <= n/2 on both sides of every matrix
+    clip_k: bool = False  # lower k per matrix to min(m, n)//2 instead of failing
+    method: str = "eigh"  # full | eigh | randomized
+    oversample: int = 10  # randomized only
+    n_iter: int = 4  # randomized only: power iterations
+    metrics: list[str] = field(
+        default_factory=lambda: [
+            "sv_drift",
+            "angles",
+            "best_match",
+            "update_spectrum",
+            "update_energy",
+            "residual_outside",
+        ]
+    )
+    update_top: int = 4  # singular values of ΔW reported
+    stages: list[str] = field(default_factory=lambda: ["sft"])
+    device: str = "auto"  # auto = cuda when available, else cpu
+    threads: int | None = None  # CPU threads; null = trainer.threads (1 per process on CPU)
+    disk_cache: bool = True  # keep fixed references' decompositions under <study>/spectral_cache
+    svd_error_sample: int = 2  # matrices on which method's error vs the full SVD is reported
+    log_per_matrix: bool = True  # MLflow keys per layer x matrix (always per layer, per type, overall)
 
     def __post_init__(self) -> None:
         from sweeps.spectral.stage import REFERENCES
@@ -47,8 +55,10 @@ class SpectralConfig:
         _check(self.oversample >= 0 and self.n_iter >= 0, "spectral.oversample and spectral.n_iter must be >= 0")
         _check(self.threads is None or self.threads > 0, f"spectral.threads must be > 0 or null, got {self.threads}")
         _check(self.update_top > 0, f"spectral.update_top must be > 0, got {self.update_top}")
-        _check(self.device in ("auto", "cpu") or self.device.startswith("cuda"),
-               f"spectral.device={self.device!r}: use auto, cpu or cuda[:i]")
+        _check(
+            self.device in ("auto", "cpu") or self.device.startswith("cuda"),
+            f"spectral.device={self.device!r}: use auto, cpu or cuda[:i]",
+        )
 
 
 # inherited fields re-declared MISSING, so the schema never resets what train.yaml + experiment set

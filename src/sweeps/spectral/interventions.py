@@ -13,6 +13,7 @@ anything a truncated SVD missed) untouched. All arithmetic is float64; the
 result is returned once in W_tgt's dtype. SVD tuples are (U [m, r], S [r],
 V [n, r]) with V holding right singular vectors as columns.
 """
+
 from __future__ import annotations
 
 import numpy as np

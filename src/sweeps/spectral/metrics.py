@@ -10,6 +10,7 @@ Conventions used throughout:
 - A "basis" is a matrix with orthonormal columns, shape [n, k].
 - Angles are in radians, sorted ascending.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,7 @@ def _f64(x) -> torch.Tensor:
 
 def _k_message(k: int, n: int, bound: str) -> str:
     """One-line error text shared by every k-vs-n guard."""
-    return (f"k={k} must be {bound} n={n} (two k-subspaces of R^n share 2k-n dims); "
-            f"use k <= n/2")
+    return f"k={k} must be {bound} n={n} (two k-subspaces of R^n share 2k-n dims); use k <= n/2"
 
 
 def check_k(k: int, n: int, max_fraction: float = 0.5, allow: bool = False) -> None:
@@ -80,8 +80,9 @@ def principal_angles(A, B) -> torch.Tensor:
     return torch.where(use_sin, theta_sin, theta_cos)  # [k]
 
 
-def top_k_svd(W, k: int, method: str = "full", oversample: int = 10, n_iter: int = 4,
-              seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def top_k_svd(
+    W, k: int, method: str = "full", oversample: int = 10, n_iter: int = 4, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Top-k singular triplets (U_k [m, k], S_k [k] descending, V_k [n, k]) in float64.
 
     method="full" truncates a thin LAPACK SVD (exact). method="randomized" is the
@@ -126,8 +127,12 @@ def svd_error(W, k: int, oversample: int = 10, n_iter: int = 4, seed: int = 0) -
     l2 = (Sr - Sf).norm() / Sf.norm() if Sf.norm() > 0 else torch.tensor(0.0)
     u_sin = math.sin(principal_angles(Uf, Ur)[-1].item()) if k < W.shape[0] else 0.0
     v_sin = math.sin(principal_angles(Vf, Vr)[-1].item()) if k < W.shape[1] else 0.0
-    return {"sv_max_rel": rel.max().item() if rel.numel() else 0.0, "sv_rel_l2": l2.item(),
-            "u_sin_max": u_sin, "v_sin_max": v_sin}
+    return {
+        "sv_max_rel": rel.max().item() if rel.numel() else 0.0,
+        "sv_rel_l2": l2.item(),
+        "u_sin_max": u_sin,
+        "v_sin_max": v_sin,
+    }
 
 
 def sv_drift(S_ref, S_tgt, eps: float = 0.0) -> dict:
@@ -147,8 +152,13 @@ def sv_drift(S_ref, S_tgt, eps: float = 0.0) -> dict:
     rel = torch.full_like(delta, float("nan"))  # [k]
     rel[valid] = delta[valid] / S_ref[valid]
     mean_rel = rel[valid].abs().mean().item() if valid.any() else float("nan")
-    return {"delta": delta, "rel": rel, "mean_abs_rel": mean_rel,
-            "mean_abs_delta": delta.abs().mean().item(), "n_excluded": int((~valid).sum())}
+    return {
+        "delta": delta,
+        "rel": rel,
+        "mean_abs_rel": mean_rel,
+        "mean_abs_delta": delta.abs().mean().item(),
+        "n_excluded": int((~valid).sum()),
+    }
 
 
 def subspace_distances(angles, k: int, n: int) -> dict:
@@ -193,8 +203,7 @@ def random_subspace_baseline(k: int, n: int) -> dict:
     if not 0 < k <= n:
         raise ValueError(f"need 0 < k <= n, got k={k}, n={n}")
     mean_sin2 = 1.0 - k / n
-    return {"mean_sin2": mean_sin2, "chordal_normalised": math.sqrt(mean_sin2),
-            "forced_zero_angles": max(0, 2 * k - n)}
+    return {"mean_sin2": mean_sin2, "chordal_normalised": math.sqrt(mean_sin2), "forced_zero_angles": max(0, 2 * k - n)}
 
 
 def random_orthonormal(n: int, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -212,8 +221,9 @@ def sample_random_subspace_angles(k: int, n: int, trials: int, seed: int = 0) ->
     Empirical check of random_subspace_baseline: angles.sin().pow(2).mean() ≈ 1 − k/n.
     """
     gen = torch.Generator().manual_seed(seed)
-    out = [principal_angles(random_orthonormal(n, k, gen), random_orthonormal(n, k, gen))
-           for _ in range(trials)]  # trials x [k]
+    out = [
+        principal_angles(random_orthonormal(n, k, gen), random_orthonormal(n, k, gen)) for _ in range(trials)
+    ]  # trials x [k]
     return torch.stack(out)  # [trials, k]
 
 

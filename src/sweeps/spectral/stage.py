@@ -20,6 +20,7 @@ task and seed (or ``spectral.base_path``); ``ood_peak``, ``id_peak``, ``sft_end`
 run's checkpoint of the role (``sweeps.analysis.roles``); ``previous`` = the run's preceding
 checkpoint (for an RL run's first checkpoint, the SFT checkpoint it started from).
 """
+
 from __future__ import annotations
 
 import csv
@@ -27,9 +28,10 @@ import io
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -38,7 +40,16 @@ from sweeps.runs import Run, atomic_write_json, atomic_write_text, ckpt_name, ru
 from sweeps.schema import ConfigError
 
 from .metrics import CONVENTION
-from .stream import Checkpoint, Options, SVDCache, compare, effective_k, resolve_device, select_targets, svd_error_report
+from .stream import (
+    Checkpoint,
+    Options,
+    SVDCache,
+    compare,
+    effective_k,
+    resolve_device,
+    select_targets,
+    svd_error_report,
+)
 
 log = logging.getLogger("sweeps.spectral")
 ID_COLUMNS = ("name", "layer", "matrix", "m", "n")
@@ -75,7 +86,9 @@ def _previous(ctx: RunContext, i: int) -> Path | None:
 
 
 REFERENCES: dict[str, Callable[[RunContext, int], Path | None]] = {
-    "base": _base, **{role: _role(role) for role in ROLES}, "previous": _previous,
+    "base": _base,
+    **{role: _role(role) for role in ROLES},
+    "previous": _previous,
 }
 PER_CHECKPOINT = {"previous"}  # references that change with the checkpoint (never disk-cached)
 
@@ -92,13 +105,17 @@ def reference_path(name: str, ctx: RunContext, i: int) -> Path | None:
 def find_runs(cfg: DictConfig) -> list[Path]:
     """DONE run directories of ``spectral.stages`` for the config's model, task and seed."""
     root = Path(cfg.paths.output_dir) / cfg.study
-    found = [p for stage in cfg.spectral.stages
-             for p in sorted((root / stage / cfg.model.name / cfg.task.name).glob(f"*/seed={cfg.seed}"))]
+    found = [
+        p
+        for stage in cfg.spectral.stages
+        for p in sorted((root / stage / cfg.model.name / cfg.task.name).glob(f"*/seed={cfg.seed}"))
+    ]
     if not found:
         raise FileNotFoundError(
             f"no run directories for stages {list(cfg.spectral.stages)} of model={cfg.model.name} "
             f"task={cfg.task.name} seed={cfg.seed} under {root}: run sweeps-train with the same "
-            f"study, model, task, seed and paths.output_dir first")
+            f"study, model, task, seed and paths.output_dir first"
+        )
     for p in found:
         if not Run(p).done:
             log.warning("skip %s: not finished (no DONE)", p)
@@ -110,9 +127,13 @@ def run_context(cfg: DictConfig, path: Path) -> RunContext:
     own = OmegaConf.load(path / "config.yaml") if (path / "config.yaml").is_file() else cfg
     is_sft = path.parts[-5] == "sft"  # <study>/<stage>/<model>/<task>/<init>/seed=<s>
     sft_study = OmegaConf.select(own, "init.sft_study") or cfg.study
-    sft = path if is_sft else run_dir(cfg.paths.output_dir, sft_study, "sft", cfg.model.name, cfg.task.name, "base", cfg.seed)
+    sft = (
+        path
+        if is_sft
+        else run_dir(cfg.paths.output_dir, sft_study, "sft", cfg.model.name, cfg.task.name, "base", cfg.seed)
+    )
     init = path.parent.name
-    init_ckpt = sft / "ckpt" / init[len("sft-"):] if init.startswith("sft-") else None
+    init_ckpt = sft / "ckpt" / init[len("sft-") :] if init.startswith("sft-") else None
     base = Path(cfg.spectral.base_path) if cfg.spectral.base_path else None
     return RunContext(run, sft, run.checkpoints(), base, init_ckpt)
 
@@ -137,9 +158,11 @@ def check_settings(run: Path, settings: dict[str, Any]) -> None:
         stored = json.loads(f.read_text())
         diff = {k: (stored.get(k), v) for k, v in settings.items() if stored.get(k) != v}
         if diff:
-            raise ConfigError(f"{run / 'spectral'} holds tables computed with other settings ("
-                              + ", ".join(f"{k}={a} there, {b} now" for k, (a, b) in diff.items())
-                              + "): delete that folder to recompute")
+            raise ConfigError(
+                f"{run / 'spectral'} holds tables computed with other settings ("
+                + ", ".join(f"{k}={a} there, {b} now" for k, (a, b) in diff.items())
+                + "): delete that folder to recompute"
+            )
     else:
         atomic_write_json(f, settings)
 
@@ -170,8 +193,11 @@ def write_summary(run: Path) -> int:
     by_pair: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for r in read_tables(run):
         by_pair.setdefault((r["step"], r["reference"]), []).append(r)
-    out = [{"step": s, "reference": ref, "group": g.rstrip("/") or "all", **means}
-           for (s, ref), rows in sorted(by_pair.items()) for g, means in group_means(rows).items()]
+    out = [
+        {"step": s, "reference": ref, "group": g.rstrip("/") or "all", **means}
+        for (s, ref), rows in sorted(by_pair.items())
+        for g, means in group_means(rows).items()
+    ]
     if out:
         atomic_write_text(run / "spectral" / "summary.csv", to_csv(out))
     return len(out)
@@ -179,8 +205,13 @@ def write_summary(run: Path) -> int:
 
 # --- MLflow ---------------------------------------------------------------------------------------
 def mlflow_records(new: list[tuple[int, str, list[dict]]], per_matrix: bool) -> list[dict[str, Any]]:
-    return [{"step": step, **{f"spectral/{ref}/{g}{m}": v for g, ms in group_means(rows, per_matrix).items()
-                              for m, v in ms.items()}} for step, ref, rows in new]
+    return [
+        {
+            "step": step,
+            **{f"spectral/{ref}/{g}{m}": v for g, ms in group_means(rows, per_matrix).items() for m, v in ms.items()},
+        }
+        for step, ref, rows in new
+    ]
 
 
 def log_mlflow(run: Path, records: list[dict[str, Any]], tags: dict[str, str]) -> None:
@@ -197,7 +228,7 @@ def log_mlflow(run: Path, records: list[dict[str, Any]], tags: dict[str, str]) -
         client = MlflowClient(info["tracking_uri"])
         retry(lambda: log_records(client, info["run_id"], records))
         for key, value in tags.items():
-            retry(lambda: client.set_tag(info["run_id"], key, value))
+            retry(lambda key=key, value=value: client.set_tag(info["run_id"], key, value))
         try:
             client.log_param(info["run_id"], "spectral.convention", CONVENTION)
         except Exception:  # noqa: BLE001 - already logged by an earlier invocation
@@ -208,16 +239,30 @@ def log_mlflow(run: Path, records: list[dict[str, Any]], tags: dict[str, str]) -
 
 # --- the stage ------------------------------------------------------------------------------------
 def options(spec: DictConfig, device: str) -> Options:
-    return Options(k=spec.k, method=spec.method, clip_k=spec.clip_k, oversample=spec.oversample,
-                   n_iter=spec.n_iter, update_top=spec.update_top, metrics=tuple(spec.metrics), device=device)
+    return Options(
+        k=spec.k,
+        method=spec.method,
+        clip_k=spec.clip_k,
+        oversample=spec.oversample,
+        n_iter=spec.n_iter,
+        update_top=spec.update_top,
+        metrics=tuple(spec.metrics),
+        device=device,
+    )
 
 
 def report_svd_error(run: Path, tgt: Checkpoint, names: list[str], opts: Options, sample: int) -> dict[str, float]:
     rows = []
     for name in names[:sample]:
         W = tgt.load(name, opts.device)  # [m, n]
-        rows.append({"name": name, "k": effective_k(tuple(W.shape), opts), "method": opts.method,
-                     **svd_error_report(W, effective_k(tuple(W.shape), opts), opts)})
+        rows.append(
+            {
+                "name": name,
+                "k": effective_k(tuple(W.shape), opts),
+                "method": opts.method,
+                **svd_error_report(W, effective_k(tuple(W.shape), opts), opts),
+            }
+        )
     atomic_write_text(run / "spectral" / "svd_error.csv", to_csv(rows))
     keys = ("sv_max_rel", "sv_rel_l2", "u_sin_max", "v_sin_max")
     return {f"spectral/svd_error/{k}": max(r[k] for r in rows) for k in keys}
@@ -231,7 +276,9 @@ def target_names(cfg: DictConfig, ctx: RunContext, opts: Options) -> list[str]:
     names = select_targets(first.names(), cfg.model.spectral_targets, first.path)
     for name in names:
         if len(first.shapes[name]) != 2:
-            raise ValueError(f"spectral target {name} in {first.where(name)} is not a matrix: {list(first.shapes[name])}")
+            raise ValueError(
+                f"spectral target {name} in {first.where(name)} is not a matrix: {list(first.shapes[name])}"
+            )
         effective_k(first.shapes[name], opts)
     return names
 
@@ -242,8 +289,9 @@ def keeps_target(refs: dict[str, Path | None]) -> bool:
     return "previous" in refs or sum(p is not None for p in refs.values()) > 1
 
 
-def analyse_checkpoint(path: Path, step: int, ckpt: Path, refs: dict[str, Path | None], names: list[str],
-                       cache: SVDCache, opts: Options) -> list[tuple[int, str, list[dict]]]:
+def analyse_checkpoint(
+    path: Path, step: int, ckpt: Path, refs: dict[str, Path | None], names: list[str], cache: SVDCache, opts: Options
+) -> list[tuple[int, str, list[dict]]]:
     """Write one checkpoint's table against each resolved reference; returns (step, ref, rows)."""
     tgt, new = Checkpoint(ckpt), []
     keep = keeps_target(refs)
@@ -266,7 +314,11 @@ def analyse_run(cfg: DictConfig, path: Path, cache: SVDCache, opts: Options) -> 
     plain = OmegaConf.to_container(spec, resolve=True)
     check_settings(path, {k: plain[k] for k in SEMANTIC} | {"targets": list(cfg.model.spectral_targets)})
     track = bool(OmegaConf.select(cfg, "tracking.uri"))
-    tags = {"sweeps.spectral.convention": CONVENTION, "sweeps.spectral.k": str(spec.k), "sweeps.spectral.method": spec.method}
+    tags = {
+        "sweeps.spectral.convention": CONVENTION,
+        "sweeps.spectral.k": str(spec.k),
+        "sweeps.spectral.method": spec.method,
+    }
     written = skipped = 0
     for i, (step, ckpt) in enumerate(ctx.checkpoints):
         todo = [r for r in spec.references if not table_path(path, r, step).is_file()]
@@ -277,7 +329,9 @@ def analyse_run(cfg: DictConfig, path: Path, cache: SVDCache, opts: Options) -> 
         new = analyse_checkpoint(path, step, ckpt, refs, names, cache, opts)
         records = mlflow_records(new, spec.log_per_matrix)
         if opts.method != "full" and spec.svd_error_sample > 0 and not (path / "spectral" / "svd_error.csv").is_file():
-            records.append({"step": step, **report_svd_error(path, Checkpoint(ckpt), names, opts, spec.svd_error_sample)})
+            records.append(
+                {"step": step, **report_svd_error(path, Checkpoint(ckpt), names, opts, spec.svd_error_sample)}
+            )
         if track:
             log_mlflow(path, records, tags)
         written += len(new)

@@ -37,14 +37,15 @@ on the GPU when one is present:
 k must satisfy k <= n/2 on each side (``check_k``: for U n = rows, for V n = columns), since two
 k-subspaces of R^n share 2k - n dimensions; ``clip_k`` lowers k per matrix instead of failing.
 """
+
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Iterable
 
 import torch
 
@@ -72,8 +73,14 @@ class Options:
     n_iter: int = 4
     seed: int = 0
     update_top: int = 4
-    metrics: tuple[str, ...] = ("sv_drift", "angles", "best_match", "update_spectrum", "update_energy",
-                                "residual_outside")
+    metrics: tuple[str, ...] = (
+        "sv_drift",
+        "angles",
+        "best_match",
+        "update_spectrum",
+        "update_energy",
+        "residual_outside",
+    )
     device: str = "cpu"
 
 
@@ -124,8 +131,9 @@ def select_targets(names: Iterable[str], regexes: Iterable[str], where: str | Pa
     for rx in regexes:
         hits = [n for n in names if re.search(rx, n)]
         if not hits:
-            raise ValueError(f"spectral target regex {rx!r} matches no parameter of {where} "
-                             f"(it has e.g. {', '.join(names[:4])})")
+            raise ValueError(
+                f"spectral target regex {rx!r} matches no parameter of {where} (it has e.g. {', '.join(names[:4])})"
+            )
         chosen += [h for h in hits if h not in chosen]
     return [n for n in names if n in chosen]
 
@@ -144,8 +152,10 @@ def check_same_shapes(ref: Checkpoint, tgt: Checkpoint, names: Iterable[str]) ->
         if name not in tgt.shapes:
             raise ValueError(f"tensor {name} is in {ref.where(name)} but not in checkpoint {tgt.path}")
         if ref.shapes[name] != tgt.shapes[name]:
-            raise ValueError(f"checkpoints differ in shape: {name} is {list(ref.shapes[name])} in "
-                             f"{ref.where(name)} but {list(tgt.shapes[name])} in {tgt.where(name)}")
+            raise ValueError(
+                f"checkpoints differ in shape: {name} is {list(ref.shapes[name])} in "
+                f"{ref.where(name)} but {list(tgt.shapes[name])} in {tgt.where(name)}"
+            )
 
 
 def resolve_device(spec: str) -> str:
@@ -193,11 +203,12 @@ def _svd_full(W: torch.Tensor, k: int, opts: Options) -> Decomp:
 
     Wn = W.detach().to(torch.float64).contiguous().numpy()  # [m, n]
     wide = Wn.shape[0] < Wn.shape[1]
-    U, S, Vh = scipy.linalg.svd(Wn.T if wide else Wn, full_matrices=False, check_finite=False)  # tall: [M, r], [r], [r, r]
+    U, S, Vh = scipy.linalg.svd(
+        Wn.T if wide else Wn, full_matrices=False, check_finite=False
+    )  # tall: [M, r], [r], [r, r]
     if wide:  # W = (U S Vh)ᵀ = Vhᵀ S Uᵀ
         U, Vh = Vh.T, U.T
-    return (torch.from_numpy(U[:, :k].copy()), torch.from_numpy(S[:k].copy()),
-            torch.from_numpy(Vh[:k].T.copy()))
+    return (torch.from_numpy(U[:, :k].copy()), torch.from_numpy(S[:k].copy()), torch.from_numpy(Vh[:k].T.copy()))
 
 
 @functools.cache
@@ -255,7 +266,7 @@ def _top_eigh(G: torch.Tensor, k: int, overwrite: bool = False) -> tuple[torch.T
     with _one_blas_thread():  # the steps below are small-k work that BLAS threads only slow down
         if ok:
             lam, info = lapack.dsterf(d.copy(), e.copy())  # [r] ascending
-            lam = np.ascontiguousarray(lam[r - k:])  # [k] ascending
+            lam = np.ascontiguousarray(lam[r - k :])  # [k] ascending
             ok = info == 0
         if ok:  # one unreduced block as far as dstein is concerned (it handles e_i = 0 itself)
             iblock, isplit = np.ones(r, np.int32), np.zeros(r, np.int32)
@@ -265,12 +276,13 @@ def _top_eigh(G: torch.Tensor, k: int, overwrite: bool = False) -> tuple[torch.T
             TZ[:-1] += e[:, None] * Z[1:]
             TZ[1:] += e[:, None] * Z[:-1]
             scale = max(float(np.abs(lam).max()), float(np.abs(d).max()), float(np.abs(e).max(initial=0.0)), 1e-300)
-            ok = (info == 0 and np.abs(TZ - Z * lam).max() <= 1e-10 * scale
-                  and np.abs(Z.T @ Z - np.eye(k)).max() <= 1e-10)
+            ok = (
+                info == 0 and np.abs(TZ - Z * lam).max() <= 1e-10 * scale and np.abs(Z.T @ Z - np.eye(k)).max() <= 1e-10
+            )
         if ok:  # Z <- Q Z: rows 1.. of Z by the QR-form reflectors in c[1:, :-1] (what dormtr does),
             # passed without a copy as the Fortran array [r, r-1] that starts one element into c
             # (leading dimension r; dormqr reads only its first r-1 rows, which are c[1:, j])
-            refl = c.reshape(-1, order="F")[1:1 + r * (r - 1)].reshape(r, r - 1, order="F")
+            refl = c.reshape(-1, order="F")[1 : 1 + r * (r - 1)].reshape(r, r - 1, order="F")
             ok = np.shares_memory(refl, c) and refl.flags.f_contiguous
         if ok:
             Z = np.asfortranarray(Z)
@@ -396,9 +408,12 @@ def svd_error_report(W: torch.Tensor, k: int, opts: Options) -> dict[str, float]
     nz = Sf > 0  # [k]
     rel = ((Sm[nz] - Sf[nz]).abs() / Sf[nz]).max().item() if nz.any() else 0.0
     l2 = ((Sm - Sf).norm() / Sf.norm()).item() if Sf.norm() > 0 else 0.0
-    return {"sv_max_rel": rel, "sv_rel_l2": l2,
-            "u_sin_max": principal_angles(Uf, Um)[-1].sin().item() if k < W.shape[0] else 0.0,
-            "v_sin_max": principal_angles(Vf, Vm)[-1].sin().item() if k < W.shape[1] else 0.0}
+    return {
+        "sv_max_rel": rel,
+        "sv_rel_l2": l2,
+        "u_sin_max": principal_angles(Uf, Um)[-1].sin().item() if k < W.shape[0] else 0.0,
+        "v_sin_max": principal_angles(Vf, Vm)[-1].sin().item() if k < W.shape[1] else 0.0,
+    }
 
 
 class SVDCache:
@@ -464,8 +479,9 @@ class SVDCache:
             return
         from safetensors.torch import save_file
 
-        flat = {f"{n}::{part}": t.contiguous().cpu()
-                for n, trip in self.mem[key].items() for part, t in zip("USV", trip)}
+        flat = {
+            f"{n}::{part}": t.contiguous().cpu() for n, trip in self.mem[key].items() for part, t in zip("USV", trip)
+        }
         f.parent.mkdir(parents=True, exist_ok=True)
         tmp = f.with_name(f".{f.name}.tmp")  # temp file, then rename: readers never see half a file
         save_file(flat, str(tmp), metadata={"checkpoint": key})
@@ -513,17 +529,25 @@ def _m_angles(p: Pair) -> dict[str, float]:
     for side, A, B in (("u", p.ref[0], p.tgt[0]), ("v", p.ref[2], p.tgt[2])):
         theta = principal_angles(A, B)  # [k] ascending
         d = subspace_distances(theta, p.k, A.shape[0])
-        out.update({f"{side}_angle_mean": d["mean_angle"], f"{side}_angle_max": theta[-1].item(),
-                    f"{side}_geodesic": d["geodesic"], f"{side}_chordal_normalised": d["chordal_normalised"],
-                    f"{side}_projection_frobenius": d["projection_frobenius"],
-                    f"{side}_chordal_random": d["chordal_normalised_random"]})
+        out.update(
+            {
+                f"{side}_angle_mean": d["mean_angle"],
+                f"{side}_angle_max": theta[-1].item(),
+                f"{side}_geodesic": d["geodesic"],
+                f"{side}_chordal_normalised": d["chordal_normalised"],
+                f"{side}_projection_frobenius": d["projection_frobenius"],
+                f"{side}_chordal_random": d["chordal_normalised_random"],
+            }
+        )
     out["angle_mean"] = 0.5 * (out["u_angle_mean"] + out["v_angle_mean"])
     return out
 
 
 def _m_best_match(p: Pair) -> dict[str, float]:
-    return {"u_best_match": best_match_alignment(p.ref[0], p.tgt[0]),
-            "v_best_match": best_match_alignment(p.ref[2], p.tgt[2])}
+    return {
+        "u_best_match": best_match_alignment(p.ref[0], p.tgt[0]),
+        "v_best_match": best_match_alignment(p.ref[2], p.tgt[2]),
+    }
 
 
 def _m_update_spectrum(p: Pair) -> dict[str, float]:
@@ -545,8 +569,11 @@ def _m_residual_outside(p: Pair) -> dict[str, float]:
 
 
 # the matrices each metric reads besides the decompositions (the others need no matrix at all)
-NEEDS: dict[str, tuple[str, ...]] = {"update_spectrum": ("ref", "tgt"), "update_energy": ("ref", "tgt"),
-                                     "residual_outside": ("tgt",)}
+NEEDS: dict[str, tuple[str, ...]] = {
+    "update_spectrum": ("ref", "tgt"),
+    "update_energy": ("ref", "tgt"),
+    "residual_outside": ("tgt",),
+}
 
 METRICS: dict[str, Callable[[Pair], dict[str, float]]] = {
     "sv_drift": _m_sv_drift,
@@ -558,8 +585,9 @@ METRICS: dict[str, Callable[[Pair], dict[str, float]]] = {
 }
 
 
-def compare(ref: Checkpoint, tgt: Checkpoint, names: list[str], cache: SVDCache, opts: Options,
-            keep_target: bool = True) -> list[dict]:
+def compare(
+    ref: Checkpoint, tgt: Checkpoint, names: list[str], cache: SVDCache, opts: Options, keep_target: bool = True
+) -> list[dict]:
     """One row per target matrix: layer, matrix type, shape, k and every configured metric.
 
     Streams: each iteration takes both decompositions of one name from the cache (a miss loads

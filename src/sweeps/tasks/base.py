@@ -23,7 +23,7 @@ from typing import Any
 SPLITS = ("id", "ood")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _field_re(key: str) -> re.Pattern[str]:
     return re.compile(rf"""["']{re.escape(key)}["']\s*:\s*(["'])(.*?)\1""")
 
@@ -59,7 +59,7 @@ class Example:
         return {"split": self.split, "data": self.data}
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Example":
+    def from_json(cls, obj: dict[str, Any]) -> Example:
         return cls(split=obj["split"], data=obj["data"])
 
 
@@ -82,9 +82,9 @@ class Task:
     """Base class: subclasses are dataclasses whose fields are the task's config."""
 
     name: str = "task"
-    max_attempts: int = 5       # graded attempts per episode (feedback turns in between)
-    max_new_tokens: int = 64    # generation budget per attempt
-    eval_items: int = 200       # size of each frozen evaluation split
+    max_attempts: int = 5  # graded attempts per episode (feedback turns in between)
+    max_new_tokens: int = 64  # generation budget per attempt
+    eval_items: int = 200  # size of each frozen evaluation split
     error_classes: tuple[str, ...] = field(default=(), init=False)  # every class grade() may emit
 
     def __post_init__(self) -> None:

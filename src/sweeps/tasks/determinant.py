@@ -154,8 +154,10 @@ class Determinant(Task):
 
     def prompt(self, example: Example) -> str:
         schema = json.dumps({"answer": "the determinant, as an integer"})
-        return (f"Calculate the determinant of the matrix:\n{json.dumps(example.matrix)}\n\n"
-                f"Reply with a valid JSON object in this format:\n{schema}")
+        return (
+            f"Calculate the determinant of the matrix:\n{json.dumps(example.matrix)}\n\n"
+            f"Reply with a valid JSON object in this format:\n{schema}"
+        )
 
     def reference_completion(self, example: Example) -> str:
         return json.dumps({"answer": self.answer(example)})

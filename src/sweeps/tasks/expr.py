@@ -36,7 +36,7 @@ OPERATORS = "+-*/"
 _TOKEN = re.compile(r"[0-9]+|[+\-*/()]")
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
 _MAX_LITERAL_DIGITS = 1000  # longer literals are rejected instead of parsed
-_MAX_VALUE_BITS = 16_384    # larger values are rejected (four maximal literals multiply to ~13,300 bits)
+_MAX_VALUE_BITS = 16_384  # larger values are rejected (four maximal literals multiply to ~13,300 bits)
 
 
 class ExprError(ValueError):
@@ -172,10 +172,7 @@ def _solve_ordering(order: tuple[int, ...], target: int) -> list[str]:
             )
             for template, value in zip(BRACKETINGS, trees):
                 if value is not None and value[0] == target * value[1]:
-                    found.append(
-                        template.format(a=order[0], b=order[1], c=order[2], d=order[3],
-                                        o1=o1, o2=o2, o3=o3)
-                    )
+                    found.append(template.format(a=order[0], b=order[1], c=order[2], d=order[3], o1=o1, o2=o2, o3=o3))
     return found
 
 

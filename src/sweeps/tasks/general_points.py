@@ -65,10 +65,13 @@ ILLEGAL_FORMULA, INCORRECT_NUMBER = "illegal_formula", "incorrect_number"
 WRONG_RESULT, PARTIAL_SOLUTION = "wrong_result", "partial_solution"
 AGGREGATED_ERROR = "aggregated_error"
 ERROR_CLASSES = (ILLEGAL_FORMULA, INCORRECT_NUMBER, WRONG_RESULT, PARTIAL_SOLUTION, AGGREGATED_ERROR)
-REWARDS = {"correct": 5.0, PARTIAL_SOLUTION: 1.0, WRONG_RESULT: -1.0, INCORRECT_NUMBER: -2.0,
-           ILLEGAL_FORMULA: -3.0}
-FEEDBACK = {ILLEGAL_FORMULA: "illegal formula", INCORRECT_NUMBER: "incorrect number",
-            WRONG_RESULT: "wrong result", PARTIAL_SOLUTION: "partial solution"}
+REWARDS = {"correct": 5.0, PARTIAL_SOLUTION: 1.0, WRONG_RESULT: -1.0, INCORRECT_NUMBER: -2.0, ILLEGAL_FORMULA: -3.0}
+FEEDBACK = {
+    ILLEGAL_FORMULA: "illegal formula",
+    INCORRECT_NUMBER: "incorrect number",
+    WRONG_RESULT: "wrong result",
+    PARTIAL_SOLUTION: "partial solution",
+}
 
 RANK_NAMES = {1: "A", 11: "J", 12: "Q", 13: "K"}
 FACE_RANKS = (11, 12, 13)
@@ -204,13 +207,15 @@ class GeneralPoints(Task):
     max_new_tokens: int = 256
     eval_items: int = 234
     target: int = 24
-    targets: tuple[int, ...] | None = None       # make-T: draw the target from this list
-    id_face_values: tuple[int, ...] = (10, 10, 10)   # values of J, Q, K under the ID rule
+    targets: tuple[int, ...] | None = None  # make-T: draw the target from this list
+    id_face_values: tuple[int, ...] = (10, 10, 10)  # values of J, Q, K under the ID rule
     ood_face_values: tuple[int, ...] = (11, 12, 13)  # ... and under the OOD rule
     ood_min_face_cards: int = 1
     prompt_style: str = "paper"
-    answer_format: str = "json"   # json {"formula": ...} | bare formula | values "v1 v2 v3 v4 ; formula" | chain "a+b=x;x*c=y;y-d=T"
-    reference: str = "first"      # SFT target among the solver's solutions: first | simplest
+    answer_format: str = (
+        "json"  # json {"formula": ...} | bare formula | values "v1 v2 v3 v4 ; formula" | chain "a+b=x;x*c=y;y-d=T"
+    )
+    reference: str = "first"  # SFT target among the solver's solutions: first | simplest
     partial_credit_for_prefix: bool = True
 
     def __post_init__(self) -> None:
@@ -233,11 +238,15 @@ class GeneralPoints(Task):
         if self.answer_format not in ANSWER_FORMATS:
             raise ValueError(f"task.answer_format must be one of {ANSWER_FORMATS}, got {self.answer_format!r}")
         if self.answer_format != "json" and self.prompt_style == "paper":
-            raise ValueError("task.answer_format: the paper prompt asks for JSON; use answer_format=json "
-                             "or prompt_style=compact|tiny")
+            raise ValueError(
+                "task.answer_format: the paper prompt asks for JSON; use answer_format=json "
+                "or prompt_style=compact|tiny"
+            )
         if self.answer_format == "chain" and self.partial_credit_for_prefix:
-            raise ValueError("task.partial_credit_for_prefix must be false with answer_format=chain "
-                             "(a chain has no partial-solution class)")
+            raise ValueError(
+                "task.partial_credit_for_prefix must be false with answer_format=chain "
+                "(a chain has no partial-solution class)"
+            )
         if self.reference not in REFERENCES:
             raise ValueError(f"task.reference must be one of {REFERENCES}, got {self.reference!r}")
         if not isinstance(self.partial_credit_for_prefix, bool):
@@ -260,11 +269,11 @@ class GeneralPoints(Task):
         """Draw (target, ranks) until the hand is solvable under the split's rule."""
         self.check_split(split)
         n_face = self.ood_min_face_cards if split == "ood" else 0
-        return self._draw(split, self.face_values(split), self.targets or (self.target,), n_face, rng,
-                          "task.targets")
+        return self._draw(split, self.face_values(split), self.targets or (self.target,), n_face, rng, "task.targets")
 
-    def sample_pretrain(self, rng: random.Random, targets: tuple[int, ...], face_card_prob: float = 6 / 13,
-                        face_high_prob: float = 0.5) -> Example:
+    def sample_pretrain(
+        self, rng: random.Random, targets: tuple[int, ...], face_card_prob: float = 6 / 13, face_high_prob: float = 0.5
+    ) -> Example:
         """One pretraining example under a random rule stated in the prompt.
 
         Each card is a face card (J, Q or K, uniform) with probability ``face_card_prob``, else a
@@ -278,20 +287,20 @@ class GeneralPoints(Task):
         draw is repeated until the hand is solvable. Split "id" only labels the example: its
         rule travels in ``data["rule"]``."""
         for _ in range(_MAX_DRAWS):
-            rule = tuple(rng.randint(11, 13) if rng.random() < face_high_prob else rng.randint(1, 10)
-                         for _ in FACE_RANKS)
+            rule = tuple(
+                rng.randint(11, 13) if rng.random() < face_high_prob else rng.randint(1, 10) for _ in FACE_RANKS
+            )
             target = rng.choice(targets)
-            ranks = [rng.choice(FACE_RANKS) if rng.random() < face_card_prob else rng.randint(1, 10)
-                     for _ in range(4)]
+            ranks = [rng.choice(FACE_RANKS) if rng.random() < face_card_prob else rng.randint(1, 10) for _ in range(4)]
             values = [rule[r - 11] if r in FACE_RANKS else r for r in ranks]
             if self.solvable(values, target):
-                data = {"cards": [rank_name(r) for r in ranks], "values": values, "target": target,
-                        "rule": list(rule)}
+                data = {"cards": [rank_name(r) for r in ranks], "values": values, "target": target, "rule": list(rule)}
                 return Example(split="id", data=data)
         raise ValueError(f"algo.targets: no solvable hand found in {_MAX_DRAWS} draws")
 
-    def _draw(self, split: str, rule: tuple[int, ...], targets: tuple[int, ...], n_face: int,
-              rng: random.Random, field: str) -> Example:
+    def _draw(
+        self, split: str, rule: tuple[int, ...], targets: tuple[int, ...], n_face: int, rng: random.Random, field: str
+    ) -> Example:
         for _ in range(_MAX_DRAWS):
             target = rng.choice(targets)
             ranks = [rng.randint(1, 13) for _ in range(4 - n_face)]
@@ -311,17 +320,22 @@ class GeneralPoints(Task):
         if self.prompt_style == "tiny":
             return f"J={jqk[0]} Q={jqk[1]} K={jqk[2]} cards {' '.join(cards)} target {target}"
         if self.prompt_style == "compact":
-            return (f"Rule: J={jqk[0]} Q={jqk[1]} K={jqk[2]}. Cards: {' '.join(cards)}. "
-                    f"Target: {target}. Use each card exactly once. Answer as JSON with key formula.")
+            return (
+                f"Rule: J={jqk[0]} Q={jqk[1]} K={jqk[2]}. Cards: {' '.join(cards)}. "
+                f"Target: {target}. Use each card exactly once. Answer as JSON with key formula."
+            )
         if len(set(jqk)) == 1:
             rule = f"'J', 'Q', and 'K' count as '{jqk[0]}'"
         else:
             rule = f"'J', 'Q', and 'K' count as '{jqk[0]}', '{jqk[1]}', and '{jqk[2]}' respectively"
-        schema = json.dumps({
-            "cards": "the cards you see, as a list of strings",
-            "number": "the value of each card, as a list of integers",
-            "formula": f"a string with an equation that equals {target}",
-        }, indent=2)
+        schema = json.dumps(
+            {
+                "cards": "the cards you see, as a list of strings",
+                "number": "the value of each card, as a list of integers",
+                "formula": f"a string with an equation that equals {target}",
+            },
+            indent=2,
+        )
         return (
             f"You are an expert {target} points card game player. You will receive a set of 4 cards.\n"
             f"Note that {rule}, and each card must be used exactly once.\n"
@@ -337,7 +351,9 @@ class GeneralPoints(Task):
         values = example.values
         if len(values) != 4:
             return ()
-        return chain_solutions(values, example.target) if self.answer_format == "chain" else solve(values, example.target)
+        return (
+            chain_solutions(values, example.target) if self.answer_format == "chain" else solve(values, example.target)
+        )
 
     def reference_completion(self, example: Example) -> str:
         solutions = self.solutions(example)
@@ -383,8 +399,11 @@ class GeneralPoints(Task):
         try:
             value = evaluate(formula)
         except ExprError:
-            prefix = self.partial_credit_for_prefix and len(values) == 4 and any(
-                s.startswith(formula) for s in solve(values, target))
+            prefix = (
+                self.partial_credit_for_prefix
+                and len(values) == 4
+                and any(s.startswith(formula) for s in solve(values, target))
+            )
             return [PARTIAL_SOLUTION] if prefix else [WRONG_RESULT]
         return [] if value == target else [WRONG_RESULT]
 

@@ -107,8 +107,10 @@ class Rank(Task):
 
     def prompt(self, example: Example) -> str:
         schema = json.dumps({"answer": "the rank, as an integer"})
-        return (f"Find the rank of the matrix.\n{json.dumps(example.matrix)}\n\n"
-                f"Reply with a valid JSON object in this format:\n{schema}")
+        return (
+            f"Find the rank of the matrix.\n{json.dumps(example.matrix)}\n\n"
+            f"Reply with a valid JSON object in this format:\n{schema}"
+        )
 
     def reference_completion(self, example: Example) -> str:
         return json.dumps({"answer": self.answer(example)})

@@ -70,27 +70,74 @@ from typing import Any
 from sweeps.tasks.base import Example, Grade, Task, json_string_field
 
 COMPASS = ("north", "northeast", "east", "southeast", "south", "southwest", "west", "northwest")
-VECTORS = ((0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1))   # (dx, dy), y north
-TURNS = {-2: "left", -1: "slightly left", 1: "slightly right", 2: "right"}          # heading change, 45 deg clockwise
+VECTORS = ((0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1))  # (dx, dy), y north
+TURNS = {-2: "left", -1: "slightly left", 1: "slightly right", 2: "right"}  # heading change, 45 deg clockwise
 RELATIONS = ("ahead", "front right", "right", "back right", "behind", "back left", "left", "front left")
-PHRASES = {"ahead": "in front of you", "behind": "behind you"}                     # else "on your <relation>"
-CORNERS = (1, 3, 5, 7)                                                              # NE, SE, SW, NW
+PHRASES = {"ahead": "in front of you", "behind": "behind you"}  # else "on your <relation>"
+CORNERS = (1, 3, 5, 7)  # NE, SE, SW, NW
 LANDMARK_NAMES = (
-    "Bakery", "Museum", "Library", "Hotel", "Bank", "Cafe", "Park", "School", "Church", "Pharmacy",
-    "Theater", "Market", "Station", "Gym", "Hospital", "Bookstore", "Cinema", "Stadium", "Florist",
-    "Garage", "Bistro", "Gallery", "Tower", "Fountain", "Diner", "Temple", "Arcade", "Bridge", "Pier",
-    "Courthouse", "Bar", "Salon", "Clinic", "Tailor", "Pizzeria", "Zoo", "Mall", "Laundry", "Deli", "Chapel",
+    "Bakery",
+    "Museum",
+    "Library",
+    "Hotel",
+    "Bank",
+    "Cafe",
+    "Park",
+    "School",
+    "Church",
+    "Pharmacy",
+    "Theater",
+    "Market",
+    "Station",
+    "Gym",
+    "Hospital",
+    "Bookstore",
+    "Cinema",
+    "Stadium",
+    "Florist",
+    "Garage",
+    "Bistro",
+    "Gallery",
+    "Tower",
+    "Fountain",
+    "Diner",
+    "Temple",
+    "Arcade",
+    "Bridge",
+    "Pier",
+    "Courthouse",
+    "Bar",
+    "Salon",
+    "Clinic",
+    "Tailor",
+    "Pizzeria",
+    "Zoo",
+    "Mall",
+    "Laundry",
+    "Deli",
+    "Chapel",
 )
-TINY_CODES = {"forward": "F", "stop": "stop", **dict(zip(COMPASS, ("N", "NE", "E", "SE", "S", "SW", "W", "NW"))),
-              "left": "L", "right": "R", "slightly left": "SL", "slightly right": "SR"}
+TINY_CODES = {
+    "forward": "F",
+    "stop": "stop",
+    **dict(zip(COMPASS, ("N", "NE", "E", "SE", "S", "SW", "W", "NW"))),
+    "left": "L",
+    "right": "R",
+    "slightly left": "SL",
+    "slightly right": "SR",
+}
 ACTION_SPACES = {"id": ("forward", "stop", *COMPASS), "ood": ("forward", "stop", *TURNS.values())}
 
 FORMAT_ERROR, WRONG_INTERSECTION = "format_error", "wrong_intersection"
 INVALID_ACTION, WRONG_ACTION = "invalid_action", "wrong_action"
 ERROR_CLASSES = (FORMAT_ERROR, WRONG_INTERSECTION, INVALID_ACTION, WRONG_ACTION)
 REWARDS = {"correct": 1.0, FORMAT_ERROR: -1.0, WRONG_INTERSECTION: -1.5, INVALID_ACTION: -1.0, WRONG_ACTION: -1.0}
-FEEDBACK = {FORMAT_ERROR: "no valid action", WRONG_INTERSECTION: "wrong intersection",
-            INVALID_ACTION: "action not in the action space", WRONG_ACTION: "wrong action"}
+FEEDBACK = {
+    FORMAT_ERROR: "no valid action",
+    WRONG_INTERSECTION: "wrong intersection",
+    INVALID_ACTION: "action not in the action space",
+    WRONG_ACTION: "wrong action",
+}
 PROMPT_STYLES = ("paper", "tiny")
 SOURCES = ("generated", "virl")
 _MAX_DRAWS = 10_000
@@ -117,8 +164,8 @@ class City:
 
     width: int
     height: int
-    streets: frozenset[tuple[Node, Node]]                        # both directions of every street
-    landmarks: dict[Node, tuple[str, int]] = field(hash=False)   # node -> (name, corner bearing)
+    streets: frozenset[tuple[Node, Node]]  # both directions of every street
+    landmarks: dict[Node, tuple[str, int]] = field(hash=False)  # node -> (name, corner bearing)
 
     def has_street(self, node: Node, heading: int) -> bool:
         return (node, step_from(node, heading)) in self.streets
@@ -144,7 +191,7 @@ def make_city(rng: random.Random, width: int, height: int, avenues: int, landmar
                 add((x, y), (x + 1, y))
             if y + 1 < height:
                 add((x, y), (x, y + 1))
-    diagonal: dict[Node, str] = {}                                  # cell (lower-left corner) -> "/" or "\\"
+    diagonal: dict[Node, str] = {}  # cell (lower-left corner) -> "/" or "\\"
     cells = [(x, y) for x in range(width - 1) for y in range(height - 1)]
     for _ in range(avenues):
         for _ in range(100):
@@ -170,7 +217,7 @@ def make_city(rng: random.Random, width: int, height: int, avenues: int, landmar
 class Route:
     start: Node
     start_heading: int
-    segments: tuple[tuple[int, int], ...]        # (heading, blocks)
+    segments: tuple[tuple[int, int], ...]  # (heading, blocks)
 
     def nodes(self) -> list[Node]:
         out = [self.start]
@@ -219,7 +266,9 @@ def route_data(city: City, route: Route) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
     for d, blocks in route.segments:
         instructions.append({"kind": "turn", "to": COMPASS[d]})
-        steps.append({"observation": city.observe(node, heading), "action": COMPASS[d], "instruction": len(instructions) - 1})
+        steps.append(
+            {"observation": city.observe(node, heading), "action": COMPASS[d], "instruction": len(instructions) - 1}
+        )
         heading = d
         end = node
         for _ in range(blocks):
@@ -227,8 +276,9 @@ def route_data(city: City, route: Route) -> dict[str, Any]:
         name, corner = city.landmarks[end]
         instructions.append({"kind": "move", "landmark": name, "relation": relation(corner, d)})
         for _ in range(blocks):
-            steps.append({"observation": city.observe(node, heading), "action": "forward",
-                          "instruction": len(instructions) - 1})
+            steps.append(
+                {"observation": city.observe(node, heading), "action": "forward", "instruction": len(instructions) - 1}
+            )
             node = step_from(node, d)
     instructions.append({"kind": "stop"})
     steps.append({"observation": city.observe(node, heading), "action": "stop", "instruction": len(instructions) - 1})
@@ -255,8 +305,10 @@ def split_actions(data: dict[str, Any], split: str) -> list[str]:
     """The reference action of every step in the split's vocabulary (absolute or relative)."""
     if split == "id":
         return [s["action"] for s in data["steps"]]
-    return [relative_turn(h, COMPASS.index(s["action"])) if s["action"] in COMPASS else s["action"]
-            for s, h in zip(data["steps"], headings(data))]
+    return [
+        relative_turn(h, COMPASS.index(s["action"])) if s["action"] in COMPASS else s["action"]
+        for s, h in zip(data["steps"], headings(data))
+    ]
 
 
 def split_instructions(data: dict[str, Any], split: str) -> list[dict[str, Any]]:
@@ -271,10 +323,10 @@ def follow(instructions: list[dict[str, Any]], observe: Any, max_steps: int = 10
     actions: list[str] = []
     i = 0
     while len(actions) < max_steps:
-        seen = observe(len(actions), actions)                 # once per action
+        seen = observe(len(actions), actions)  # once per action
         ins = instructions[i]
         if ins["kind"] == "move" and actions[-1:] == ["forward"] and [ins["landmark"], ins["relation"]] in seen:
-            i += 1                                            # arrived: the next instruction acts here
+            i += 1  # arrived: the next instruction acts here
             ins = instructions[i]
         if ins["kind"] == "turn":
             actions.append(ins["to"])
@@ -308,13 +360,13 @@ class RouteFollowing(Task):
     """Route following with absolute (ID) or relative (OOD) actions; see the module docstring."""
 
     name: str = "route_following"
-    max_attempts: int = 2              # V-IRL's evaluation: 2 attempts (here per step)
+    max_attempts: int = 2  # V-IRL's evaluation: 2 attempts (here per step)
     max_new_tokens: int = 128
-    eval_items: int = 48               # V-IRL's evaluation: 48 routes
-    prompt_style: str = "paper"        # paper (V-IRL prompt, JSON reply) | tiny (codes, for the tiny model)
-    source: str = "generated"          # generated | virl (real routes from virl_root)
+    eval_items: int = 48  # V-IRL's evaluation: 48 routes
+    prompt_style: str = "paper"  # paper (V-IRL prompt, JSON reply) | tiny (codes, for the tiny model)
+    source: str = "generated"  # generated | virl (real routes from virl_root)
     virl_root: str | None = None
-    city_seed: int | None = None       # null: a new city per example; an int: one city for all
+    city_seed: int | None = None  # null: a new city per example; an int: one city for all
     grid_width: int = 5
     grid_height: int = 5
     avenues: int = 2
@@ -330,14 +382,22 @@ class RouteFollowing(Task):
         if self.source not in SOURCES:
             raise ValueError(f"task.source must be one of {SOURCES}, got {self.source!r}")
         if self.grid_width < 2 or self.grid_height < 2:
-            raise ValueError(f"task.grid_width and task.grid_height must be >= 2, got {self.grid_width}, {self.grid_height}")
+            raise ValueError(
+                f"task.grid_width and task.grid_height must be >= 2, got {self.grid_width}, {self.grid_height}"
+            )
         if not 2 <= self.landmarks <= min(len(LANDMARK_NAMES), self.grid_width * self.grid_height):
-            raise ValueError(f"task.landmarks must be in 2..{min(len(LANDMARK_NAMES), self.grid_width * self.grid_height)}, "
-                             f"got {self.landmarks}")
+            raise ValueError(
+                f"task.landmarks must be in 2..{min(len(LANDMARK_NAMES), self.grid_width * self.grid_height)}, "
+                f"got {self.landmarks}"
+            )
         if not 1 <= self.min_segments <= self.max_segments:
-            raise ValueError(f"task.min_segments must be in 1..task.max_segments, got {self.min_segments}, {self.max_segments}")
+            raise ValueError(
+                f"task.min_segments must be in 1..task.max_segments, got {self.min_segments}, {self.max_segments}"
+            )
         if self.max_blocks < 1 or self.avenues < 0:
-            raise ValueError(f"task.max_blocks must be >= 1 and task.avenues >= 0, got {self.max_blocks}, {self.avenues}")
+            raise ValueError(
+                f"task.max_blocks must be >= 1 and task.avenues >= 0, got {self.max_blocks}, {self.avenues}"
+            )
         self.error_classes = ERROR_CLASSES
         self._routes = None
         if self.source == "virl":
@@ -424,9 +484,14 @@ class RouteFollowing(Task):
             history.append(f"O_{i + 1}: {seen[i]}")
             if i < k:
                 history.append(f"A_{i + 1}: {self.render_action(actions[i])}")
-        schema = json.dumps({"current observation": "the latest observation",
-                             "current instruction": "the instruction to carry out now",
-                             "action": "the action to take, from the action space"}, indent=2)
+        schema = json.dumps(
+            {
+                "current observation": "the latest observation",
+                "current instruction": "the instruction to carry out now",
+                "action": "the action to take, from the action space",
+            },
+            indent=2,
+        )
         return (
             "[Task Description]\nYou are an expert in navigation. You will receive a sequence of instructions "
             "to follow while observing your surroundings at street intersections. You are also given the "
@@ -447,9 +512,13 @@ class RouteFollowing(Task):
         if self.prompt_style == "tiny":
             return action
         step = example.data["steps"][k]
-        return json.dumps({"current observation": self.render_observation(step["observation"]),
-                           "current instruction": self.instruction_lines(example)[step["instruction"]],
-                           "action": action})
+        return json.dumps(
+            {
+                "current observation": self.render_observation(step["observation"]),
+                "current instruction": self.instruction_lines(example)[step["instruction"]],
+                "action": action,
+            }
+        )
 
     # --- grading --------------------------------------------------------------------------
     def parse_action(self, completion: str) -> str | None:

@@ -50,11 +50,17 @@ log = logging.getLogger(__name__)
 
 ROUTE_FILE, PANO_FILE = "route_infos.json", "gps_pano_mapping.json"
 _TURN_TEXT = re.compile(r"turn\b.*?\bto face (" + "|".join(sorted(COMPASS, key=len, reverse=True)) + r")\b", re.I)
-_MOVE_TEXT = re.compile(r"until you reach .*?where (.+?) is (in front of you|behind you|on your "
-                        r"(?:front left|front right|back left|back right|left|right))", re.I)
+_MOVE_TEXT = re.compile(
+    r"until you reach .*?where (.+?) is (in front of you|behind you|on your "
+    r"(?:front left|front right|back left|back right|left|right))",
+    re.I,
+)
 _STOP_TEXT = re.compile(r"^\W*(?:\d+\.\s*)?stop\b", re.I)
-_SEEN_TEXT = re.compile(r"^(.+?) is (in front of you|behind you|on your (?:front left|front right|back left|"
-                        r"back right|left|right))\W*$", re.I)
+_SEEN_TEXT = re.compile(
+    r"^(.+?) is (in front of you|behind you|on your (?:front left|front right|back left|"
+    r"back right|left|right))\W*$",
+    re.I,
+)
 
 
 def _relation_key(phrase: str) -> str:
@@ -87,7 +93,9 @@ def _route(raw: dict[str, Any], panos: dict[str, str]) -> dict[str, Any]:
     for k, s in enumerate(raw["steps"]):
         action = parse_paper_action(str(s["action"]))
         if action not in ("forward", "stop", *COMPASS):
-            raise ValueError(f"route {rid} step {k}: action {s['action']!r} is not forward(), stop() or an absolute turn")
+            raise ValueError(
+                f"route {rid} step {k}: action {s['action']!r} is not forward(), stop() or an absolute turn"
+            )
         kind = "turn" if action in COMPASS else "move" if action == "forward" else "stop"
         while pointer < len(instructions) and instructions[pointer]["kind"] != kind:
             pointer += 1
@@ -113,14 +121,18 @@ def load_virl_routes(root: str | Path) -> list[dict[str, Any]]:
     root = Path(root)
     for name in (ROUTE_FILE, PANO_FILE):
         if not (root / name).is_file():
-            raise ValueError(f"task.virl_root: {root / name} not found: put V-IRL's {name} in {root} "
-                             f"(format: sweeps.tasks.virl_routes)")
+            raise ValueError(
+                f"task.virl_root: {root / name} not found: put V-IRL's {name} in {root} "
+                f"(format: sweeps.tasks.virl_routes)"
+            )
     loaded = {}
     for name in (ROUTE_FILE, PANO_FILE):
         try:
             loaded[name] = json.loads((root / name).read_text())
         except (OSError, ValueError) as err:
-            raise ValueError(f"task.virl_root: {root / name} is not readable JSON ({str(err).splitlines()[0]})") from None
+            raise ValueError(
+                f"task.virl_root: {root / name} is not readable JSON ({str(err).splitlines()[0]})"
+            ) from None
     raw, panos = loaded[ROUTE_FILE], loaded[PANO_FILE]
     raw = list(raw.values()) if isinstance(raw, dict) else raw
     if not isinstance(raw, list) or not isinstance(panos, dict):

@@ -27,9 +27,10 @@ import re
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from sweeps.runs import atomic_write_json
 from sweeps.secrets import is_secret_name, redact_text
@@ -40,9 +41,12 @@ T = TypeVar("T")
 # MLflow's HTTP client retries a failed call 7 times with back-off factor 2 and a 120 s timeout
 # (about 4 minutes against a stopped server, 7 retry warnings a call); a job's mirror uses these
 # unless the environment sets them: at most ~8 s of back-off and 15 s a request.
-HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-               "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
-CONNECT_TIMEOUT = 5.0                  # seconds: the server check at start
+HTTP_LIMITS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+}
+CONNECT_TIMEOUT = 5.0  # seconds: the server check at start
 
 MAX_PARAM_LEN = 6000
 
@@ -53,7 +57,7 @@ def flatten(d: Any, prefix: str = "") -> dict[str, str]:
     if isinstance(d, dict):
         for k, v in d.items():
             key = f"{prefix}.{k}" if prefix else str(k)
-            if is_secret_name(k):         # hf_token, *_password, api_key; not max_new_tokens or pad_token_id
+            if is_secret_name(k):  # hf_token, *_password, api_key; not max_new_tokens or pad_token_id
                 continue
             out.update(flatten(v, key))
     else:
@@ -126,9 +130,15 @@ def _first_line(err: BaseException, limit: int = 200) -> str:
     text = first_line(err, 10_000)
     api = re.match(r"API request to \S*?(/api/\S+) failed with (timeout )?exception", text)
     if api:
-        cause = ("connection refused" if "Connection refused" in full
-                 else "timed out" if "timed out" in full.lower() or api.group(2)
-                 else "no connection" if "ConnectionError" in full or "Max retries" in full else None)
+        cause = (
+            "connection refused"
+            if "Connection refused" in full
+            else "timed out"
+            if "timed out" in full.lower() or api.group(2)
+            else "no connection"
+            if "ConnectionError" in full or "Max retries" in full
+            else None
+        )
         if cause:
             text = f"{api.group(1)}: {cause}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -137,19 +147,18 @@ def _first_line(err: BaseException, limit: int = 200) -> str:
 class MlflowTracker:
     """Mirrors one run directory into one MLflow run (see module docstring)."""
 
-    def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str | None = None,
-                 warn: bool = True):
+    def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str | None = None, warn: bool = True):
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.parent_run_id = parent_run_id
-        self.warn = warn               # False: no warning when disabled, the caller reports ``error``
+        self.warn = warn  # False: no warning when disabled, the caller reports ``error``
         self.run_id: str | None = None
         self.pushed = 0
         self.enabled = True
         self.error: str | None = None  # what disabled the mirror
-        self.resumed = False           # start() found the MLflow run of a previous attempt
+        self.resumed = False  # start() found the MLflow run of a previous attempt
         self.status: str | None = None  # the MLflow run's status, as this tracker last knew it
-        self._aligned = False          # the first log_metrics checked the pushed prefix
+        self._aligned = False  # the first log_metrics checked the pushed prefix
         self._client = None
         self._state_file: Path | None = None
         # over HTTP, MLflow's client retries (bounded, see HTTP_LIMITS); retry()'s back-off is for
@@ -167,27 +176,35 @@ class MlflowTracker:
             self.error = f"{what}: {_first_line(err)}"
             if self.warn:
                 run_dir = self._state_file.parent if self._state_file is not None else "<run dir>"
-                log.warning("MLflow mirror to %s stopped (%s); the job goes on, its records stay in "
-                            "metrics.jsonl: `sweeps-sync %s` pushes them later", redact_text(self.tracking_uri), self.error,
-                            run_dir)
+                log.warning(
+                    "MLflow mirror to %s stopped (%s); the job goes on, its records stay in "
+                    "metrics.jsonl: `sweeps-sync %s` pushes them later",
+                    redact_text(self.tracking_uri),
+                    self.error,
+                    run_dir,
+                )
             return None
 
     def _save_state(self) -> None:
         if self._state_file is not None and self.run_id:
-            atomic_write_json(self._state_file, {"run_id": self.run_id, "pushed": self.pushed,
-                                                 "tracking_uri": redact_text(self.tracking_uri)})
+            atomic_write_json(
+                self._state_file,
+                {"run_id": self.run_id, "pushed": self.pushed, "tracking_uri": redact_text(self.tracking_uri)},
+            )
 
     # --- interface ---------------------------------------------------------------------
-    def start(self, run_dir: Any, params: dict[str, Any], tags: dict[str, str], config_yaml: str,
-              reopen: bool = True) -> None:
+    def start(
+        self, run_dir: Any, params: dict[str, Any], tags: dict[str, str], config_yaml: str, reopen: bool = True
+    ) -> None:
         """Create the MLflow run, or take up the one mlflow.json names (``RUNNING`` again unless
         ``reopen`` is false: ``sweeps-sync`` leaves a finished run's status and end time alone)."""
         run_dir = Path(run_dir).resolve()
         self._state_file = run_dir / "mlflow.json"
         self._guard("start", lambda: self._start(run_dir, params, tags, config_yaml, reopen))
 
-    def _start(self, run_dir: Path, params: dict[str, Any], tags: dict[str, str], config_yaml: str,
-               reopen: bool) -> None:
+    def _start(
+        self, run_dir: Path, params: dict[str, Any], tags: dict[str, str], config_yaml: str, reopen: bool
+    ) -> None:
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
@@ -258,8 +275,9 @@ class MlflowTracker:
         keys = sorted({k for r in records for k in r if k != "step"})
 
         def held() -> Counter:
-            return Counter((m.key, m.step, m.value)
-                           for k in keys for m in self._client.get_metric_history(self.run_id, k))
+            return Counter(
+                (m.key, m.step, m.value) for k in keys for m in self._client.get_metric_history(self.run_id, k)
+            )
 
         return held
 
@@ -287,7 +305,7 @@ def init_store(uri: str) -> None:
 
     from mlflow.tracking import MlflowClient
 
-    db = Path(uri[len("sqlite:///"):])
+    db = Path(uri[len("sqlite:///") :])
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(db.with_name(db.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -315,8 +333,8 @@ def artifact_root(uri: str | None) -> str | None:
     """Artifacts of an embedded SQLite store live beside it (``<dir>/mlartifacts``), not in a
     ``./mlruns`` under whatever directory a job happened to start in."""
     if not uri or not uri.startswith("sqlite:///"):
-        return None                    # a tracking server decides
-    return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+        return None  # a tracking server decides
+    return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
 
 
 def ensure_experiment(client: Any, name: str) -> str:
@@ -334,8 +352,9 @@ def ensure_experiment(client: Any, name: str) -> str:
         return exp.experiment_id
 
 
-def log_records(client: Any, run_id: str, records: list[dict[str, Any]],
-                held: Callable[[], Counter] | None = None) -> bool:
+def log_records(
+    client: Any, run_id: str, records: list[dict[str, Any]], held: Callable[[], Counter] | None = None
+) -> bool:
     """Push ``records``' numeric values (one timestamp for the call, so MLflow drops a retried
     batch's duplicates), less the points ``held()`` says the run has already."""
     from mlflow.entities import Metric

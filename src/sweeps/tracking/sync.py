@@ -30,16 +30,16 @@ def sync_run(run_path: Path, uri: str | None = None) -> int:
     if not uri:
         raise ValueError(f"{run_path}/config.yaml has no tracking.uri: pass --uri")
     run = Run(run_path)
-    tracker = MlflowTracker(uri, cfg.tracking.get("experiment") or cfg.study, cfg.get("parent_run_id"),
-                            warn=False)
+    tracker = MlflowTracker(uri, cfg.tracking.get("experiment") or cfg.study, cfg.get("parent_run_id"), warn=False)
     init = run_path.parent.name
-    tracker.start(run_path, OmegaConf.to_container(cfg), axis_tags(cfg, cfg.algo.name, init), OmegaConf.to_yaml(cfg),
-                  reopen=False)
+    tracker.start(
+        run_path, OmegaConf.to_container(cfg), axis_tags(cfg, cfg.algo.name, init), OmegaConf.to_yaml(cfg), reopen=False
+    )
     if not tracker.enabled:
         raise RuntimeError(f"could not mirror {run_path} into the MLflow store {uri} ({tracker.error})")
     records = run.read_metrics()
     todo = records[tracker.pushed :]
-    tracker.log_metrics(todo)          # less what a lost reply had pushed already
+    tracker.log_metrics(todo)  # less what a lost reply had pushed already
     if run.done and tracker.status != "FINISHED":
         tracker.finish("FINISHED")
     if not tracker.enabled:
@@ -64,14 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     for r in runs:
         try:
             n = sync_run(r, args.uri)
-        except (RuntimeError, ValueError) as err:    # one line a run, the others still sync
+        except (RuntimeError, ValueError) as err:  # one line a run, the others still sync
             failed += 1
             log.error("%s: %s", r, err)
             continue
         total += n
         log.info("%s: %d new records", r, n)
-    log.info("synced %d run(s), %d record(s)%s", len(runs) - failed, total,
-             f"; {failed} run(s) failed" if failed else "")
+    log.info(
+        "synced %d run(s), %d record(s)%s", len(runs) - failed, total, f"; {failed} run(s) failed" if failed else ""
+    )
     return 1 if failed else 0
 
 
