@@ -1,9 +1,9 @@
-"""Run identity: directories derived from grid axes, config signatures, atomic writes, DONE.
+"""A run directory's lifecycle: config signatures, atomic writes, resume state, DONE.
 
-A job's directory is ``<output_dir>/<study>/<stage>/<model>/<task>/<init>/seed=<s>/`` — never a
-timestamp — so the same grid cell always lands in the same place. An SFT variant (the rotation
-regulariser on) extends the init axis, ``base+rotreg_block_k16_lam0.1`` (:func:`with_variant`,
-:func:`rotation_variant`); with the regulariser off the directory and signature are plain SFT's. The directory holds:
+Where a job's directory is (``<output_dir>/<study>/<stage>/<model>/<task>/<init>/seed=<s>/``,
+never a timestamp, so the same grid cell always lands in the same place) is
+:mod:`sweeps.runs.layout`'s; an SFT variant (the rotation regulariser on) extends the init axis
+with :func:`rotation_variant`'s name. The directory holds:
 
 - ``config.yaml``: the resolved config; ``signature``: a hash of it without non-semantic keys
   (paths, launcher, tracking), so moving the outputs or switching launchers keeps identity;
@@ -26,6 +26,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from sweeps.runs import layout
 
 # Keys that do not change what a job computes (where it writes, how it is launched or tracked,
 # how many processes share the work and how they shard it: the global batch is the same).
@@ -122,34 +124,6 @@ def signature(resolved: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def run_dir(
-    output_dir: str | os.PathLike,
-    study: str,
-    stage: str,
-    model: str,
-    task: str,
-    init: str,
-    seed: int,
-    variant: str = "",
-) -> Path:
-    return Path(output_dir) / study / stage / model / task / with_variant(init, variant) / f"seed={seed}"
-
-
-VARIANT_SEP = "+"
-
-
-def with_variant(init: str, variant: str) -> str:
-    """The init axis of a run with an SFT variant: ``base`` + ``rotreg_block_k16_lam0.1`` ->
-    ``base+rotreg_block_k16_lam0.1``; no variant: ``init`` unchanged."""
-    return f"{init}{VARIANT_SEP}{variant}" if variant else init
-
-
-def split_variant(init: str) -> tuple[str, str]:
-    """Inverse of :func:`with_variant`: ``(init, variant)``, variant ``""`` when there is none."""
-    base, _, variant = init.partition(VARIANT_SEP)
-    return base, variant
-
-
 def rotation_variant(reg: Any) -> str:
     """The run-directory name of an ``algo.rotation_reg`` setting: ``""`` when off (absent or
     λ = 0), else ``rotreg_<variant>_k<k>_lam<λ>`` (``_r<refresh>`` added for ``angle``)."""
@@ -157,10 +131,6 @@ def rotation_variant(reg: Any) -> str:
         return ""
     name = f"rotreg_{reg.get('variant', 'block')}_k{int(reg.get('k'))}_lam{float(reg.get('lam')):g}"
     return name + (f"_r{int(reg.get('refresh'))}" if reg.get("variant") == "angle" else "")
-
-
-def ckpt_name(step: int) -> str:
-    return f"step={step:06d}"
 
 
 class Run:
@@ -172,10 +142,10 @@ class Run:
     # --- identity ------------------------------------------------------------------
     @property
     def done(self) -> bool:
-        return (self.path / "DONE").is_file()
+        return (self.path / layout.DONE).is_file()
 
     def stored_signature(self) -> str | None:
-        f = self.path / "signature"
+        f = self.path / layout.SIGNATURE
         return f.read_text().strip() if f.is_file() else None
 
     def claim(self, sig: str, config_yaml: str) -> str:
@@ -187,20 +157,20 @@ class Run:
                 f"use another paths.output_dir or study name, or delete the directory"
             )
         if stored == sig:  # a torn file here: one line naming it
-            for f, fix in ((self.path / "DONE", DONE_FIX), (self.resume_dir / "state.json", STATE_FIX)):
+            for f, fix in ((self.path / layout.DONE, DONE_FIX), (self.resume_dir / "state.json", STATE_FIX)):
                 if f.is_file():
                     read_json(f, fix.format(resume=self.resume_dir))
         if stored == sig and self.done:
             return "skip"
         state = "resume" if stored == sig else "new"
         self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / "FAILED").unlink(missing_ok=True)  # an earlier attempt's; this one starts now
-        atomic_write_text(self.path / "config.yaml", config_yaml)
-        atomic_write_text(self.path / "signature", sig + "\n")
+        (self.path / layout.FAILED).unlink(missing_ok=True)  # an earlier attempt's; this one starts now
+        atomic_write_text(self.path / layout.CONFIG, config_yaml)
+        atomic_write_text(self.path / layout.SIGNATURE, sig + "\n")
         return state
 
     def mark_done(self, summary: dict[str, Any]) -> None:
-        atomic_write_json(self.path / "DONE", summary)
+        atomic_write_json(self.path / layout.DONE, summary)
 
     def mark_failed(self, error: BaseException) -> None:
         """``FAILED`` with the error's first line (the study driver counts it; a re-run resumes)."""
@@ -208,38 +178,30 @@ class Run:
 
         name = type(error).__name__
         atomic_write_json(
-            self.path / "FAILED", {"error": f"{name}: {first_line(error, 10_000)}" if str(error).strip() else name}
+            self.path / layout.FAILED, {"error": f"{name}: {first_line(error, 10_000)}" if str(error).strip() else name}
         )
 
     # --- checkpoints ---------------------------------------------------------------
     @property
     def ckpt_root(self) -> Path:
-        return self.path / "ckpt"
+        return self.path / layout.CKPT
 
     def ckpt(self, step: int) -> Path:
-        return self.ckpt_root / ckpt_name(step)
+        return layout.ckpt(self.path, step)
 
     def checkpoints(self) -> list[tuple[int, Path]]:
         """Complete checkpoints (renamed into place) as (step, path), by step."""
-        if not self.ckpt_root.is_dir():
-            return []
-        found = []
-        for p in self.ckpt_root.glob("step=*"):
-            try:
-                found.append((int(p.name.split("=", 1)[1]), p))
-            except ValueError:
-                continue
-        return sorted(found)
+        return layout.checkpoints(self.path)
 
     @property
     def resume_dir(self) -> Path:
         """Trainer states for restarts: ``step=N.ckpt`` and the ``state.json`` naming the last."""
-        return self.path / "resume"
+        return self.path / layout.RESUME
 
     # --- metrics -------------------------------------------------------------------
     @property
     def metrics_file(self) -> Path:
-        return self.path / "metrics.jsonl"
+        return self.path / layout.METRICS
 
     def read_metrics(self) -> list[dict[str, Any]]:
         return list(iter_metrics(self.metrics_file))
