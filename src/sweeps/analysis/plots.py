@@ -33,7 +33,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sweeps.analysis.curves import SCALARS, Results, layer_matrix  # noqa: E402
+from sweeps.analysis.curves import Results  # noqa: E402
+from sweeps.analysis.rotation import SCALARS, layer_matrix  # noqa: E402
 from sweeps.analysis.tables import ID, OOD, Study  # noqa: E402
 
 # Axis labels, with units.

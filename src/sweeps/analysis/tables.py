@@ -1,7 +1,7 @@
 """A study's run directories read into tidy tables keyed by the grid axes.
 
 The study directory holds ``<stage>/<model>/<task>/<init>/seed=<s>/`` run directories
-(``sweeps.runs``): stage ``sft`` with init ``base``, and one stage per RL algorithm with inits
+(``sweeps.runs.layout``): stage ``sft`` with init ``base``, and one stage per RL algorithm with inits
 ``sft-step=NNNNNN``. :func:`read_study` reads every run's ``metrics.jsonl`` (evaluation records
 only: keys under ``eval/``, and the online rotation monitor's two means) and, when the spectral
 stage has run, ``spectral/summary.csv``. SFT variants (the rotation regulariser on) are SFT runs
@@ -26,28 +26,14 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from sweeps.runs import atomic_write_text, iter_metrics
+from sweeps.runs import atomic_write_text, iter_metrics, layout
+from sweeps.runs.layout import RunKey
 
-SFT = "sft"
+SFT = layout.SFT
 OOD, ID = "eval/ood/success", "eval/id/success"
 ROTATION_KEYS = ("rotation/angle_mean", "rotation/chordal_normalised")  # the online monitor's means, when it ran
-
-
-class RunKey(NamedTuple):
-    stage: str
-    model: str
-    task: str
-    init: str
-    seed: int
-
-    @property
-    def init_step(self) -> int | None:
-        """The SFT checkpoint an RL run started from (``sft-step=000120`` -> 120)."""
-        if self.init.startswith("sft-step="):
-            return int(self.init.split("=", 1)[1])
-        return None
 
 
 @dataclass
@@ -80,17 +66,6 @@ class Study:
         return [s for s, _ in pts], [v for _, v in pts]
 
 
-def _run_dirs(root: Path) -> Iterable[tuple[RunKey, Path]]:
-    for d in sorted(root.glob("*/*/*/*/seed=*")):
-        if not d.is_dir():
-            continue
-        try:
-            seed = int(d.name.split("=", 1)[1])
-        except ValueError:
-            continue
-        yield RunKey(d.parts[-5], d.parts[-4], d.parts[-3], d.parts[-2], seed), d
-
-
 def _as_float(v: Any) -> float:
     try:
         return float(v)
@@ -101,7 +76,7 @@ def _as_float(v: Any) -> float:
 def read_run(study: Study, key: RunKey, path: Path) -> None:
     """Evaluation metrics (and spectral summary rows) of one run directory into ``study``."""
     table: dict[str, dict[int, float]] = {}
-    for rec in iter_metrics(path / "metrics.jsonl"):
+    for rec in iter_metrics(path / layout.METRICS):
         step = rec.get("step")
         for name, raw in rec.items():
             if not (name.startswith("eval/") or name in ROTATION_KEYS) or not isinstance(step, int):
@@ -113,8 +88,8 @@ def read_run(study: Study, key: RunKey, path: Path) -> None:
                 )
             table.setdefault(name, {})[step] = v
     study.metrics[key] = table
-    study.done[key] = (path / "DONE").is_file()
-    spectral = path / "spectral" / "summary.csv"
+    study.done[key] = (path / layout.DONE).is_file()
+    spectral = path / layout.SPECTRAL_SUMMARY
     if spectral.is_file():
         with open(spectral, newline="") as fh:
             study.spectral[key] = list(csv.DictReader(fh))
@@ -128,9 +103,7 @@ def read_study(root: str | Path, stages: list[str] | None = None) -> Study:
             f"study directory {root} does not exist: run the study first or fix study=/paths.output_dir="
         )
     study = Study(root)
-    for key, path in _run_dirs(root):
-        if key.stage in ("spectral_cache", "report", "analysis"):
-            continue
+    for key, path in layout.runs(root):
         if stages and key.stage != SFT and key.stage not in stages:
             continue
         read_run(study, key, path)
