@@ -62,6 +62,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sweeps.runs import layout
+
 SIZES = {
     "default": {
         "shapes": [(512, 512), (512, 512), (512, 1536), (512, 1536)],
@@ -147,7 +149,7 @@ def make_checkpoints(
     paths = []
     current = {name: W for name, (W, _, _) in mats.items()}
     for t in range(K):
-        path = root / f"step={t:06d}"
+        path = root / layout.ckpt_name(t)
         path.mkdir(parents=True)
         save_file(
             {nm: (W * (1 + 0.01 * t)).float().contiguous() for nm, W in current.items()},
@@ -263,7 +265,7 @@ def warm_up(which: str, paths: list[Path] | None = None, k: int = 4) -> None:
 
 def worker(args: argparse.Namespace) -> None:
     set_threads(args.threads)
-    paths = sorted(Path(args.dir).glob("step=*"))
+    paths = [p for _, p in layout.scan_steps(args.dir)]
     warm_up(args.worker, paths if args.warmup == "pair" else None, args.k)
     try:
         Path("/proc/self/clear_refs").write_text("5")  # reset the RSS high-water mark

@@ -26,6 +26,7 @@ log = logging.getLogger("sweeps.eval")
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     from sweeps.jobs import common
     from sweeps.models.checkpoint import check_checkpoint_dir, load_checkpoint
+    from sweeps.runs import layout
 
     if not cfg.get("ckpt"):
         raise schema.ConfigError("ckpt is not set: pass ckpt=<checkpoint directory>")
@@ -33,7 +34,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     task = schema.validate(cfg)
     common.set_threads(cfg.trainer.threads)
     model, tokenizer = load_checkpoint(path, cfg.model.dtype, cfg.model.trust_remote_code)
-    step = int(path.name.split("=", 1)[1]) if path.name.startswith("step=") else 0
+    step = layout.maybe_step(path.name) or 0
     out = Path(cfg.out) if cfg.get("out") else path
     metrics = common.make_evaluator(cfg, task)(model, tokenizer, step, out_dir=out)
     log.info("%s", json.dumps(metrics, indent=1, sort_keys=True))

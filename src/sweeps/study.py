@@ -73,7 +73,7 @@ def stage_runs(cfg: DictConfig, argv: list[str]) -> list[Path]:
     """The run directories a stage's multirun writes (for its progress display): SFT's seeds, or
     the RL algorithms x init checkpoints (steps, or roles resolved per seed) x seeds."""
     from sweeps.analysis.roles import resolve
-    from sweeps.runs import ckpt_name, run_dir, with_variant
+    from sweeps.runs.layout import run_dir, sft_init, with_variant
 
     def run(stage: str, init: str, seed: int) -> Path:
         return run_dir(cfg.paths.output_dir, cfg.study, stage, cfg.model.name, cfg.task.name, init, seed)
@@ -84,11 +84,9 @@ def stage_runs(cfg: DictConfig, argv: list[str]) -> list[Path]:
         return [run("sft", with_variant("base", v), s) for v in sft_variants(cfg, argv) for s in seeds]
     algos = axes["algo"].split(",")
     if "init.step" in axes:
-        return [
-            run(a, f"sft-{ckpt_name(int(n))}", s) for a in algos for n in axes["init.step"].split(",") for s in seeds
-        ]
+        return [run(a, sft_init(int(n)), s) for a in algos for n in axes["init.step"].split(",") for s in seeds]
     return [
-        run(a, f"sft-{ckpt_name(resolve(r, run('sft', 'base', s)))}", s)
+        run(a, sft_init(resolve(r, run("sft", "base", s))), s)
         for a in algos
         for r in axes["init.role"].split(",")
         for s in seeds
@@ -167,12 +165,9 @@ def inputs_fingerprint(root: Path, argv: list[str]) -> str:
     metrics.jsonl and spectral summary (path, size, mtime). Equal before a re-run and after the
     last run of the stage means the stage would redo identical work."""
     h = hashlib.sha256(json.dumps(argv).encode())
-    files = [
-        *root.glob("*/*/*/*/seed=*/DONE"),
-        *root.glob("*/*/*/*/seed=*/metrics.jsonl"),
-        *root.glob("*/*/*/*/seed=*/spectral/summary.csv"),
-    ]
-    for f in sorted(files):
+    from sweeps.runs import layout
+
+    for f in sorted(layout.run_files(root, layout.DONE, layout.METRICS, layout.SPECTRAL_SUMMARY)):
         st = f.stat()
         h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return h.hexdigest()

@@ -11,15 +11,15 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from sweeps.runs import atomic_write_text, iter_metrics
+from sweeps.runs import atomic_write_text, iter_metrics, layout
 
 
 def collect(study: Path) -> dict[tuple[str, str, str], dict[int, dict[str, list[float]]]]:
     """{(stage, model, task): {step: {metric: [value per seed]}}} from every metrics.jsonl."""
     table: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    for f in sorted(study.glob("*/*/*/*/seed=*/metrics.jsonl")):
-        stage, model, task = f.parts[-6], f.parts[-5], f.parts[-4]
-        for rec in iter_metrics(f):
+    for key, path in layout.runs(study):
+        stage, model, task = key.stage, key.model, key.task
+        for rec in iter_metrics(path / layout.METRICS):
             for key in ("eval/id/success", "eval/ood/success"):
                 if key in rec:
                     table[(stage, model, task)][rec["step"]][key].append(rec[key])

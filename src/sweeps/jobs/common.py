@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from sweeps.parallel import world
-from sweeps.runs import Run, latest_values
+from sweeps.runs import Run, latest_values, layout
 from sweeps.schema import save_steps
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def axis_tags(cfg: DictConfig, stage: str, init: str) -> dict[str, str]:
         "sweeps.init": init,
         "sweeps.seed": str(cfg.seed),
         "sweeps.algo": cfg.algo.name,
-        "sweeps.run_name": f"{stage}/{cfg.model.name}/{cfg.task.name}/{init}/seed={cfg.seed}",
+        "sweeps.run_name": layout.RunKey(stage, cfg.model.name, cfg.task.name, init, int(cfg.seed)).relative(),
     }
 
 
@@ -93,7 +93,7 @@ def standard_callbacks(cfg: DictConfig, run: Run, task: Any, recorder: Any, toke
     evaluate = CheckpointEvaluate(
         run, checkpoint_steps(cfg), make_evaluator(cfg, task), recorder, tokenizer, cfg.trainer.eval_at_start
     )
-    name = "/".join(run.path.parts[-5:])  # stage/model/task/init/seed=s
+    name = layout.parse(run.path).relative()  # stage/model/task/init/seed=s
     callbacks = [
         StepLogger(recorder, cfg.trainer.log_every),
         evaluate,

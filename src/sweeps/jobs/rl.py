@@ -16,13 +16,12 @@ from omegaconf import DictConfig
 
 from sweeps.jobs import common
 from sweeps.parallel import strategies
-from sweeps.runs import Run, ckpt_name, run_dir
+from sweeps.runs import Run, layout
 
 
 def sft_run_dir(cfg: DictConfig) -> Path:
-    return run_dir(
-        cfg.paths.output_dir, cfg.init.sft_study or cfg.study, "sft", cfg.model.name, cfg.task.name, "base", cfg.seed
-    )
+    study = cfg.init.sft_study or cfg.study
+    return layout.run_dir(cfg.paths.output_dir, study, layout.SFT, cfg.model.name, cfg.task.name, layout.BASE, cfg.seed)
 
 
 def init_step(cfg: DictConfig) -> int:
@@ -38,7 +37,7 @@ def init_name(cfg: DictConfig) -> str:
     """The run directory's init axis; locates and checks the start checkpoint first, so bad
     input fails before the RL run directory is created."""
     check_family(cfg, locate_init(cfg))
-    return f"sft-{ckpt_name(init_step(cfg))}"
+    return layout.sft_init(init_step(cfg))
 
 
 def semantic_config(cfg: DictConfig, resolved: dict[str, Any]) -> dict[str, Any]:
@@ -91,7 +90,7 @@ def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
 
     ckpt = locate_init(cfg)
     common.seed_everything(cfg.seed)
-    tracker = common.start_tracker(cfg, run, stage=cfg.algo.name, init=run.path.parent.name)
+    tracker = common.start_tracker(cfg, run, stage=cfg.algo.name, init=layout.parse(run.path).init)
     resume = common.prepare_resume(run, tracker)
     model, tokenizer = load_checkpoint(ckpt, cfg.model.dtype, cfg.model.trust_remote_code)
     model.train()

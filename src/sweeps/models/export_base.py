@@ -22,25 +22,25 @@ from pathlib import Path
 import yaml
 
 from sweeps.models.checkpoint import check_checkpoint_dir
-from sweeps.runs import Run, atomic_dir
+from sweeps.runs import Run, atomic_dir, layout
 
 
 def export(study_dir: Path, dest: Path) -> list[Path]:
-    runs = sorted(study_dir.glob("pretrain/*/*/scratch/seed=*"))
+    runs = layout.runs(study_dir, stage="pretrain", init=layout.SCRATCH)
     if not runs:
         raise SystemExit(
             f"error: {study_dir} holds no pretraining runs (pretrain/<model>/<task>/scratch/seed=N): "
             "run `sweeps-train -m experiment=tiny_pretrain seed=0,1,2` first"
         )
     written = []
-    for path in runs:
+    for key, path in runs:
         run = Run(path)
         if not run.done:
             print(f"skip {path}: not DONE (resume it by re-running the same command)")
             continue
         step, ckpt = run.checkpoints()[-1]
         check_checkpoint_dir(ckpt)
-        seed = int(path.name.split("=", 1)[1])
+        seed = key.seed
         cfg = yaml.safe_load((path / "config.yaml").read_text())
         evals = [r for r in run.read_metrics() if "eval/id/success" in r and r["step"] == step]
         provenance = {

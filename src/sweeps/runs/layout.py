@@ -99,15 +99,9 @@ def parse(path: str | os.PathLike) -> RunKey:
     ``.../<stage>/<model>/<task>/<init>/seed=<s>`` is a one-line :class:`LayoutError`."""
     parts = Path(path).parts
     seed = _SEED.fullmatch(parts[-1]) if parts else None
-    if len(parts) < 6 or seed is None:
+    if len(parts) < 5 or seed is None:
         raise LayoutError(f"{path} is not a run directory: expected <study>/<stage>/<model>/<task>/<init>/seed=<N>")
     return RunKey(parts[-5], parts[-4], parts[-3], parts[-2], int(seed.group(1)))
-
-
-def study_of(path: str | os.PathLike) -> Path:
-    """The study directory that holds the run directory ``path``."""
-    parse(path)
-    return Path(path).parents[4]
 
 
 def runs(

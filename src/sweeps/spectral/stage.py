@@ -36,7 +36,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from sweeps.analysis.roles import ROLES, resolve
-from sweeps.runs import Run, atomic_write_json, atomic_write_text, ckpt_name, run_dir
+from sweeps.runs import Run, atomic_write_json, atomic_write_text, layout
 from sweeps.schema import ConfigError
 
 from .metrics import CONVENTION
@@ -108,7 +108,7 @@ def find_runs(cfg: DictConfig) -> list[Path]:
     found = [
         p
         for stage in cfg.spectral.stages
-        for p in sorted((root / stage / cfg.model.name / cfg.task.name).glob(f"*/seed={cfg.seed}"))
+        for _, p in layout.runs(root, stage, cfg.model.name, cfg.task.name, seed=cfg.seed)
     ]
     if not found:
         raise FileNotFoundError(
@@ -125,22 +125,23 @@ def find_runs(cfg: DictConfig) -> list[Path]:
 def run_context(cfg: DictConfig, path: Path) -> RunContext:
     run = Run(path)
     own = OmegaConf.load(path / "config.yaml") if (path / "config.yaml").is_file() else cfg
-    is_sft = path.parts[-5] == "sft"  # <study>/<stage>/<model>/<task>/<init>/seed=<s>
+    key = layout.parse(path)
     sft_study = OmegaConf.select(own, "init.sft_study") or cfg.study
     sft = (
         path
-        if is_sft
-        else run_dir(cfg.paths.output_dir, sft_study, "sft", cfg.model.name, cfg.task.name, "base", cfg.seed)
+        if key.stage == layout.SFT
+        else layout.run_dir(
+            cfg.paths.output_dir, sft_study, layout.SFT, cfg.model.name, cfg.task.name, layout.BASE, cfg.seed
+        )
     )
-    init = path.parent.name
-    init_ckpt = sft / "ckpt" / init[len("sft-") :] if init.startswith("sft-") else None
+    init_ckpt = layout.sft_init_ckpt(key, sft)
     base = Path(cfg.spectral.base_path) if cfg.spectral.base_path else None
     return RunContext(run, sft, run.checkpoints(), base, init_ckpt)
 
 
 # --- files ----------------------------------------------------------------------------------------
 def table_path(run: Path, ref: str, step: int) -> Path:
-    return run / "spectral" / ref / f"{ckpt_name(step)}.csv"
+    return layout.spectral_table(run, ref, step)
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
@@ -169,10 +170,9 @@ def check_settings(run: Path, settings: dict[str, Any]) -> None:
 
 def read_tables(run: Path) -> list[dict[str, Any]]:
     rows = []
-    for f in sorted((run / "spectral").glob("*/step=*.csv")):
-        step = int(f.stem.split("=", 1)[1])
+    for ref, step, f in layout.spectral_tables(run):
         with open(f) as fh:
-            rows += [{"step": step, "reference": f.parent.name, **r} for r in csv.DictReader(fh)]
+            rows += [{"step": step, "reference": ref, **r} for r in csv.DictReader(fh)]
     return rows
 
 

@@ -22,7 +22,7 @@ log = logging.getLogger("sweeps.sync")
 def sync_run(run_path: Path, uri: str | None = None) -> int:
     """Mirror one run directory; returns how many metric records were pushed now."""
     from sweeps.jobs.common import axis_tags
-    from sweeps.runs import Run
+    from sweeps.runs import Run, layout
     from sweeps.tracking.mlflow_tracker import MlflowTracker
 
     cfg = OmegaConf.load(run_path / "config.yaml")
@@ -31,7 +31,7 @@ def sync_run(run_path: Path, uri: str | None = None) -> int:
         raise ValueError(f"{run_path}/config.yaml has no tracking.uri: pass --uri")
     run = Run(run_path)
     tracker = MlflowTracker(uri, cfg.tracking.get("experiment") or cfg.study, cfg.get("parent_run_id"), warn=False)
-    init = run_path.parent.name
+    init = layout.parse(run_path).init
     tracker.start(
         run_path, OmegaConf.to_container(cfg), axis_tags(cfg, cfg.algo.name, init), OmegaConf.to_yaml(cfg), reopen=False
     )
@@ -48,7 +48,9 @@ def sync_run(run_path: Path, uri: str | None = None) -> int:
 
 
 def find_runs(root: Path) -> list[Path]:
-    return sorted(p.parent for p in root.rglob("metrics.jsonl") if (p.parent / "config.yaml").is_file())
+    from sweeps.runs import layout
+
+    return layout.find_runs_below(root)
 
 
 def main(argv: list[str] | None = None) -> int:
