@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from sweeps.runs import MetricsWriter, Run
+from sweeps.runs import MetricsWriter, Run, run_dir
 from sweeps.tracking.mlflow_tracker import MlflowTracker, flatten
 
 
@@ -17,7 +17,7 @@ def store(tmp_path_factory):
 
 
 def _run_dir(tmp_path, n=5):
-    run = Run(tmp_path / "run")
+    run = Run(run_dir(tmp_path, "s", "sft", "tiny", "t", "base", 0))  # sync reads the init axis from the path
     run.claim("sig", "study: s\n")
     w = MetricsWriter(run.metrics_file)
     for s in range(n):
