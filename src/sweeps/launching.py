@@ -56,17 +56,26 @@ def job_identity(cfg: DictConfig) -> tuple[Any, Run, str]:
     with open_dict(cfg):
         cfg.paths.output_dir = str(Path(cfg.paths.output_dir).expanduser().resolve())
     task = schema.validate(cfg)
+    # the stage's job module names its init axis (sft: "base", pretrain: "scratch", RL: the SFT step)
+    init = job_module(cfg).init_name(cfg)
+    run = Run(run_dir(cfg.paths.output_dir, cfg.study, cfg.algo.name, cfg.model.name, task.name, init, cfg.seed))
+    return task, run, job_signature(cfg)
+
+
+def job_module(cfg: DictConfig) -> Any:
+    """The module of the stage's job function (``algo.job``)."""
     import importlib
 
-    # the stage's job module names its init axis (sft: "base", pretrain: "scratch", RL: the SFT step)
-    job = importlib.import_module(cfg.algo.job.rsplit(".", 1)[0])
-    init = job.init_name(cfg)
-    run = Run(run_dir(cfg.paths.output_dir, cfg.study, cfg.algo.name, cfg.model.name, task.name, init, cfg.seed))
+    return importlib.import_module(cfg.algo.job.rsplit(".", 1)[0])
+
+
+def job_signature(cfg: DictConfig) -> str:
+    """The job's signature: the resolved config as its job module's ``semantic_config`` reads it
+    (RL: the SFT step a role names; SFT: the rotation regulariser off is plain SFT), so two ways
+    of asking for the same job give one signature, hashed without the non-semantic keys."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    # a job module may name what it resolves (RL: the SFT step a role names), so two ways of
-    # asking for the same job give one signature
-    semantic = getattr(job, "semantic_config", None)
-    return task, run, signature(semantic(cfg, resolved) if semantic else resolved)
+    semantic = getattr(job_module(cfg), "semantic_config", None)
+    return signature(semantic(cfg, resolved) if semantic else resolved)
 
 
 def check_slurm(partition: str | None) -> None:

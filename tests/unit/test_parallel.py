@@ -204,10 +204,10 @@ def test_rl_prompts_must_split_into_whole_groups_per_rank():
 
 
 def test_processes_strategy_and_checkpointing_do_not_change_a_jobs_identity():
-    from sweeps.runs import signature
+    from sweeps.launching import job_signature
 
     def sig(*overrides):
-        return signature(OmegaConf.to_container(compose(list(overrides)), resolve=True))
+        return job_signature(compose(list(overrides)))
 
     base = sig()
     assert sig("trainer.devices=2", "trainer/strategy=fsdp", "model.gradient_checkpointing=true") == base

@@ -116,10 +116,15 @@ def test_run_identity_of_a_variant():
     assert rotation_variant({**on, "variant": "angle", "lam": 1e-5}) == "rotreg_angle_k16_lam1e-05_r10"
     assert with_variant("base", "") == "base" and split_variant("base") == ("base", "")
     assert split_variant(with_variant("base", "rotreg_block_k16_lam0.1")) == ("base", "rotreg_block_k16_lam0.1")
+    from sweeps.jobs.sft import semantic_config  # the SFT job decides what its settings mean
+
+    def sig(resolved):
+        return signature(semantic_config(None, resolved))
+
     cfg = {"study": "s", "algo": {"name": "sft", "lr": 1e-3}}
-    plain = signature(cfg)
-    assert signature({**cfg, "algo": {**cfg["algo"], "rotation_reg": {**off, "k": 4}}}) == plain  # off: plain SFT
-    assert signature({**cfg, "algo": {**cfg["algo"], "rotation_reg": on}}) != plain
+    plain = sig(cfg)
+    assert sig({**cfg, "algo": {**cfg["algo"], "rotation_reg": {**off, "k": 4}}}) == plain  # off: plain SFT
+    assert sig({**cfg, "algo": {**cfg["algo"], "rotation_reg": on}}) != plain
 
 
 def test_lambda_zero_with_the_penalty_computed_is_bit_for_bit_plain_sft(tiny):

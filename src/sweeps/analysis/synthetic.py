@@ -44,7 +44,7 @@ import numpy as np
 
 from sweeps.analysis.control_check import check, check_study
 from sweeps.analysis.control_plant import CONTROLS, NULL, PEAK, Plant, seed_values
-from sweeps.runs import MetricsWriter, Run, atomic_write_json, atomic_write_text, latest_values, layout, signature
+from sweeps.runs import MetricsWriter, Run, atomic_write_json, atomic_write_text, latest_values, layout
 
 SPLITS = ("id", "ood")
 __all__ = ["CONTROLS", "NULL", "PEAK", "Plant", "check", "check_study", "compose", "seed_values", "write_study"]
@@ -134,16 +134,15 @@ def write_run(
     cfg: Any, stage: str, init: str, seed: int, evals: dict[int, dict[str, float]], episodes: Episodes
 ) -> Path:
     """One finished run directory: config, signature, metrics, checkpoints' evaluations, DONE."""
-    from omegaconf import OmegaConf
-
     from sweeps.evaluation import save_episodes, summarize
+    from sweeps.launching import job_signature
     from sweeps.secrets import config_yaml
 
     cfg.seed = seed
     run = Run(layout.run_dir(cfg.paths.output_dir, cfg.study, stage, cfg.model.name, cfg.task.name, init, seed))
     if run.path.exists():
         raise FileExistsError(f"{run.path} exists: write a synthetic study into an empty paths.output_dir")
-    run.claim(signature(OmegaConf.to_container(cfg, resolve=True)), config_yaml(cfg))
+    run.claim(job_signature(cfg), config_yaml(cfg))
     writer = MetricsWriter(run.metrics_file)
     lr, last = float(cfg.algo.lr), max(evals)
     for step in range(0, last + 1):

@@ -10,6 +10,20 @@ from sweeps.jobs import common
 from sweeps.runs import Run, rotation_variant, with_variant
 
 
+def semantic_config(cfg: DictConfig, resolved: dict[str, Any]) -> dict[str, Any]:
+    """The config as the signature sees it: the rotation regulariser's settings count only when
+    it is on (λ > 0); with λ = 0 the job is plain SFT, the same job (directory and signature) as
+    before the option existed."""
+    algo = resolved.get("algo")
+    if (
+        isinstance(algo, dict)
+        and isinstance(algo.get("rotation_reg"), dict)
+        and not rotation_variant(algo["rotation_reg"])
+    ):
+        return {**resolved, "algo": {k: v for k, v in algo.items() if k != "rotation_reg"}}
+    return resolved
+
+
 def init_name(cfg: DictConfig) -> str:
     """The run directory's init axis: ``base``, plus the regulariser's setting when it is on."""
     return with_variant("base", rotation_variant(cfg.algo.get("rotation_reg")))

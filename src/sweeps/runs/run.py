@@ -106,20 +106,13 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def signature(resolved: dict[str, Any]) -> str:
     """Hash of the resolved config without the non-semantic keys (a job run on 8 GPUs with FSDP
-    is the same job as on one, and resumes from the same directory). The rotation regulariser's
-    settings count only when it is on (λ > 0): with λ = 0 the job is plain SFT, the same job as
-    before the option existed."""
+    is the same job as on one, and resumes from the same directory). What a job's config means
+    beyond that (an RL role is the step it names, the rotation regulariser off is plain SFT) is
+    the job module's ``semantic_config``, applied before this by ``launching.job_signature``."""
     semantic = {k: v for k, v in resolved.items() if k not in NON_SEMANTIC}
     for group, key in NON_SEMANTIC_FIELDS:
         if isinstance(semantic.get(group), dict) and key in semantic[group]:
             semantic[group] = {k: v for k, v in semantic[group].items() if k != key}
-    algo = semantic.get("algo")
-    if (
-        isinstance(algo, dict)
-        and isinstance(algo.get("rotation_reg"), dict)
-        and not rotation_variant(algo["rotation_reg"])
-    ):
-        semantic["algo"] = {k: v for k, v in algo.items() if k != "rotation_reg"}
     blob = json.dumps(semantic, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
