@@ -28,7 +28,6 @@ from sweeps.cli import absolute_output_dir
 from sweeps.runs import atomic_write_json
 
 log = logging.getLogger("sweeps.study")
-FORWARDED_PREFIXES = ("experiment=", "hydra/launcher=", "plan.")
 
 
 def stage_commands(cfg: DictConfig, launcher: str, extra: list[str], parent: str | None) -> list[tuple[str, list[str]]]:

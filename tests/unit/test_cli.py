@@ -105,3 +105,14 @@ def test_absolute_output_dir(tmp_path, monkeypatch, given, expected):
     want = expected(os.path.realpath(cwd), os.path.realpath(home))
     assert absolute_output_dir(cfg) == want
     assert cfg.paths.output_dir == want
+
+
+@pytest.mark.parametrize("tracking, parent", [("mlflow_local", True), ("mlflow_server", True), ("none", False)])
+def test_the_tracking_config_says_whether_a_study_has_a_parent_run(tracking, parent, tmp_path):
+    from sweeps.driver import parent_run
+    from tests.conftest import compose
+
+    cfg = compose([f"tracking={tracking}", f"paths.output_dir={tmp_path}"])
+    assert cfg.tracking.parent_run is parent
+    if not parent:  # no MLflow store is touched
+        assert parent_run(cfg) is None and not (tmp_path / "mlflow.db").exists()
