@@ -28,7 +28,7 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
     """One finished tiny SFT run (checkpoints at steps 1 and 2, resume state of step 2)."""
-    from sweeps.train import train
+    from sweeps.cli.train import train
 
     out = tmp_path_factory.mktemp("bad_inputs")
     train(compose([*SFT, f"paths.output_dir={out}"]))
@@ -40,9 +40,9 @@ def in_process(entry: str, args: list[str]) -> str:
     """The entry point's function on a config composed as the entry point composes it; returns
     the message of the SystemExit that one_line_errors raises."""
     from sweeps.cli import one_line_errors
-    from sweeps.evaluate import evaluate
-    from sweeps.plan import memory_plan
-    from sweeps.train import train
+    from sweeps.cli.eval import evaluate
+    from sweeps.cli.plan import memory_plan
+    from sweeps.cli.train import train
 
     fn, config = {"train": (train, "train"), "eval": (evaluate, "eval"), "plan": (memory_plan, "train")}[entry]
     cfg = compose(args, config_name=config)
@@ -82,7 +82,7 @@ def test_enough_cases():
 def test_resume_after_a_torn_metrics_line_and_a_torn_evalset(base, tmp_path):
     """An append-only log torn mid-line (a crash while appending) and a torn cache of the frozen
     evaluation set do not stop a resumed job: the torn line is dropped, the set drawn again."""
-    from sweeps.train import train
+    from sweeps.cli.train import train
 
     run = copy_out(tmp_path, base)
     before = (run / "metrics.jsonl").read_text()

@@ -55,7 +55,7 @@ def spectral_cfg(out: Path, *overrides: str):
 
 
 def test_stage_writes_tables_summary_and_skips(study):
-    from sweeps.spectral_job import spectral
+    from sweeps.cli.spectral import spectral
 
     out, run = study
     res = spectral(spectral_cfg(out))
@@ -88,8 +88,8 @@ def test_stage_writes_tables_summary_and_skips(study):
 
 
 def test_stage_refuses_tables_of_other_settings(study):
+    from sweeps.cli.spectral import spectral
     from sweeps.schema import ConfigError
-    from sweeps.spectral_job import spectral
 
     out, run = study
     spectral(spectral_cfg(out, "spectral.references=[base]"))
@@ -98,8 +98,8 @@ def test_stage_refuses_tables_of_other_settings(study):
 
 
 def test_stage_without_runs_and_bad_config_are_one_line(tmp_path):
+    from sweeps.cli.spectral import spectral
     from sweeps.schema import ConfigError
-    from sweeps.spectral_job import spectral
 
     with pytest.raises(FileNotFoundError) as err:
         spectral(spectral_cfg(tmp_path))
@@ -116,7 +116,7 @@ def test_stage_without_runs_and_bad_config_are_one_line(tmp_path):
 def test_rl_run_previous_of_its_first_checkpoint_is_the_sft_init(study):
     # An RL run started from SFT step 10: "base" is the SFT run's first checkpoint, and the
     # "previous" of the RL run's first checkpoint is the SFT checkpoint it started from.
-    from sweeps.spectral_job import spectral
+    from sweeps.cli.spectral import spectral
 
     out, sft = study
     rl = out / "default" / "grpo" / "tiny" / "general_points_compact" / "sft-step=000010" / "seed=0"
