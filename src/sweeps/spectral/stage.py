@@ -165,13 +165,14 @@ def read_tables(run: Path) -> list[dict[str, Any]]:
 
 
 def group_means(rows: list[dict[str, Any]], per_matrix: bool = False) -> dict[str, dict[str, float]]:
-    """{group: {metric: mean over the rows of that group}}, groups "" (all), layer<i>/, <matrix>/."""
+    """{group: {metric: mean over the rows of that group}}, groups "" (all), layer<i>/, <matrix>/
+    (and layer<i>/<matrix>/ with ``per_matrix``), in order of first appearance."""
     metrics = [c for c in rows[0] if c not in ID_COLUMNS + ("step", "reference")]
     groups: dict[str, list[dict[str, Any]]] = {"": rows}
     for r in rows:
         layer = f"layer{r['layer']}/" if int(r["layer"]) >= 0 else ""
-        keys = {layer, f"{r['matrix']}/"} | ({f"{layer}{r['matrix']}/"} if per_matrix else set())
-        for key in keys - {""}:
+        keys = [layer, f"{r['matrix']}/"] + ([f"{layer}{r['matrix']}/"] if per_matrix else [])
+        for key in dict.fromkeys(k for k in keys if k):  # in this order, whatever the hash seed
             groups.setdefault(key, []).append(r)
     return {g: {m: sum(float(r[m]) for r in rs) / len(rs) for m in metrics} for g, rs in groups.items()}
 
