@@ -10,7 +10,11 @@ import torch
 from safetensors.torch import save_file
 
 from sweeps.spectral import random_orthonormal
-from sweeps.spectral.stream import METHODS, Checkpoint, Options, SVDCache, compare, decompose, select_targets
+from sweeps.spectral.cache import SVDCache
+from sweeps.spectral.checkpoints import Checkpoint, select_targets
+from sweeps.spectral.decompositions import METHODS, decompose
+from sweeps.spectral.options import Options
+from sweeps.spectral.stream import compare
 
 Q_NAME, D_NAME = "model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"
 K = 4
@@ -188,7 +192,7 @@ def test_top_eigh_returns_the_known_top_eigenpairs():
     # G = Q diag(lam) Qᵀ with a known spectrum, including a close pair (1 + 1e-9, 1) inside the
     # top k and a gap of 1e-6 right at k: the top-4 values are exactly 5, 3, 1 + 1e-9, 1 and the
     # vectors span Q[:, :4] (the eigenvalue order fixes which columns).
-    from sweeps.spectral.stream import _top_eigh
+    from sweeps.spectral.lapack import _top_eigh
 
     n = 40
     Q = random_orthonormal(n, n, torch.Generator().manual_seed(7))  # [n, n]
@@ -209,7 +213,7 @@ def test_top_eigh_returns_the_known_top_eigenpairs():
 
 
 def test_top_eigh_reads_only_the_upper_triangle_and_small_sizes_fall_back():
-    from sweeps.spectral.stream import _top_eigh
+    from sweeps.spectral.lapack import _top_eigh
 
     G = torch.tensor([[2.0, 1.0, 0.0], [99.0, 2.0, 0.0], [99.0, 99.0, 1.0]], dtype=torch.float64)  # lower = junk
     vals, vecs = _top_eigh(G, 1)  # upper triangle: [[2, 1, 0], [1, 2, 0], [0, 0, 1]] -> top pair 3, (1, 1, 0)/√2
@@ -225,7 +229,7 @@ def test_eigh_on_stored_dtypes_in_slabs_equals_the_full_svd(monkeypatch, shape, 
     # A float32 / bf16 W is never converted whole: with 64-element slabs, W [24, 70] takes two
     # slabs of the long side, in either orientation; the triplets equal the float64 full SVD of
     # the same (exactly representable) values.
-    import sweeps.spectral.stream as st
+    import sweeps.spectral.lapack as st
 
     monkeypatch.setattr(st, "BLOCK_ELEMENTS", 64 * 24)  # slab = 64 rows/columns of the long side
     W, _, _, _ = synthetic(*shape, 5)
@@ -239,7 +243,7 @@ def test_eigh_on_stored_dtypes_in_slabs_equals_the_full_svd(monkeypatch, shape, 
 
 
 def test_slabs_grow_to_the_gram_size_only_with_more_blas_threads():
-    from sweeps.spectral.stream import BLOCK_ELEMENTS, slab_elements
+    from sweeps.spectral.lapack import BLOCK_ELEMENTS, slab_elements
 
     assert BLOCK_ELEMENTS == 1 << 17  # 1 MB of float64
     assert slab_elements(512, 1) == BLOCK_ELEMENTS  # one thread: 1 MB whatever the size
@@ -254,7 +258,7 @@ def test_eigh_with_two_blas_threads_equals_the_full_svd_and_restores_the_thread_
     # float64 full SVD.
     import threadpoolctl  # a declared dependency: a missing one is a failure, not a skip
 
-    import sweeps.spectral.stream as st
+    import sweeps.spectral.lapack as st
 
     monkeypatch.setattr(st, "BLOCK_ELEMENTS", 64 * 24)
     W, _, _, _ = synthetic(*shape, 5)

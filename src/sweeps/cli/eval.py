@@ -26,12 +26,13 @@ log = logging.getLogger("sweeps.eval")
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     from sweeps.jobs import common
     from sweeps.models.checkpoint import check_checkpoint_dir, load_checkpoint
+    from sweeps.threads import set_threads
 
     if not cfg.get("ckpt"):
         raise schema.ConfigError("ckpt is not set: pass ckpt=<checkpoint directory>")
     path = check_checkpoint_dir(cfg.ckpt)
     task = schema.validate(cfg)
-    common.set_threads(cfg.trainer.threads)
+    set_threads(cfg.trainer.threads)
     model, tokenizer = load_checkpoint(path, cfg.model.dtype, cfg.model.trust_remote_code)
     step = int(path.name.split("=", 1)[1]) if path.name.startswith("step=") else 0
     out = Path(cfg.out) if cfg.get("out") else path
