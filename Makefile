@@ -19,7 +19,7 @@ install: $(BIN)/.installed
 # README section and docs/tiny_demo.png regenerated from the analysis tables.
 demo: $(BIN)/.installed
 	$(BIN)/sweeps-study experiment=tiny_demo hydra/launcher=local paths.output_dir=$(OUT)
-	$(BIN)/python -m sweeps.demo_report $(OUT)/tiny_demo
+	$(BIN)/python -m sweeps.cli.demo_report $(OUT)/tiny_demo
 
 # Rebuild the shipped tiny bases (assets/tiny_base/base<seed>/): ~17 min per seed on one thread.
 bases: $(BIN)/.installed

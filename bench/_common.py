@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from sweeps.threads import set_threads  # noqa: F401  (the benchmarks' thread setup is the jobs')
+
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 
@@ -32,14 +34,6 @@ SHAPES: dict[str, list[str]] = {
         "model.arch.num_key_value_heads=8",
     ],
 }
-
-
-def set_threads(n: int) -> None:
-    torch.set_num_threads(n)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:
-        pass
 
 
 def cpu_name() -> str:

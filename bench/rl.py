@@ -158,8 +158,7 @@ def run_ours(shape: str, beta: float, sz: Sizes, steps: int, warmup: int) -> dic
 # --- floor ----------------------------------------------------------------------------------
 def run_floor(shape: str, beta: float, sz: Sizes, steps: int, warmup: int) -> dict[str, float]:
     from sweeps.episodes import chat_ids
-    from sweeps.evaluation import eos_ids
-    from sweeps.generation.base import SamplingParams, derive_seed
+    from sweeps.generation.base import SamplingParams, derive_seed, eos_ids
     from sweeps.generation.hf import generate
     from sweeps.models.build import build
     from sweeps.schema import build_task

@@ -52,6 +52,7 @@ def train(cfg: Any) -> dict[str, Any]:
     from sweeps.modules.sft import SFTModule
     from sweeps.parallel import world
     from sweeps.schema import build_task
+    from sweeps.threads import set_threads
 
     class Timer(L.Callback):
         def __init__(self) -> None:
@@ -63,7 +64,7 @@ def train(cfg: Any) -> dict[str, Any]:
         def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
             self.steps.append((time.perf_counter() - self.t, float(batch["attention_mask"].sum())))
 
-    common.set_threads(cfg.trainer.threads)
+    set_threads(cfg.trainer.threads)
     common.seed_everything(0)
     task = build_task(cfg.task)
     model, tokenizer = build(cfg.model)

@@ -62,7 +62,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from sweeps.runs import layout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _spectral_costs import costs  # noqa: E402
+from _spectral_work import (  # noqa: E402, F401  (OOD_PEAK, pairs: tests/unit/test_bench_spectral_pairs.py)
+    METHODS,
+    OOD_PEAK,
+    make_checkpoints,
+    pairs,
+    rss_kb,
+    warm_up,
+    work_naive,
+    work_stream,
+)
+
+from sweeps.runs import layout  # noqa: E402
 
 SIZES = {
     "default": {
@@ -101,177 +114,20 @@ SIZES = {
         "big": {},
     },
 }
-QWEN7B = [("q", 3584, 3584, 1), ("k", 512, 3584, 1), ("v", 512, 3584, 1), ("down", 3584, 18944, 1)]
-LAYERS_7B, K_7B = 28, 768
-METHODS = ("full", "eigh", "randomized")
 TOL = 1e-6
 
 
-def set_threads(n: int) -> None:
-    import torch
-
-    torch.set_num_threads(n)
-    try:
-        import scipy.linalg  # noqa: F401  (threadpoolctl limits only the libraries already loaded)
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(n)
-    except ImportError:
-        pass
-
-
-# --- synthetic checkpoints -------------------------------------------------------------------------
-def make_checkpoints(
-    root: Path, shapes: list[tuple[int, int]], K: int, eps: float = 0.01, names: list[str] | None = None
-) -> list[Path]:
-    import torch
-    from safetensors.torch import save_file
-
-    g = torch.Generator().manual_seed(0)
-
-    def rotation(n: int) -> torch.Tensor:
-        A = torch.randn(n, n, generator=g, dtype=torch.float64)
-        A = A - A.T  # [n, n] skew
-        return torch.linalg.matrix_exp(eps * A / torch.linalg.matrix_norm(A, 2))  # [n, n] orthogonal
-
-    mats = {}
-    for i, (m, n) in enumerate(shapes):
-        name = (
-            names[i]
-            if names
-            else (f"model.layers.{i}.self_attn.q_proj.weight" if m == n else f"model.layers.{i}.mlp.down_proj.weight")
-        )
-        r = min(m, n)
-        U = torch.linalg.qr(torch.randn(m, r, generator=g, dtype=torch.float64)).Q  # [m, r]
-        V = torch.linalg.qr(torch.randn(n, r, generator=g, dtype=torch.float64)).Q  # [n, r]
-        s = torch.arange(1, r + 1, dtype=torch.float64) ** -0.5  # [r]
-        mats[name] = (U * s @ V.T, rotation(m), rotation(n))  # W_0 [m, n], R_L [m, m], R_R [n, n]
-    paths = []
-    current = {name: W for name, (W, _, _) in mats.items()}
-    for t in range(K):
-        path = root / layout.ckpt_name(t)
-        path.mkdir(parents=True)
-        save_file(
-            {nm: (W * (1 + 0.01 * t)).float().contiguous() for nm, W in current.items()},
-            str(path / "model.safetensors"),
-        )
-        current = {nm: mats[nm][1] @ W @ mats[nm][2].T for nm, W in current.items()}
-        paths.append(path)
-    return paths
-
-
-# --- workers (one fresh process each) --------------------------------------------------------------
-def _rss_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-OOD_PEAK = 2  # the checkpoint playing the SFT run's OOD-peak role in the stage workload (an early one)
-
-
-def pairs(K: int, workload: str) -> list[tuple[int, str, int]]:
-    """(target t, reference name, reference checkpoint) for targets t = 1..K-1.
-
-    ``one``: checkpoint 0 only (one fixed reference: the worst case for the stream, which then
-    decomposes every target once for a single comparison). ``stage``: what ``sweeps-spectral``
-    computes with its default ``spectral.references`` [base, ood_peak, previous]: checkpoint 0,
-    checkpoint ``OOD_PEAK`` (when it exists) and t - 1 (for t = 1 the same checkpoint as base,
-    and for t = OOD_PEAK the target itself, as in the stage, which writes every table).
-    """
-    refs = {
-        "one": lambda t: [("base", 0)],
-        "stage": lambda t: [("base", 0)] + ([("ood_peak", OOD_PEAK)] if OOD_PEAK < K else []) + [("previous", t - 1)],
-    }
-    return [(t, name, r) for t in range(1, K) for name, r in refs[workload](t)]
-
-
-def work_naive(paths: list[Path], k: int, workload: str = "one") -> dict:
-    import numpy as np
-    import scipy.linalg as sl
-    from safetensors.numpy import load_file
-
-    out = {}
-    for t, ref, r in pairs(len(paths), workload):
-        A, B = load_file(str(paths[r] / "model.safetensors")), load_file(str(paths[t] / "model.safetensors"))
-        for name in A:
-            Ua, _, Vha = sl.svd(A[name].astype(np.float64), full_matrices=False)  # [m, r], [r], [r, n]
-            Ub, _, Vhb = sl.svd(B[name].astype(np.float64), full_matrices=False)
-            tu = sl.subspace_angles(Ua[:, :k], Ub[:, :k])  # [k] descending
-            tv = sl.subspace_angles(Vha[:k].T, Vhb[:k].T)
-            out[f"{t}/{ref}/{name}"] = [tu.mean(), tu.max(), tv.mean(), tv.max()]
-        del A, B
-    return out
-
-
-def work_stream(paths: list[Path], k: int, method: str, workload: str = "one") -> dict:
-    """The stage's loop (``sweeps.spectral.stage.analyse_run``) without its file writes: per
-    target, ``compare`` against each reference, keeping the target's triplets when another
-    reference or the next checkpoint's "previous" needs them, then evict all but the target and
-    the fixed references."""
-    from sweeps.spectral.stage import keeps_target
-    from sweeps.spectral.stream import Checkpoint, Options, SVDCache, compare, select_targets
-
-    opts = Options(k=k, method=method, metrics=("angles",))
-    cache = SVDCache(opts)
-    names = select_targets(Checkpoint(paths[0]).names(), [r"\.weight$"], paths[0])
-    todo = pairs(len(paths), workload)
-    fixed = sorted({paths[r] for _, ref, r in todo if ref != "previous"})
-    out = {}
-    for t in range(1, len(paths)):
-        tgt, mine = Checkpoint(paths[t]), [p for p in todo if p[0] == t]
-        keep = keeps_target({ref: paths[r] for _, ref, r in mine})  # the stage's rule
-        for _, ref, r in mine:
-            for row in compare(Checkpoint(paths[r]), tgt, names, cache, opts, keep_target=keep):
-                out[f"{t}/{ref}/{row['name']}"] = [
-                    row["u_angle_mean"],
-                    row["u_angle_max"],
-                    row["v_angle_mean"],
-                    row["v_angle_max"],
-                ]
-        cache.retain([paths[t], *fixed])
-    return out
-
-
-def warm_up(which: str, paths: list[Path] | None = None, k: int = 4) -> None:
-    """Run the worker's routines once before the measurement, so that loading libraries and LAPACK
-    code pages is not counted as the method's memory. With ``paths`` the warm-up is the method's
-    own work on the first pair (checkpoints 0 and 1, fresh caches, results dropped): BLAS packing
-    buffers and code paths of the real sizes are then touched before the high-water mark is reset
-    too (one-time costs of the process, the same for every path, not data)."""
-    import numpy as np
-
-    if paths is not None:
-        (work_naive(paths[:2], k) if which == "naive" else work_stream(paths[:2], k, which)).clear()  # workload one
-        return
-
-    if which == "naive":
-        import scipy.linalg as sl
-
-        U = sl.svd(np.random.default_rng(0).standard_normal((24, 16)), full_matrices=False)[0]
-        sl.subspace_angles(U[:, :4], U[:, 4:8])
-        return
-    import torch
-
-    from sweeps.spectral.metrics import principal_angles
-    from sweeps.spectral.stream import Options, decompose
-
-    U = decompose(torch.randn(24, 16, dtype=torch.float64), 4, Options(k=4), which)[0]  # [24, 4]
-    principal_angles(U, U)
-
-
 def worker(args: argparse.Namespace) -> None:
-    set_threads(args.threads)
+    from sweeps.threads import set_threads
+
+    set_threads(args.threads, blas=True)
     paths = [p for _, p in layout.scan_steps(args.dir)]
     warm_up(args.worker, paths if args.warmup == "pair" else None, args.k)
     try:
         Path("/proc/self/clear_refs").write_text("5")  # reset the RSS high-water mark
     except OSError:
         pass
-    base = _rss_kb("VmRSS")
+    base = rss_kb("VmRSS")
     t0 = time.perf_counter()
     workload = args.workload[0]  # a worker runs one
     res = (
@@ -284,7 +140,7 @@ def worker(args: argparse.Namespace) -> None:
         json.dumps(
             {
                 "seconds": seconds,
-                "peak_mb": (_rss_kb("VmHWM") - base) / 1024,
+                "peak_mb": (rss_kb("VmHWM") - base) / 1024,
                 "results": {k: [float(x) for x in v] for k, v in res.items()},
             }
         )
@@ -369,89 +225,6 @@ def compare_workload(size: dict, threads: int, workload: str, d: Path, K: int) -
     )
 
 
-# --- part 2: per-matrix cost and the 7B extrapolation ----------------------------------------------
-def timed(fn, repeats: int = 1) -> float:
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
-
-
-def per_matrix(m: int, n: int, k: int, repeats: int) -> dict[str, float]:
-    import torch
-
-    from sweeps.spectral.stream import Options, _gram, _top_eigh, decompose
-
-    W = torch.randn(m, n, generator=torch.Generator().manual_seed(0))  # [m, n] float32, as checkpoints store it
-    opts = Options(k=k)
-    out = {meth: timed(lambda meth=meth: decompose(W, k, opts, meth), repeats) for meth in METHODS}
-    G = _gram(W)  # [r, r] float64 (what the eigh method builds)
-    out["gram"] = timed(lambda: _gram(W), repeats)
-    out["eig"] = timed(lambda: _top_eigh(G, k), repeats)  # not in place: G is reused
-    return out
-
-
-def scale(shape: tuple[int, int, int], measured: tuple[int, int, int], t: dict[str, float], p: int = 10) -> dict:
-    """Seconds for one decomposition of ``shape`` from the timings ``t`` of ``measured`` (same aspect class)."""
-    (m, n, k), (bm, bn, bk) = shape, measured
-    r, M, br, bM = min(m, n), max(m, n), min(bm, bn), max(bm, bn)
-    return {
-        "full": t["full"] * (m * n * r) / (bm * bn * br),
-        "eigh": t["gram"] * (r * r * M) / (br * br * bM) + t["eig"] * (r / br) ** 3,
-        "randomized": t["randomized"] * (m * n * (k + p)) / (bm * bn * (bk + p)),
-    }
-
-
-def extrapolate(big: dict[str, tuple[int, int, int]], timings: dict) -> None:
-    print(
-        f"\n## Qwen2.5-7B, one checkpoint pair, extrapolated from the {' and '.join(f'{m}x{n} (k={k})' for m, n, k in big.values())} "
-        "timings above (square shapes from the square one, wide ones from the wide one)\n"
-    )
-    print("| matrix | shape | k | per layer: full SVD s | eigh s | randomized s |")
-    print("|---|---|---|---|---|---|")
-    tot = dict.fromkeys(METHODS, 0.0)
-    for name, m, n, count in QWEN7B:
-        k = min(K_7B, min(m, n) // 2)
-        measured = big["square" if m == n else "wide"]
-        est = scale((m, n, k), measured, timings[measured])
-        for meth in METHODS:
-            tot[meth] += est[meth] * count * LAYERS_7B
-        print(f"| {name} | {m}x{n} | {k} | {est['full']:.2f} | {est['eigh']:.2f} | {est['randomized']:.2f} |")
-    print(
-        f"\nper checkpoint pair ({LAYERS_7B} layers, reference cached): naive (2 full SVDs per matrix) "
-        f"{2 * tot['full'] / 60:.1f} min; stream full {tot['full'] / 60:.1f} min; stream eigh "
-        f"{tot['eigh'] / 60:.1f} min; stream randomized {tot['randomized'] / 60:.1f} min "
-        f"(+ the same again for a decomposition of ΔW when update_spectrum is on). Extrapolated, not measured."
-    )
-    per_layer = sum(m * n for _, m, n, _ in QWEN7B)
-    print(
-        f"two checkpoints' target matrices: {2 * per_layer * LAYERS_7B * 2 / 2**30:.1f} GiB in bf16; "
-        f"stream eigh with metrics [angles] holds one matrix as stored plus its float64 Gram matrix at a time "
-        f"(largest: down, {3584 * 18944 * 2 / 2**30:.2f} GiB bf16 + {3584**2 * 8 / 2**30:.2f} GiB) "
-        f"plus {sum((m + n + 1) * min(K_7B, min(m, n) // 2) for _, m, n, _ in QWEN7B) * 8 * LAYERS_7B / 2**30:.1f} "
-        f"GiB of float64 top-k triplets per cached checkpoint."
-    )
-
-
-def costs(size: dict, threads: int) -> None:
-    rows = [(m, n, size["tiny_k"], size.get("tiny_reps", 5)) for m, n in size["tiny_model"]] + [
-        (*b, 1) for b in size["big"].values()
-    ]
-    print("\n## one top-k decomposition per matrix (s; eigh = Gram product + top-k eigensolver)\n")
-    print("| shape | k | full SVD | eigh | randomized (n_iter=4, p=10) | Gram | eigensolver |")
-    print("|---|---|---|---|---|---|---|")
-    timings = {}
-    for m, n, k, reps in rows:
-        t = timings[(m, n, k)] = per_matrix(m, n, k, reps)
-        print(
-            f"| {m}x{n} | {k} | {t['full']:.4f} | {t['eigh']:.4f} | {t['randomized']:.4f} | {t['gram']:.4f} | {t['eig']:.4f} |"
-        )
-    if size["big"]:
-        extrapolate(size["big"], timings)
-
-
 def machine(threads: int) -> str:
     import scipy
     import torch
@@ -505,7 +278,9 @@ def main() -> None:
         return worker(args)
     preset = "tiny" if args.tiny else args.preset
     size = SIZES[preset]
-    set_threads(args.threads)
+    from sweeps.threads import set_threads
+
+    set_threads(args.threads, blas=True)
     print(f"# spectral bench ({preset} sizes)\n\n{machine(args.threads)}")
     compare_paths(size, args.threads, args.workload)
     costs(size, args.threads)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeps.episodes import Episode, play
-from sweeps.generation.base import SamplingParams, derive_seed
+from sweeps.generation.base import SamplingParams, derive_seed, eos_ids
 from sweeps.runs import atomic_write_text
 from sweeps.tasks.base import Example, Task
 
@@ -51,13 +51,6 @@ def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
 def max_positions(model: Any) -> int | None:
     config = getattr(model, "config", None)
     return getattr(config, "max_position_embeddings", None)
-
-
-def eos_ids(tokenizer: Any, model: Any) -> list[int]:
-    ids = {tokenizer.eos_token_id}
-    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids |= set(gen_eos if isinstance(gen_eos, (list, tuple)) else [gen_eos])
-    return sorted(i for i in ids if i is not None)
 
 
 # --- frozen evaluation sets -------------------------------------------------------------

@@ -37,10 +37,10 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from sweeps import schema
+from sweeps.cli import USER_ERRORS, absolute_output_dir
 from sweeps.runs import DONE_FIX, Run, read_json, run_dir, signature
 
 log = logging.getLogger(__name__)
-JOB_ERRORS = (ValueError, RuntimeError, FileNotFoundError)  # what sweeps-train reports in one line
 
 
 class LaunchError(SystemExit):
@@ -53,8 +53,7 @@ def job_identity(cfg: DictConfig) -> tuple[Any, Run, str]:
     ``sweeps-train`` and the launchers both use it, so they agree on where a job lives and
     whether a finished run there is the same job. Raises the one-line validation errors.
     """
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(Path(cfg.paths.output_dir).expanduser().resolve())
+    absolute_output_dir(cfg)
     task = schema.validate(cfg)
     # the stage's job module names its init axis (sft: "base", pretrain: "scratch", RL: the SFT step)
     init = job_module(cfg).init_name(cfg)
@@ -158,7 +157,7 @@ class SubmitUnfinished:
             del cfg["hydra"]  # as the job sees it (run_job drops it)
         try:
             _, run, sig = job_identity(cfg)
-        except JOB_ERRORS as err:
+        except USER_ERRORS as err:  # what sweeps-train reports in one line
             raise LaunchError(f"error: {err}") from None
         self.check_resources(cfg)
         stored = run.stored_signature()

@@ -320,6 +320,7 @@ class TrackingConfig:
     builder: str = MISSING  # sweeps.tracking.mlflow_tracker.mlflow | sweeps.tracking.base.null
     uri: str | None = None
     experiment: str | None = None  # null = the study name
+    parent_run: bool = False  # the study driver and analysis use one parent run (MLflow) for the whole study
 
 
 @dataclass

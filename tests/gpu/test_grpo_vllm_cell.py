@@ -23,10 +23,10 @@ def test_grpo_cell_with_vllm_pushes_weights(tmp_path):
     pytest.importorskip("vllm")
     import transformers
 
+    from sweeps.cli.train import train
     from sweeps.models.checkpoint import save_checkpoint
     from sweeps.models.tokenizer import build_tokenizer
     from sweeps.runs import Run, run_dir
-    from sweeps.train import train
 
     arch = {k: v for k, v in QWEN2_5_0_5B.items()}
     tok = build_tokenizer(model_max_length=2048)

@@ -20,10 +20,10 @@ pytestmark = pytest.mark.gpu
 def test_rl_steps_on_cuda_with_hf_rollout(tmp_path, algo, extra):
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
+    from sweeps.cli.train import train
     from sweeps.models.build import build
     from sweeps.models.checkpoint import save_checkpoint
     from sweeps.runs import Run, run_dir
-    from sweeps.train import train
 
     base = compose(["model=tiny"])
     model, tok = build(base.model)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from sweeps.cli.train import train
 from sweeps.schema import ConfigError, validate
-from sweeps.train import train
 from tests.conftest import compose
 
 pytestmark = pytest.mark.slow

@@ -12,9 +12,9 @@ import json
 
 import pytest
 
+from sweeps.cli.train import train
 from sweeps.schema import build_task
 from sweeps.tasks.base import Example
-from sweeps.train import train
 from tests.conftest import compose
 
 pytestmark = pytest.mark.slow
@@ -91,7 +91,7 @@ def test_frozen_evalsets_hold_the_same_routes_for_both_stages(cell):
 
 
 def test_analysis_reads_the_study(cell):
-    from sweeps.analyze import analyze
+    from sweeps.analysis.stage import analyze
 
     summary = analyze(compose([f"study={cell}", "tracking=none", "analysis.n_resamples=199"], config_name="analyze"))
     assert summary["missing"] == 0 and summary["figures"] >= 3

@@ -96,7 +96,7 @@ def test_rerun_skips_every_job(finished):
 
 
 def test_late_stages_rerun_when_their_inputs_change(finished, tmp_path):
-    from sweeps.study import inputs_fingerprint
+    from sweeps.driver import inputs_fingerprint
 
     root = finished / "tiny_smoke"
     argv = ["-m", "seed=0,1"]

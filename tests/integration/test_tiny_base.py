@@ -28,7 +28,7 @@ def test_bases_are_shipped():
 
 @pytest.mark.parametrize("base", BASES, ids=lambda p: p.name)
 def test_base_reproduces_its_recorded_evaluation(base, tmp_path):
-    from sweeps.evaluate import evaluate
+    from sweeps.cli.eval import evaluate
 
     prov = json.loads((base / "provenance.json").read_text())
     cfg = prov["config"]
@@ -54,7 +54,7 @@ def test_base_reproduces_its_recorded_evaluation(base, tmp_path):
 
 
 def test_retraining_replays_the_recorded_loss_curve(tmp_path):
-    from sweeps.train import train
+    from sweeps.cli.train import train
 
     base = BASES[0]
     prov = json.loads((base / "provenance.json").read_text())

@@ -110,8 +110,8 @@ def test_report_and_tables_have_the_ablation(tmp_path):
 
 
 def test_ablation_report_writes_the_readme_section_and_docs(tmp_path):
-    from sweeps import ablation_report
     from sweeps.analysis import report
+    from sweeps.cli import ablation_report
 
     root = make_study(tmp_path)
     study = read_study(root)

@@ -28,7 +28,7 @@ def test_every_experiment_composes(experiment):
 def test_eval_config_validates_and_its_ckpt_is_the_directory_evaluated(tmp_path):
     """sweeps-eval's ckpt reaches the checkpoint check (its path named in the error), and a
     missing one is refused naming the field; nothing is loaded or written."""
-    from sweeps.evaluate import evaluate
+    from sweeps.cli.eval import evaluate
     from sweeps.models.checkpoint import CheckpointError
 
     missing = tmp_path / "nowhere" / "step=000300"

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from sweeps.demo_report import ci, replace_section, section
+from sweeps.analysis.demo_report import ci, replace_section, section
 
 
 def _write(path, rows):

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from sweeps.cli.train import check_writable
 from sweeps.modules.callbacks import check_sharded_metadata, resume_state, save_resume_state
 from sweeps.runs import Run
 from sweeps.schema import validate
-from sweeps.train import check_writable
 from tests.conftest import compose
 
 

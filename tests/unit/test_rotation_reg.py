@@ -187,7 +187,7 @@ def test_lambda_zero_with_the_penalty_computed_is_bit_for_bit_plain_sft(tiny):
 
 
 def test_the_ablation_study_watches_one_directory_per_setting_and_seed():
-    from sweeps.study import stage_commands, stage_runs
+    from sweeps.driver import stage_commands, stage_runs
     from tests.conftest import compose
 
     cfg = compose(["experiment=rotation_ablation", "paths.output_dir=/o"])

@@ -1,9 +1,7 @@
-"""Known answers for the streaming spectral comparison and the spectral stage on synthetic checkpoints."""
+"""Known answers for the streaming spectral comparison on synthetic checkpoints (the stage: test_spectral_io.py)."""
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from pathlib import Path
 
@@ -12,7 +10,11 @@ import torch
 from safetensors.torch import save_file
 
 from sweeps.spectral import random_orthonormal
-from sweeps.spectral.stream import METHODS, Checkpoint, Options, SVDCache, compare, decompose, select_targets
+from sweeps.spectral.cache import SVDCache
+from sweeps.spectral.checkpoints import Checkpoint, select_targets
+from sweeps.spectral.decompositions import METHODS, decompose
+from sweeps.spectral.options import Options
+from sweeps.spectral.stream import compare
 
 Q_NAME, D_NAME = "model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"
 K = 4
@@ -185,138 +187,12 @@ def test_cache_decomposes_each_checkpoint_once_and_persists(base):
     assert SVDCache(Options(k=K + 1), tmp_path / "cache").get(a, Q_NAME)[1].numel() == K + 1  # k is in the key
 
 
-# --- the stage on a synthetic run directory -------------------------------------------------------
-TINY_TARGETS = [f"model.layers.{i}.self_attn.{p}_proj.weight" for i in range(2) for p in "qkv"] + [
-    f"model.layers.{i}.mlp.down_proj.weight" for i in range(2)
-]
-
-
-@pytest.fixture
-def study(tmp_path):
-    """An SFT run with checkpoints 0, 10, 20 (step 10 = OOD peak) of small matrices, DONE."""
-    run = tmp_path / "default" / "sft" / "tiny" / "general_points_compact" / "base" / "seed=0"
-    g = torch.Generator().manual_seed(0)
-    weights = {n: torch.randn(16, 48 if "down" in n else 16, generator=g) for n in TINY_TARGETS}
-    weights["model.embed_tokens.weight"] = torch.randn(10, 16, generator=g)
-    for step in (0, 10, 20):
-        write_ckpt(run / "ckpt" / f"step={step:06d}", weights)
-        weights = {n: w + 0.05 * torch.randn(w.shape, generator=g) for n, w in weights.items()}
-    recs = [{"step": s, "eval/ood/success": v} for s, v in ((0, 0.1), (10, 0.5), (20, 0.3))]
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    (run / "DONE").write_text("{}")
-    return tmp_path, run
-
-
-def spectral_cfg(out: Path, *overrides: str):
-    import sweeps.spectral.config  # noqa: F401  (registers spectral_schema)
-    from tests.conftest import compose
-
-    return compose(
-        [
-            "model=tiny",
-            "task=general_points_compact",
-            "tracking=none",
-            f"paths.output_dir={out}",
-            "spectral.k=4",
-            *overrides,
-        ],
-        config_name="spectral",
-    )
-
-
-def test_stage_writes_tables_summary_and_skips(study):
-    from sweeps.spectral_job import spectral
-
-    out, run = study
-    res = spectral(spectral_cfg(out))
-    tables = sorted(str(p.relative_to(run / "spectral")) for p in (run / "spectral").glob("*/*.csv"))
-    assert tables == [
-        "base/step=000000.csv",
-        "base/step=000010.csv",
-        "base/step=000020.csv",
-        "ood_peak/step=000000.csv",
-        "ood_peak/step=000010.csv",
-        "ood_peak/step=000020.csv",
-        "previous/step=000010.csv",
-        "previous/step=000020.csv",
-    ]
-    assert res["tables_written"] == 8
-    with open(run / "spectral" / "ood_peak" / "step=000010.csv") as fh:  # the peak against itself
-        rows = list(csv.DictReader(fh))
-    assert sorted(r["name"] for r in rows) == sorted(TINY_TARGETS)  # the embedding is not a target
-    assert all(float(r["u_angle_max"]) < 1e-12 and float(r["sv_drift"]) == 0.0 for r in rows)
-    with open(run / "spectral" / "summary.csv") as fh:
-        summary = list(csv.DictReader(fh))
-    groups = {r["group"] for r in summary}
-    assert groups == {"all", "layer0", "layer1", "q_proj", "k_proj", "v_proj", "down_proj"}
-    assert len(summary) == 8 * len(groups)
-    moved = [r for r in summary if r["reference"] == "base" and r["step"] == "20" and r["group"] == "all"][0]
-    assert 0 < float(moved["angle_mean"]) < math.pi / 2
-    assert (run / "spectral" / "svd_error.csv").is_file()
-    again = spectral(spectral_cfg(out))
-    assert again["tables_written"] == 0 and again["decompositions"] == 0 and again["tables_skipped"] == 8
-
-
-def test_stage_refuses_tables_of_other_settings(study):
-    from sweeps.schema import ConfigError
-    from sweeps.spectral_job import spectral
-
-    out, run = study
-    spectral(spectral_cfg(out, "spectral.references=[base]"))
-    with pytest.raises(ConfigError, match="k=4 there, 5 now"):
-        spectral(spectral_cfg(out, "spectral.k=5"))
-
-
-def test_stage_without_runs_and_bad_config_are_one_line(tmp_path):
-    from sweeps.schema import ConfigError
-    from sweeps.spectral_job import spectral
-
-    with pytest.raises(FileNotFoundError) as err:
-        spectral(spectral_cfg(tmp_path))
-    assert "sweeps-train" in one_line(err)
-    for override, message in (
-        ("spectral.method=qr", "spectral.method"),
-        ("spectral.metrics=[angles,nope]", "nope"),
-        ("spectral.references=[best]", "spectral.references"),
-    ):
-        with pytest.raises(ConfigError, match=message):
-            spectral(spectral_cfg(tmp_path, override))
-
-
-def test_rl_run_previous_of_its_first_checkpoint_is_the_sft_init(study):
-    # An RL run started from SFT step 10: "base" is the SFT run's first checkpoint, and the
-    # "previous" of the RL run's first checkpoint is the SFT checkpoint it started from.
-    from sweeps.spectral_job import spectral
-
-    out, sft = study
-    rl = out / "default" / "grpo" / "tiny" / "general_points_compact" / "sft-step=000010" / "seed=0"
-    init = Checkpoint(sft / "ckpt" / "step=000010")
-    weights = {n: init.load(n).float() for n in init.names()}
-    write_ckpt(rl / "ckpt" / "step=000005", weights)  # identical to its init
-    (rl / "DONE").write_text("{}")
-    res = spectral(spectral_cfg(out, "spectral.stages=[grpo]", "spectral.references=[base,previous]"))
-    assert res["runs"] == 1 and res["tables_written"] == 2
-    with open(rl / "spectral" / "previous" / "step=000005.csv") as fh:
-        assert all(float(r["angle_mean"]) < 1e-12 and float(r["update_norm"]) == 0.0 for r in csv.DictReader(fh))
-    with open(rl / "spectral" / "base" / "step=000005.csv") as fh:
-        assert all(float(r["angle_mean"]) > 1e-4 for r in csv.DictReader(fh))
-
-
-def test_corrupted_checkpoint_is_one_line(tmp_path):
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    (bad / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
-    with pytest.raises(ValueError) as err:
-        Checkpoint(bad)
-    assert one_line(err).startswith(f"cannot read safetensors file {bad / 'model.safetensors'}")
-
-
 # --- the eigh method's pieces: top-k eigensolver, Gram slabs, storage dtypes ------------------------
 def test_top_eigh_returns_the_known_top_eigenpairs():
     # G = Q diag(lam) Qᵀ with a known spectrum, including a close pair (1 + 1e-9, 1) inside the
     # top k and a gap of 1e-6 right at k: the top-4 values are exactly 5, 3, 1 + 1e-9, 1 and the
     # vectors span Q[:, :4] (the eigenvalue order fixes which columns).
-    from sweeps.spectral.stream import _top_eigh
+    from sweeps.spectral.lapack import _top_eigh
 
     n = 40
     Q = random_orthonormal(n, n, torch.Generator().manual_seed(7))  # [n, n]
@@ -337,7 +213,7 @@ def test_top_eigh_returns_the_known_top_eigenpairs():
 
 
 def test_top_eigh_reads_only_the_upper_triangle_and_small_sizes_fall_back():
-    from sweeps.spectral.stream import _top_eigh
+    from sweeps.spectral.lapack import _top_eigh
 
     G = torch.tensor([[2.0, 1.0, 0.0], [99.0, 2.0, 0.0], [99.0, 99.0, 1.0]], dtype=torch.float64)  # lower = junk
     vals, vecs = _top_eigh(G, 1)  # upper triangle: [[2, 1, 0], [1, 2, 0], [0, 0, 1]] -> top pair 3, (1, 1, 0)/√2
@@ -353,7 +229,7 @@ def test_eigh_on_stored_dtypes_in_slabs_equals_the_full_svd(monkeypatch, shape, 
     # A float32 / bf16 W is never converted whole: with 64-element slabs, W [24, 70] takes two
     # slabs of the long side, in either orientation; the triplets equal the float64 full SVD of
     # the same (exactly representable) values.
-    import sweeps.spectral.stream as st
+    import sweeps.spectral.lapack as st
 
     monkeypatch.setattr(st, "BLOCK_ELEMENTS", 64 * 24)  # slab = 64 rows/columns of the long side
     W, _, _, _ = synthetic(*shape, 5)
@@ -367,7 +243,7 @@ def test_eigh_on_stored_dtypes_in_slabs_equals_the_full_svd(monkeypatch, shape, 
 
 
 def test_slabs_grow_to_the_gram_size_only_with_more_blas_threads():
-    from sweeps.spectral.stream import BLOCK_ELEMENTS, slab_elements
+    from sweeps.spectral.lapack import BLOCK_ELEMENTS, slab_elements
 
     assert BLOCK_ELEMENTS == 1 << 17  # 1 MB of float64
     assert slab_elements(512, 1) == BLOCK_ELEMENTS  # one thread: 1 MB whatever the size
@@ -382,7 +258,7 @@ def test_eigh_with_two_blas_threads_equals_the_full_svd_and_restores_the_thread_
     # float64 full SVD.
     import threadpoolctl  # a declared dependency: a missing one is a failure, not a skip
 
-    import sweeps.spectral.stream as st
+    import sweeps.spectral.lapack as st
 
     monkeypatch.setattr(st, "BLOCK_ELEMENTS", 64 * 24)
     W, _, _, _ = synthetic(*shape, 5)

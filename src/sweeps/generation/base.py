@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,14 @@ def derive_seed(*parts: int | str) -> int:
     backends, unlike Python's ``hash``."""
     digest = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
+
+
+def eos_ids(tokenizer: Any, model: Any) -> list[int]:
+    """Every end-of-sequence id: the tokenizer's and the model's generation config's, sorted."""
+    ids = {tokenizer.eos_token_id}
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids |= set(gen_eos if isinstance(gen_eos, (list, tuple)) else [gen_eos])
+    return sorted(i for i in ids if i is not None)
 
 
 class Rollout:

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from sweeps.generation.base import Generation, Rollout, SamplingParams
+from sweeps.generation.base import Generation, Rollout, SamplingParams, eos_ids
 
 
 def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -137,8 +137,6 @@ class HFRollout(Rollout):
     is_policy = True
 
     def __init__(self, model: torch.nn.Module, tokenizer: object, cfg: object = None, weights_dir: object = None):
-        from sweeps.evaluation import eos_ids
-
         self.model, self.pad_id, self.eos = model, tokenizer.pad_token_id, eos_ids(tokenizer, model)
 
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams, seeds: Sequence[int]) -> Generation:

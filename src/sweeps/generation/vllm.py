@@ -71,7 +71,7 @@ from typing import Any
 
 import torch
 
-from sweeps.generation.base import Generation, Rollout, SamplingParams
+from sweeps.generation.base import Generation, Rollout, SamplingParams, eos_ids
 from sweeps.models.checkpoint import merged_weights as hf_weights
 from sweeps.models.checkpoint import save_checkpoint
 
@@ -116,7 +116,6 @@ class VLLMRollout(Rollout):
         vllm = _import_vllm()
         if not torch.cuda.is_available():
             raise RuntimeError(NO_CUDA)
-        from sweeps.evaluation import eos_ids
         from sweeps.parallel import world
 
         self.sleep_level = int(opt["sleep_level"]) if opt["enable_sleep_mode"] else 0

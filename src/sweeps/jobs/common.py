@@ -1,4 +1,4 @@
-"""Plumbing every training stage shares: threads, seeds, tracker, evaluator, the Lightning trainer.
+"""Plumbing every training stage shares: seeds, tracker, evaluator, the Lightning trainer.
 
 In a multi-process job every rank runs a stage's job function; rank 0 alone starts the MLflow
 run, writes metrics.jsonl, the checkpoints' files and DONE (the other ranks get a null tracker
@@ -71,16 +71,6 @@ def seed_everything(seed: int) -> None:
 
     rank = world.world().rank
     L.seed_everything(seed if rank == 0 else derive_seed(seed, "rank", rank) % 2**32, workers=True, verbose=False)
-
-
-def set_threads(n: int) -> None:
-    import torch
-
-    torch.set_num_threads(n)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set in this process
-        pass
 
 
 def standard_callbacks(cfg: DictConfig, run: Run, task: Any, recorder: Any, tokenizer: Any) -> list[Any]:

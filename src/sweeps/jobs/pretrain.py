@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from sweeps.jobs import common
 from sweeps.runs import Run
+from sweeps.threads import set_threads
 
 
 def init_name(cfg: DictConfig) -> str:
@@ -30,7 +31,7 @@ def init_name(cfg: DictConfig) -> str:
 
 
 def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
-    common.set_threads(cfg.trainer.threads)
+    set_threads(cfg.trainer.threads)
     from sweeps.models.build import build
     from sweeps.modules.callbacks import Recorder
     from sweeps.modules.data import SFTStream

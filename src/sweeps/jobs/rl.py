@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from sweeps.jobs import common
 from sweeps.parallel import strategies
 from sweeps.runs import Run, layout
+from sweeps.threads import set_threads
 
 
 def sft_run_dir(cfg: DictConfig) -> Path:
@@ -80,7 +81,7 @@ def check_family(cfg: DictConfig, ckpt: Path) -> None:
 
 
 def run(cfg: DictConfig, run: Run, task: Any) -> dict[str, Any]:
-    common.set_threads(cfg.trainer.threads)
+    set_threads(cfg.trainer.threads)
     from hydra.utils import get_class, get_method
 
     from sweeps.models.build import prepare

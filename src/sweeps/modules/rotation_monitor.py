@@ -43,8 +43,8 @@ import lightning as L
 import torch
 
 from sweeps.parallel import world
-from sweeps.spectral.metrics import check_k, principal_angles, top_k_svd
-from sweeps.spectral.stream import subspace_iteration
+from sweeps.spectral.decompositions import subspace_iteration, top_k_svd
+from sweeps.spectral.metrics import check_k, principal_angles
 
 
 def _weights(model: torch.nn.Module, targets: list[str]) -> dict[str, torch.Tensor]:

@@ -42,8 +42,8 @@ from typing import Any
 
 import torch
 
-from sweeps.spectral.metrics import check_k, top_k_svd
-from sweeps.spectral.stream import subspace_iteration
+from sweeps.spectral.decompositions import subspace_iteration, top_k_svd
+from sweeps.spectral.metrics import check_k
 
 VARIANTS = ("block", "angle")
 

@@ -4,6 +4,7 @@ See PAPER.md section 6. Metric conventions are fixed in `CONVENTION` (log it wit
 every result); interventions use the component-swap form, never mixed-basis products.
 """
 
+from .decompositions import svd_error, top_k_svd
 from .interventions import (
     MODES,
     index_set,
@@ -23,8 +24,6 @@ from .metrics import (
     sample_random_subspace_angles,
     subspace_distances,
     sv_drift,
-    svd_error,
-    top_k_svd,
     update_energy,
     update_spectrum,
 )

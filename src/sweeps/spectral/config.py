@@ -1,8 +1,9 @@
 """Schema of the ``spectral:`` node of conf/spectral.yaml, registered in Hydra's ConfigStore.
 
 ``sweeps-spectral`` composes the training config (model, task, study, seed, paths) plus this
-node; the names in ``references``, ``method`` and ``metrics`` are keys of registries
-(``stage.REFERENCES``, ``stream.METHODS``, ``stream.METRICS``), checked here at validation time.
+node; ``method`` names a file of conf/spectral_method/, each of ``metrics`` a file of
+conf/spectral_metric/ (``sweeps.spectral.components``), each of ``references`` a key of
+``stage.REFERENCES``; all are checked here at validation time.
 """
 
 from __future__ import annotations
@@ -42,13 +43,20 @@ class SpectralConfig:
     log_per_matrix: bool = True  # MLflow keys per layer x matrix (always per layer, per type, overall)
 
     def __post_init__(self) -> None:
+        from sweeps.spectral.components import available
         from sweeps.spectral.stage import REFERENCES
-        from sweeps.spectral.stream import METHODS, METRICS
 
+        methods, metrics = available("spectral_method"), available("spectral_metric")
         _check(self.k > 0, f"spectral.k must be > 0, got {self.k}")
-        _check(self.method in METHODS, f"spectral.method={self.method!r}: use one of {sorted(METHODS)}")
-        bad = [m for m in self.metrics if m not in METRICS]
-        _check(not bad, f"spectral.metrics has unknown metric(s) {bad}: known are {sorted(METRICS)}")
+        _check(
+            self.method in methods,
+            f"spectral.method={self.method!r}: use one of {methods} (conf/spectral_method/<name>.yaml)",
+        )
+        bad = [m for m in self.metrics if m not in metrics]
+        _check(
+            not bad,
+            f"spectral.metrics has unknown metric(s) {bad}: known are {metrics} (conf/spectral_metric/<name>.yaml)",
+        )
         bad = [r for r in self.references if r not in REFERENCES]
         _check(not bad, f"spectral.references has unknown reference(s) {bad}: known are {sorted(REFERENCES)}")
         _check(bool(self.references) and bool(self.stages), "spectral.references and spectral.stages must not be empty")

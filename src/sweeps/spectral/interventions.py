@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .decompositions import top_k_svd
 from .metrics import _f64, principal_angles
 
 MODES = ("full", "direction", "sigma")
@@ -43,8 +44,8 @@ def _svd64(W, svd) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if svd is not None:
         U, S, V = svd
         return _f64(U), _f64(S), _f64(V)  # [m, r], [r], [n, r]
-    U, S, Vh = torch.linalg.svd(_f64(W), full_matrices=False)  # [m, r], [r], [r, n]
-    return U, S, Vh.T
+    W = _f64(W)  # [m, n]
+    return top_k_svd(W, min(W.shape), "full")  # [m, r], [r], [n, r]
 
 
 def _indices(idx, available: int) -> torch.Tensor:

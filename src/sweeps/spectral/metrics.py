@@ -80,61 +80,6 @@ def principal_angles(A, B) -> torch.Tensor:
     return torch.where(use_sin, theta_sin, theta_cos)  # [k]
 
 
-def top_k_svd(
-    W, k: int, method: str = "full", oversample: int = 10, n_iter: int = 4, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Top-k singular triplets (U_k [m, k], S_k [k] descending, V_k [n, k]) in float64.
-
-    method="full" truncates a thin LAPACK SVD (exact). method="randomized" is the
-    Halko–Martinsson–Tropp range finder with `oversample` extra columns, `n_iter`
-    QR-stabilised power iterations and a seeded private generator (deterministic
-    for a given seed). V_k holds right singular vectors as columns. Signs of the
-    singular vectors are arbitrary; use subspace metrics, never raw U differences.
-    """
-    W = _f64(W)  # [m, n]
-    m, n = W.shape
-    if not 1 <= k <= min(m, n):
-        raise ValueError(f"k={k} must be in [1, min(m, n)={min(m, n)}]")
-    if method == "full":
-        U, S, Vh = torch.linalg.svd(W, full_matrices=False)  # [m, r], [r], [r, n]
-        return U[:, :k], S[:k], Vh[:k].T
-    if method != "randomized":
-        raise ValueError(f"method must be 'full' or 'randomized', got {method!r}")
-    gen = torch.Generator().manual_seed(seed)
-    width = min(k + oversample, m, n)
-    omega = torch.randn(n, width, generator=gen, dtype=torch.float64)  # [n, l]
-    Q = torch.linalg.qr(W @ omega).Q  # [m, l]
-    for _ in range(n_iter):
-        Z = torch.linalg.qr(W.T @ Q).Q  # [n, l]
-        Q = torch.linalg.qr(W @ Z).Q  # [m, l]
-    Ub, S, Vh = torch.linalg.svd(Q.T @ W, full_matrices=False)  # [l, l], [l], [l, n]
-    return (Q @ Ub)[:, :k], S[:k], Vh[:k].T
-
-
-def svd_error(W, k: int, oversample: int = 10, n_iter: int = 4, seed: int = 0) -> dict:
-    """Accuracy of the randomized top-k SVD against the full one, as plain floats.
-
-    Keys: sv_max_rel = max_i |s_i^rand − s_i| / s_i (indices with s_i = 0 skipped),
-    sv_rel_l2 = ‖s^rand − s‖₂ / ‖s‖₂, u_sin_max / v_sin_max = sin of the largest
-    principal angle between randomized and exact top-k bases (0.0 when k spans the
-    whole side, where the angle is undefined/trivial).
-    """
-    W = _f64(W)  # [m, n]
-    Uf, Sf, Vf = top_k_svd(W, k, "full")  # [m, k], [k], [n, k]
-    Ur, Sr, Vr = top_k_svd(W, k, "randomized", oversample, n_iter, seed)
-    nz = Sf > 0  # [k]
-    rel = (Sr[nz] - Sf[nz]).abs() / Sf[nz]
-    l2 = (Sr - Sf).norm() / Sf.norm() if Sf.norm() > 0 else torch.tensor(0.0)
-    u_sin = math.sin(principal_angles(Uf, Ur)[-1].item()) if k < W.shape[0] else 0.0
-    v_sin = math.sin(principal_angles(Vf, Vr)[-1].item()) if k < W.shape[1] else 0.0
-    return {
-        "sv_max_rel": rel.max().item() if rel.numel() else 0.0,
-        "sv_rel_l2": l2.item(),
-        "u_sin_max": u_sin,
-        "v_sin_max": v_sin,
-    }
-
-
 def sv_drift(S_ref, S_tgt, eps: float = 0.0) -> dict:
     """Singular-value drift between reference and target spectra (same length k).
 

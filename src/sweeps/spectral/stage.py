@@ -24,7 +24,6 @@ checkpoint (for an RL run's first checkpoint, the SFT checkpoint it started from
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import time
@@ -36,20 +35,17 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from sweeps.analysis.roles import ROLES, resolve
+from sweeps.analysis.tables import to_csv
 from sweeps.runs import Run, atomic_write_json, atomic_write_text, layout
 from sweeps.schema import ConfigError
+from sweeps.threads import set_threads
 
+from .cache import SVDCache
+from .checkpoints import Checkpoint, select_targets
+from .decompositions import svd_error_report
 from .metrics import CONVENTION
-from .stream import (
-    Checkpoint,
-    Options,
-    SVDCache,
-    compare,
-    effective_k,
-    resolve_device,
-    select_targets,
-    svd_error_report,
-)
+from .options import Options, effective_k, resolve_device
+from .stream import compare
 
 log = logging.getLogger("sweeps.spectral")
 ID_COLUMNS = ("name", "layer", "matrix", "m", "n")
@@ -144,14 +140,6 @@ def table_path(run: Path, ref: str, step: int) -> Path:
     return layout.spectral_table(run, ref, step)
 
 
-def to_csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
 def check_settings(run: Path, settings: dict[str, Any]) -> None:
     """Bind <run>/spectral to these settings; refuse tables computed with others."""
     f = run / "spectral" / "config.json"
@@ -177,13 +165,14 @@ def read_tables(run: Path) -> list[dict[str, Any]]:
 
 
 def group_means(rows: list[dict[str, Any]], per_matrix: bool = False) -> dict[str, dict[str, float]]:
-    """{group: {metric: mean over the rows of that group}}, groups "" (all), layer<i>/, <matrix>/."""
+    """{group: {metric: mean over the rows of that group}}, groups "" (all), layer<i>/, <matrix>/
+    (and layer<i>/<matrix>/ with ``per_matrix``), in order of first appearance."""
     metrics = [c for c in rows[0] if c not in ID_COLUMNS + ("step", "reference")]
     groups: dict[str, list[dict[str, Any]]] = {"": rows}
     for r in rows:
         layer = f"layer{r['layer']}/" if int(r["layer"]) >= 0 else ""
-        keys = {layer, f"{r['matrix']}/"} | ({f"{layer}{r['matrix']}/"} if per_matrix else set())
-        for key in keys - {""}:
+        keys = [layer, f"{r['matrix']}/"] + ([f"{layer}{r['matrix']}/"] if per_matrix else [])
+        for key in dict.fromkeys(k for k in keys if k):  # in this order, whatever the hash seed
             groups.setdefault(key, []).append(r)
     return {g: {m: sum(float(r[m]) for r in rs) / len(rs) for m in metrics} for g, rs in groups.items()}
 
@@ -343,14 +332,8 @@ def analyse_run(cfg: DictConfig, path: Path, cache: SVDCache, opts: Options) -> 
 
 def run_stage(cfg: DictConfig) -> dict[str, Any]:
     """Analyse every run ``find_runs`` returns; one SVD cache serves them all."""
-    from sweeps.jobs.common import set_threads
-
-    threads = cfg.spectral.threads or cfg.trainer.threads
-    set_threads(threads)
-    import scipy.linalg  # noqa: F401  (threadpoolctl limits only the libraries already loaded)
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(threads)  # scipy's and numpy's own OpenBLAS (the eigh method) follow spectral.threads too
+    # torch, and scipy's and numpy's own OpenBLAS (the eigh method), follow spectral.threads
+    set_threads(cfg.spectral.threads or cfg.trainer.threads, blas=True)
     t0 = time.monotonic()
     opts = options(cfg.spectral, resolve_device(cfg.spectral.device))
     disk = Path(cfg.paths.output_dir) / cfg.study / "spectral_cache" if cfg.spectral.disk_cache else None

@@ -1,4 +1,5 @@
-"""Exact arithmetic for the card game: a safe expression evaluator and the make-T solver.
+"""Exact arithmetic for the card game: a safe expression evaluator, the make-T solver and the
+chain solver.
 
 Evaluator. A formula is a string of non-negative integer literals, the binary operators
 ``+ - * /`` and parentheses. ``tokenize`` splits it into tokens (ASCII digits only, whitespace
@@ -22,6 +23,14 @@ target is needed: ``p/q == t`` iff ``p == t*q``); a zero divisor drops the candi
 sub-expressions are computed once per ordering, and results are cached per (sorted value
 multiset, target) with ``functools.lru_cache``, so sampling hands is fast after the first visit
 of each multiset.
+
+Chain solver. ``chain_solutions(values, target)`` returns every answer of the chain format
+(``sweeps.tasks.general_points``, ``answer_format: chain``): moves that each take two numbers
+still on the table, write ``p o q = r`` and put r back, until the target alone is left (three
+moves for four cards), every r a non-negative integer (``chain_step``: a subtraction must not go negative, a division must
+come out whole). The search recurses over ordered pairs (unordered for ``+`` and ``*``, and each
+``p o q`` once per table) in a fixed loop order, so the list is deterministic; results are cached
+per (sorted values, target).
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
 OPERATORS = "+-*/"
@@ -193,3 +202,54 @@ def solve(values: Sequence[int], target: int) -> tuple[str, ...]:
 
 def is_solvable(values: Sequence[int], target: int) -> bool:
     return bool(solve(values, target))
+
+
+# --------------------------------------------------------------------------------------------
+# Chain solver
+# --------------------------------------------------------------------------------------------
+
+
+def chain_step(op: str, p: int, q: int) -> int | None:
+    """``p op q`` if it is a non-negative integer (exact), else None."""
+    if op == "+":
+        return p + q
+    if op == "*":
+        return p * q
+    if op == "-":
+        return p - q if p >= q else None
+    return p // q if q and p % q == 0 else None
+
+
+def _chains(pool: tuple[int, ...], target: int) -> list[str]:
+    """Every chain of moves that reduces ``pool`` to ``target`` with non-negative integer steps.
+
+    A move takes two numbers (an ordered pair for - and /, unordered for + and *), writes
+    ``p o q = r`` and puts r back; the recursion ends with one number, which must be the target."""
+    if len(pool) == 1:
+        return [""] if pool[0] == target else []
+    found: list[str] = []
+    seen: set[tuple[int, str, int]] = set()
+    for i, j in itertools.permutations(range(len(pool)), 2):
+        p, q = pool[i], pool[j]
+        rest = tuple(v for k, v in enumerate(pool) if k not in (i, j))
+        for op in OPERATORS:
+            if (op in "+*" and p < q) or (p, op, q) in seen:
+                continue
+            seen.add((p, op, q))
+            r = chain_step(op, p, q)
+            if r is None:
+                continue
+            head = f"{p}{op}{q}={r}"
+            found += [head + (";" + tail if tail else "") for tail in _chains(tuple(sorted(rest + (r,))), target)]
+    return found
+
+
+@functools.lru_cache(maxsize=65536)  # the pretraining mixture has ~56k (multiset, target) pairs
+def _chain_solutions_sorted(values: tuple[int, ...], target: int) -> tuple[str, ...]:
+    return tuple(_chains(values, target))
+
+
+def chain_solutions(values: Iterable[int], target: int) -> tuple[str, ...]:
+    """Every chain answer (``"a+b=x;x*c=y;y-d=T"``) for the card values, in a fixed order;
+    cached per (sorted values, target)."""
+    return _chain_solutions_sorted(tuple(sorted(int(v) for v in values)), int(target))

@@ -43,14 +43,12 @@ plus each earlier step's stated result, each usable once); WRONG_RESULT (-1) if 
 result is not ``p o q`` computed exactly (a division must come out whole, division by zero is
 wrong) or the last result is not the target; CORRECT (+5) otherwise. No partial credit (a chain
 has no unclosed prefix), so ``partial_credit_for_prefix`` must be false. A hand of this format
-is drawn until an integer chain exists (``chain_solutions``), and the reference is the simplest
+is drawn until an integer chain exists (``expr.chain_solutions``), and the reference is the simplest
 such chain (no division first, then shortest, then alphabetical).
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
 import json
 import random
 import re
@@ -59,7 +57,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sweeps.tasks.base import Example, Grade, Task, json_string_field
-from sweeps.tasks.expr import OPERATORS, ExprError, evaluate, is_solvable, solve
+from sweeps.tasks.expr import ExprError, chain_solutions, chain_step, evaluate, is_solvable, solve
 
 ILLEGAL_FORMULA, INCORRECT_NUMBER = "illegal_formula", "incorrect_number"
 WRONG_RESULT, PARTIAL_SOLUTION = "wrong_result", "partial_solution"
@@ -106,52 +104,6 @@ def extract_formula(completion: str, answer_format: str = "json") -> str:
 def normalize_formula(formula: str) -> str:
     """Cut from the first "=" on and remove every whitespace character."""
     return "".join(formula.split("=", 1)[0].split())
-
-
-def _step(op: str, p: int, q: int) -> int | None:
-    """``p op q`` if it is a non-negative integer (exact), else None."""
-    if op == "+":
-        return p + q
-    if op == "*":
-        return p * q
-    if op == "-":
-        return p - q if p >= q else None
-    return p // q if q and p % q == 0 else None
-
-
-def _chains(pool: tuple[int, ...], target: int) -> list[str]:
-    """Every chain of moves that reduces ``pool`` to ``target`` with non-negative integer steps.
-
-    A move takes two numbers (an ordered pair for - and /, unordered for + and *), writes
-    ``p o q = r`` and puts r back; the recursion ends with one number, which must be the target."""
-    if len(pool) == 1:
-        return [""] if pool[0] == target else []
-    found: list[str] = []
-    seen: set[tuple[int, str, int]] = set()
-    for i, j in itertools.permutations(range(len(pool)), 2):
-        p, q = pool[i], pool[j]
-        rest = tuple(v for k, v in enumerate(pool) if k not in (i, j))
-        for op in OPERATORS:
-            if (op in "+*" and p < q) or (p, op, q) in seen:
-                continue
-            seen.add((p, op, q))
-            r = _step(op, p, q)
-            if r is None:
-                continue
-            head = f"{p}{op}{q}={r}"
-            found += [head + (";" + tail if tail else "") for tail in _chains(tuple(sorted(rest + (r,))), target)]
-    return found
-
-
-@functools.lru_cache(maxsize=65536)  # the pretraining mixture has ~56k (multiset, target) pairs
-def _chain_solutions_sorted(values: tuple[int, ...], target: int) -> tuple[str, ...]:
-    return tuple(_chains(values, target))
-
-
-def chain_solutions(values: Any, target: int) -> tuple[str, ...]:
-    """Every chain answer (``"a+b=x;x*c=y;y-d=T"``) for the card values, in a fixed order;
-    cached per (sorted values, target)."""
-    return _chain_solutions_sorted(tuple(sorted(int(v) for v in values)), int(target))
 
 
 def simplicity(formula: str) -> tuple[int, int, int, str]:
@@ -423,7 +375,7 @@ class GeneralPoints(Task):
             if table[p] < 0 or table[q] < 0:
                 return [INCORRECT_NUMBER]
             table[r] += 1
-        exact = all(_step(m.group(2), int(m.group(1)), int(m.group(3))) == int(m.group(4)) for m in steps)
+        exact = all(chain_step(m.group(2), int(m.group(1)), int(m.group(3))) == int(m.group(4)) for m in steps)
         return [] if exact and int(steps[-1].group(4)) == target else [WRONG_RESULT]
 
     @staticmethod

@@ -44,7 +44,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sweeps.tasks.route_following import COMPASS, PHRASES, parse_paper_action, split_actions
+from sweeps.tasks.route_city import COMPASS, split_actions
+from sweeps.tasks.route_following import PHRASES, parse_paper_action
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ranks yet, this process starts them on this node and returns rank 0's summary.
     """
     if launch.needs_spawn(cfg):
-        return launch.spawn("sweeps.train.train", cfg)
+        return launch.spawn("sweeps.cli.train.train", cfg)
     with launch.ranks(cfg):
         task, run, sig = job_identity(cfg)
         world.on_main(check_writable, run.path)

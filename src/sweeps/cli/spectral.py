@@ -6,21 +6,20 @@
 
 Reads the finished run directories of ``spectral.stages`` (never trains) and writes, per run,
 ``spectral/<reference>/step=NNNNNN.csv`` and ``spectral/summary.csv``, mirrored into the run's
-MLflow run (see ``sweeps.spectral.stage``). Tables that exist are skipped. LoRA runs are
+MLflow run (see :mod:`sweeps.spectral.stage`). Tables that exist are skipped. LoRA runs are
 analysed on their merged weights, which is what their checkpoints hold.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from sweeps import CONF_DIR, schema
-from sweeps.cli import one_line_errors
+from sweeps.cli import absolute_output_dir, one_line_errors
 from sweeps.spectral import config  # noqa: F401  (registers spectral_schema)
 
 log = logging.getLogger("sweeps.spectral")
@@ -30,8 +29,7 @@ def spectral(cfg: DictConfig) -> dict[str, Any]:
     """Analyse the study's runs for the config's model, task and seed; returns counts and time."""
     from sweeps.spectral.stage import run_stage
 
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(Path(cfg.paths.output_dir).expanduser().resolve())
+    absolute_output_dir(cfg)
     schema.validate(cfg)
     summary = run_stage(cfg)
     log.info("spectral: %s", summary)

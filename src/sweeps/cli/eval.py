@@ -27,12 +27,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from sweeps.jobs import common
     from sweeps.models.checkpoint import check_checkpoint_dir, load_checkpoint
     from sweeps.runs import layout
+    from sweeps.threads import set_threads
 
     if not cfg.get("ckpt"):
         raise schema.ConfigError("ckpt is not set: pass ckpt=<checkpoint directory>")
     path = check_checkpoint_dir(cfg.ckpt)
     task = schema.validate(cfg)
-    common.set_threads(cfg.trainer.threads)
+    set_threads(cfg.trainer.threads)
     model, tokenizer = load_checkpoint(path, cfg.model.dtype, cfg.model.trust_remote_code)
     step = layout.maybe_step(path.name) or 0
     out = Path(cfg.out) if cfg.get("out") else path

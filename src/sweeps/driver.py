@@ -1,16 +1,14 @@
-"""``sweeps-study``: a whole study as one command, the same on a laptop and on SLURM.
-
-    sweeps-study experiment=tiny_smoke                                # submitit, local processes
-    sweeps-study experiment=tiny_smoke hydra/launcher=slurm_local      # the same on SLURM
+"""The study driver behind ``sweeps-study`` (:mod:`sweeps.cli.study`): a study's stages in order.
 
 The experiment's ``plan`` names the grid: seeds, the RL algorithms and init checkpoints
-(explicit steps and/or roles resolved from each seed's SFT results). The driver runs the stages
-in order, each as one Hydra multirun of ``sweeps-train`` (or the stage's own app) through the
-launcher chosen on the command line, and waits for each: SFT with checkpoint evaluation -> RL
+(explicit steps and/or roles resolved from each seed's SFT results). :func:`run_study` runs the
+stages in order, each as one Hydra multirun of ``sweeps-train`` (or the stage's own app) through
+the launcher chosen on the command line, and waits for each: SFT with checkpoint evaluation -> RL
 from the chosen checkpoints -> spectral -> analysis; a stage not built yet is skipped with a
-message. Before launching it creates the MLflow experiment and one parent run, whose id every
-job receives (its run becomes a child). Every job skips itself when done, so re-running a
-finished study costs seconds. Bad plans fail before anything is submitted.
+message. Before launching it creates the MLflow experiment and one parent run when the tracking
+config asks for one (``tracking.parent_run``), whose id every job receives (its run becomes a
+child). Every job skips itself when done, so re-running a finished study costs seconds. Bad plans
+fail before anything is submitted.
 """
 
 from __future__ import annotations
@@ -23,16 +21,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-from sweeps import CONF_DIR, progress, schema
-from sweeps.cli import one_line_errors
+from sweeps import progress, schema
+from sweeps.cli import absolute_output_dir
 from sweeps.runs import atomic_write_json
 
 log = logging.getLogger("sweeps.study")
-FORWARDED_PREFIXES = ("experiment=", "hydra/launcher=", "plan.")
 
 
 def stage_commands(cfg: DictConfig, launcher: str, extra: list[str], parent: str | None) -> list[tuple[str, list[str]]]:
@@ -138,8 +133,9 @@ def check_roles(cfg: DictConfig) -> None:
 
 
 def parent_run(cfg: DictConfig) -> str | None:
-    """Create (or find) the study's MLflow experiment and parent run; None without MLflow."""
-    if not cfg.tracking.builder.endswith(".mlflow"):
+    """Create (or find) the study's MLflow experiment and parent run; None when the tracking
+    config has no parent run (``tracking.parent_run: false``, e.g. ``tracking=none``)."""
+    if not cfg.tracking.parent_run:
         return None
     from mlflow.tracking import MlflowClient
 
@@ -174,8 +170,9 @@ def inputs_fingerprint(root: Path, argv: list[str]) -> str:
 
 
 def run_study(cfg: DictConfig, launcher: str, extra: list[str]) -> dict[str, Any]:
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(Path(cfg.paths.output_dir).expanduser().resolve())
+    """Run the study ``cfg.plan`` describes through ``launcher``; ``extra`` are the command line's
+    overrides, forwarded to every stage. Returns the stages run and the parent run's id."""
+    absolute_output_dir(cfg)
     schema.validate(cfg)
     stage_commands(cfg, launcher, extra, None)  # validate the plan before anything runs
     parent = parent_run(cfg)
@@ -221,18 +218,3 @@ def run_study(cfg: DictConfig, launcher: str, extra: list[str]) -> dict[str, Any
     summary = {"study": cfg.study, "stages": done, "parent_run_id": parent}
     atomic_write_json(Path(cfg.paths.output_dir) / cfg.study / "study.json", summary)
     return summary
-
-
-@hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> Any:
-    hc = HydraConfig.get()
-    launcher = hc.runtime.choices.get("hydra/launcher") or "local"
-    launcher = "local" if launcher == "basic" else launcher
-    extra = [o for o in hc.overrides.task if not o.startswith(("hydra/launcher=", "plan."))]
-    if cfg.get("plan") is None:
-        raise SystemExit("error: this config has no plan: pick a study with experiment=<name> (conf/experiment/)")
-    return one_line_errors(run_study, cfg, launcher, extra, log=log)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""``python -m sweeps.demo_report outputs/tiny_demo``: the demo study's result, in the README.
+"""The demo study's result as a README section (``python -m sweeps.cli.demo_report outputs/tiny_demo``).
 
 Reads the analysis tables (``<study>/analysis/*.csv``, written by ``sweeps-analyze``), copies
 the study figure to ``docs/<study>.png`` and rewrites the README section between
@@ -9,15 +9,12 @@ regenerates it. Also writes ``<study>/result.md`` (the same section).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import shutil
 from pathlib import Path
 
 from sweeps.runs import atomic_write_text
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -105,36 +102,13 @@ def replace_section(readme: Path, name: str, body: str) -> None:
     atomic_write_text(readme, f"{head}{begin}\n{body}{end}{tail}")
 
 
-def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
-    """The report scripts' command line: the study directory, where the README and docs/ are."""
-    ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("study_dir", type=Path)
-    ap.add_argument("--readme", type=Path, default=REPO / "README.md")
-    ap.add_argument("--docs", type=Path, default=REPO / "docs")
-    return ap.parse_args(argv)
-
-
-def publish_figure(args: argparse.Namespace, pattern: str) -> str | None:
-    """Copy the study's first figure matching ``pattern`` to ``docs/<study>.png``; its path
+def publish_figure(study_dir: Path, docs: Path, readme: Path, pattern: str) -> str | None:
+    """Copy the study's first figure matching ``pattern`` to ``<docs>/<study>.png``; its path
     relative to the README, or None when the analysis drew no such figure."""
-    figs = sorted((args.study_dir / "analysis" / "figures").glob(pattern))
+    figs = sorted((study_dir / "analysis" / "figures").glob(pattern))
     if not figs:
         return None
-    dest = args.docs / f"{args.study_dir.name}.png"
-    args.docs.mkdir(parents=True, exist_ok=True)
+    dest = docs / f"{study_dir.name}.png"
+    docs.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(figs[0], dest)
-    return str(dest.resolve().relative_to(args.readme.resolve().parent))
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv, __doc__.splitlines()[0])
-    name = args.study_dir.name
-    body = section(args.study_dir, publish_figure(args, "study_*.png"))
-    atomic_write_text(args.study_dir / "result.md", body)
-    if args.readme.is_file():
-        replace_section(args.readme, name, body)
-    print(body)
-
-
-if __name__ == "__main__":
-    main()
+    return str(dest.resolve().relative_to(readme.resolve().parent))

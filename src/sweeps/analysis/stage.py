@@ -1,7 +1,5 @@
-"""``sweeps-analyze``: peaks, recovery windows and rotation↔OOD correlations with bootstrap CIs.
-
-    sweeps-analyze study=tiny_smoke paths.output_dir=outputs
-    sweeps-analyze study=outputs/tiny_smoke analysis.method=BCa analysis.n_resamples=1999
+"""The analysis stage behind ``sweeps-analyze`` (:mod:`sweeps.cli.analyze`): peaks, recovery
+windows and rotation↔OOD correlations with bootstrap CIs.
 
 Reads a study's run directories (never trains; ``sweeps.analysis.tables``), computes the
 per-seed quantities and their CIs across seeds (``sweeps.analysis.curves``), and writes CSV
@@ -16,12 +14,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, open_dict
 
-from sweeps import CONF_DIR, schema
+from sweeps import schema
 from sweeps.analysis import config  # noqa: F401  (registers analyze_schema)
-from sweeps.cli import one_line_errors
+from sweeps.cli import absolute_output_dir
 from sweeps.runs import atomic_write_json
 
 log = logging.getLogger("sweeps.analyze")
@@ -36,7 +33,7 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
     with open_dict(cfg):
         if "/" in str(cfg.study):  # study=outputs/<name>: a study directory
             cfg.paths.output_dir, cfg.study = str(Path(cfg.study).expanduser().parent), Path(cfg.study).name
-        cfg.paths.output_dir = str(Path(cfg.paths.output_dir).expanduser().resolve())
+    absolute_output_dir(cfg)
     schema.validate(cfg)
     a, root = cfg.analysis, Path(cfg.paths.output_dir) / cfg.study
     study = read_study(root, list(a.stages) or None)
@@ -61,7 +58,7 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
         "non_finite": len(study.non_finite),
         "parent_run_id": None,
     }
-    if cfg.tracking.builder.endswith(".mlflow"):
+    if cfg.tracking.parent_run:  # the study's parent run holds the analysis
         artifacts = {"analysis": tables, "analysis/figures": [p for _, p in figures], "report": [page]}
         try:
             summary["parent_run_id"] = report.log_mlflow(
@@ -72,12 +69,3 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
     atomic_write_json(out / "analysis.json", summary)
     log.info("analysis of %s: %s", root, summary)
     return summary
-
-
-@hydra.main(config_path=CONF_DIR, config_name="analyze", version_base="1.3")
-def main(cfg: DictConfig) -> Any:
-    return one_line_errors(analyze, cfg, log=log)
-
-
-if __name__ == "__main__":
-    main()
