@@ -60,7 +60,7 @@ def test_typo_and_wrong_type_fail_at_compose_time_naming_the_key():
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("algo.lr=-1", "algo.lr must be > 0"),
+        ("algo.optimizer.lr=-1", "algo.optimizer.lr must be > 0"),
         ("trainer.save_every=0", "trainer.save_every must be > 0"),
         ("trainer.save_every=[5,500]", "trainer.save_every steps must lie in 1..300"),
         ("eval.splits=[id,test]", "eval.splits has unknown split"),
