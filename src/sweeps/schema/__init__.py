@@ -4,7 +4,13 @@ Each YAML under ``conf/<group>/`` starts with ``defaults: [<schema>, _self_]`` n
 schemas registered here, so a typo or a wrong type fails at compose time with the key's name.
 Cross-field checks live in ``__post_init__`` and run in :func:`validate`, which every entry
 point calls right after composing (before any work). Groups whose YAML names a class with
-``_target_`` (tasks) are checked against that class's own dataclass fields.
+``_target_`` (tasks) are checked against that class's own dataclass fields; the algo's
+function nodes (``algo.advantage``, ``algo.policy_loss``, ``algo.kl_estimator``,
+``algo.optimizer``) against the parameters of the function they name.
+
+The package: ``errors`` (ConfigError), ``callables`` (the ``_target_`` checks), ``algo``
+(conf/algo), ``job`` (model, trainer, eval, memory, tracking, paths, init and the whole job),
+and here the registration with Hydra's ConfigStore, :func:`validate` and the task checks.
 """
 
 from __future__ import annotations
