@@ -171,6 +171,16 @@ CASES = [
     train_case("grpo_group_size_zero", ["algo=grpo", "algo.group_size=0", "init.step=1"], ["algo.group_size", "> 0"]),
     train_case("grpo_group_size_one", ["algo=grpo", "algo.group_size=1", "init.step=1"], ["algo.group_size=1", ">= 2"]),
     train_case(
+        "grpo_clip_zero",
+        ["algo=grpo", "algo.policy_loss.clip=0", "init.step=1"],
+        ["algo.policy_loss.clip", "> 0"],
+    ),
+    train_case(
+        "ppo_advantage_typo",
+        ["algo=ppo", "+algo.advantage.gama=0.9", "init.step=1"],
+        ["algo.advantage.gama", "did you mean algo.advantage.gamma?"],
+    ),
+    train_case(
         "reinforce_group_size_one",
         ["algo=reinforce", "algo.group_size=1", "init.step=1"],
         ["algo.group_size=1", "group_mean"],
