@@ -150,3 +150,18 @@ def test_grpo_is_reinforce_with_three_keys_changed():
     grpo, reinforce = (compose([f"algo={a}", "init.step=1"]).algo for a in ("grpo", "reinforce"))
     differ = {k for k in reinforce if grpo.get(k) != reinforce.get(k)}
     assert differ == {"name", "advantage", "policy_loss"}
+
+
+@pytest.mark.parametrize("model", [p.stem for p in sorted((CONF / "model").glob("*.yaml"))])
+def test_every_model_builder_says_what_its_checkpoints_look_like(model):
+    """models/build.py asks the builder (its ``architecture`` tag), not the builder's name."""
+    from hydra.utils import get_method
+
+    assert callable(get_method(compose([f"model={model}"]).model.builder).architecture)
+
+
+def test_the_from_config_architecture_is_known_offline():
+    from sweeps.models.build import expected_architecture
+
+    arch = expected_architecture(compose(["model=tiny"]).model)
+    assert arch["model_type"] == "llama" and arch["hidden_size"] == 128 and arch["vocab_size"] > 0
