@@ -47,7 +47,7 @@ def test_grpo_cell_with_vllm_pushes_weights(tmp_path):
         "task=determinant_small",
         "algo=grpo",
         "algo.group_size=8",
-        "algo.lr=1e-4",
+        "algo.optimizer.lr=1e-4",
         "rollout=vllm",
         "trainer=smoke",
         "trainer.batch_size=32",

@@ -79,7 +79,7 @@ def test_grpo_fsdp_on_two_gpus_matches_one_gpu_counts(tmp_path):
         "trainer.max_steps=3",
         "trainer.save_every=3",
         "trainer.precision=32-true",
-        "algo.lr=3e-4",
+        "algo.optimizer.lr=3e-4",
     ]
     one = [r for r in job(sft, *rl) if "rl/reward_mean" in r]
     two = [

@@ -140,12 +140,22 @@ CASES = [
     train_case("batch_size_zero", ["trainer.batch_size=0"], ["trainer.batch_size", "> 0"]),
     train_case("max_steps_negative", ["trainer.max_steps=-1"], ["trainer.max_steps", "> 0"]),
     train_case("eval_size_zero", ["eval.size=0"], ["eval.size", "> 0"]),
-    train_case("lr_negative", ["algo.lr=-0.001"], ["algo.lr", "> 0"]),
+    train_case("lr_negative", ["algo.optimizer.lr=-0.001"], ["algo.optimizer.lr", "> 0"]),
     train_case("save_every_zero", ["trainer.save_every=0"], ["trainer.save_every", "> 0"]),
     train_case("save_every_empty_list", ["trainer.save_every=[]"], ["trainer.save_every", "no checkpoint"]),
     train_case("accumulate_zero", ["trainer.accumulate=0"], ["trainer.accumulate", "> 0"]),
     train_case("grpo_group_size_zero", ["algo=grpo", "algo.group_size=0", "init.step=1"], ["algo.group_size", "> 0"]),
     train_case("grpo_group_size_one", ["algo=grpo", "algo.group_size=1", "init.step=1"], ["algo.group_size=1", ">= 2"]),
+    train_case(
+        "grpo_clip_zero",
+        ["algo=grpo", "algo.policy_loss.clip=0", "init.step=1"],
+        ["algo.policy_loss.clip", "> 0"],
+    ),
+    train_case(
+        "ppo_advantage_typo",
+        ["algo=ppo", "+algo.advantage.gama=0.9", "init.step=1"],
+        ["algo.advantage.gama", "did you mean algo.advantage.gamma?"],
+    ),
     train_case(
         "reinforce_group_size_one",
         ["algo=reinforce", "algo.group_size=1", "init.step=1"],

@@ -76,7 +76,7 @@ def test_each_algorithm_raises_the_mean_id_reward(sft_bases, algo, lr):
     gains = []
     for seed in (0, 1, 2):
         extra = ["algo.temperature=1.0"] if algo == "ppo" else []
-        train(compose(rl_args(sft_bases, algo, seed, 25, f"algo.lr={lr}", *extra)))
+        train(compose(rl_args(sft_bases, algo, seed, 25, f"algo.optimizer.lr={lr}", *extra)))
         ev = evals(rl_run(sft_bases, algo, seed))
         gains.append(ev[25]["eval/id/reward_mean"] - ev[0]["eval/id/reward_mean"])
     print(f"{algo}: reward gains per seed {gains}")
@@ -92,7 +92,7 @@ def test_every_trainable_parameter_changes(sft_bases, tmp_path):
     from sweeps.schema import build_task
 
     for algo in ("grpo", "ppo"):
-        cfg = compose(rl_args(sft_bases, algo, 0, 2, "algo.lr=1e-3", "algo.temperature=1.5"))
+        cfg = compose(rl_args(sft_bases, algo, 0, 2, "algo.optimizer.lr=1e-3", "algo.temperature=1.5"))
         task = build_task(cfg.task)
         model, tok = load_checkpoint(sft_bases / "rl/sft/tiny/determinant_small/base/seed=0/ckpt/step=000080")
         module = get_class(cfg.algo.module)(model, tok, task, cfg.algo, HFRollout(model, tok), None, 0, 3)

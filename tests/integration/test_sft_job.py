@@ -64,7 +64,7 @@ def test_metrics_are_in_mlflow_with_axis_tags(finished):
     r = client.get_run(state["run_id"])
     assert r.info.status == "FINISHED"
     assert r.data.tags["sweeps.seed"] == "0" and r.data.tags["sweeps.task"] == "general_points_compact"
-    assert r.data.params["algo.lr"] == "0.001"
+    assert r.data.params["algo.optimizer.lr"] == "0.001"
     assert sorted(m.step for m in client.get_metric_history(r.info.run_id, "eval/ood/success")) == [3, 6]
     assert len(client.get_metric_history(r.info.run_id, "train/loss")) == 6
 
@@ -83,7 +83,7 @@ def test_rerun_is_a_fast_skip(finished):
 def test_different_config_in_same_dir_is_refused(finished):
     res = sweeps(
         "sweeps-train",
-        [*SMOKE, "seed=0", "algo.lr=0.002", f"paths.output_dir={finished}", "trainer.rotation_monitor=3"],
+        [*SMOKE, "seed=0", "algo.optimizer.lr=0.002", f"paths.output_dir={finished}", "trainer.rotation_monitor=3"],
     )
     assert res.returncode != 0
     last = res.stderr.strip().splitlines()[-1]

@@ -60,7 +60,7 @@ def test_typo_and_wrong_type_fail_at_compose_time_naming_the_key():
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("algo.lr=-1", "algo.lr must be > 0"),
+        ("algo.optimizer.lr=-1", "algo.optimizer.lr must be > 0"),
         ("trainer.save_every=0", "trainer.save_every must be > 0"),
         ("trainer.save_every=[5,500]", "trainer.save_every steps must lie in 1..300"),
         ("eval.splits=[id,test]", "eval.splits has unknown split"),
@@ -111,3 +111,57 @@ def test_tiny_base_path_is_the_shipped_asset_of_its_base_seed():
     cfg = compose(["model=tiny_base", "model.base_seed=1"])
     assert cfg.model.path == str(CONF.parent / "assets" / "tiny_base" / "base1")
     assert compose(["experiment=tiny_demo"]).model.path.endswith("assets/tiny_base/base0")
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("algo.policy_loss.clip=0", "algo.policy_loss.clip must be > 0, got 0"),
+        (
+            "+algo.policy_loss.clipp=0.1",
+            "algo.policy_loss.clipp is not a parameter of sweeps.rl.losses.clipped_surrogate",
+        ),
+        ("algo.policy_loss.agg._target_=sweeps.rl.losses.sum", "algo.policy_loss.agg._target_='sweeps.rl.losses.sum'"),
+        ("algo.advantage._target_=sweeps.rl.advantages.nope", "algo.advantage._target_="),
+        ("algo.advantage._partial_=false", "algo.advantage._partial_ must be true"),
+        ("algo.kl_estimator._target_=sweeps.rl.kl.k4", "algo.kl_estimator._target_="),
+        ("algo.optimizer.betas=[0.9,1.5]", "algo.optimizer.betas must be two values in [0, 1)"),
+        ("+algo.optimizer.momentum=0.9", "algo.optimizer.momentum is not a parameter of torch.optim.AdamW"),
+    ],
+)
+def test_rl_components_are_checked_against_their_functions(override, message):
+    """The _target_ nodes (advantage, policy loss and its agg, KL estimator, optimizer) are
+    checked against the function they name: a typo is one line naming the key."""
+    cfg = compose(["algo=grpo", "init.step=1", override])
+    with pytest.raises(ConfigError) as e:
+        validate(cfg)
+    assert message in str(e.value) and "\n" not in str(e.value).strip()
+
+
+def test_ppo_takes_its_advantage_and_loss_from_config():
+    algo = compose(["algo=ppo", "init.step=1", "algo.advantage.gamma=0.5"]).algo
+    assert algo.advantage._target_ == "sweeps.rl.advantages.gae" and algo.advantage.gamma == 0.5
+    assert algo.policy_loss._target_ == "sweeps.rl.losses.clipped_surrogate" and algo.policy_loss.clip == 0.1
+    with pytest.raises(ConfigError, match=r"algo.advantage.lam must be in \[0, 1\], got 2"):
+        validate(compose(["algo=ppo", "init.step=1", "algo.advantage.lam=2"]))
+
+
+def test_grpo_is_reinforce_with_three_keys_changed():
+    grpo, reinforce = (compose([f"algo={a}", "init.step=1"]).algo for a in ("grpo", "reinforce"))
+    differ = {k for k in reinforce if grpo.get(k) != reinforce.get(k)}
+    assert differ == {"name", "advantage", "policy_loss"}
+
+
+@pytest.mark.parametrize("model", [p.stem for p in sorted((CONF / "model").glob("*.yaml"))])
+def test_every_model_builder_says_what_its_checkpoints_look_like(model):
+    """models/build.py asks the builder (its ``architecture`` tag), not the builder's name."""
+    from hydra.utils import get_method
+
+    assert callable(get_method(compose([f"model={model}"]).model.builder).architecture)
+
+
+def test_the_from_config_architecture_is_known_offline():
+    from sweeps.models.build import expected_architecture
+
+    arch = expected_architecture(compose(["model=tiny"]).model)
+    assert arch["model_type"] == "llama" and arch["hidden_size"] == 128 and arch["vocab_size"] > 0

@@ -212,7 +212,7 @@ def test_processes_strategy_and_checkpointing_do_not_change_a_jobs_identity():
     base = sig()
     assert sig("trainer.devices=2", "trainer/strategy=fsdp", "model.gradient_checkpointing=true") == base
     assert sig("trainer.num_nodes=2", "trainer.batch_size=64") == base
-    assert sig("algo.lr=0.5") != base
+    assert sig("algo.optimizer.lr=0.5") != base
 
 
 def test_resume_state_reads_both_layouts(tmp_path):

@@ -139,7 +139,8 @@ def test_lambda_zero_with_the_penalty_computed_is_bit_for_bit_plain_sft(tiny):
     from tests.conftest import CONF
 
     algo = OmegaConf.load(CONF / "algo" / "sft.yaml")
-    algo.pop("defaults")
+    algo.pop("defaults")  # the optimizer group it names, merged by hand
+    algo = OmegaConf.merge({"optimizer": OmegaConf.load(CONF / "algo" / "optimizer" / "adamw.yaml")}, algo)
     task_cfg = {
         k: v
         for k, v in OmegaConf.to_container(OmegaConf.load(CONF / "task" / "general_points_compact.yaml")).items()

@@ -144,7 +144,7 @@ def write_run(
         raise FileExistsError(f"{run.path} exists: write a synthetic study into an empty paths.output_dir")
     run.claim(job_signature(cfg), config_yaml(cfg))
     writer = MetricsWriter(run.metrics_file)
-    lr, last = float(cfg.algo.lr), max(evals)
+    lr, last = float(cfg.algo.optimizer.lr), max(evals)
     for step in range(0, last + 1):
         if step and step % cfg.trainer.log_every == 0:
             writer.write(step, {"train/loss": 2.0 / (1 + step / 10), "train/lr": lr})

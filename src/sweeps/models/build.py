@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -34,6 +34,45 @@ def _dtype(name: str) -> torch.dtype:
         raise ValueError(f"model.dtype={name!r} is not one of float32, bfloat16, float16") from None
 
 
+def _config_architecture(cfg: Any) -> dict[str, Any]:
+    """A ``from_config`` model's architecture, from ``model.arch`` alone (no hub access)."""
+    arch = dict(cfg.arch)
+    model_type = getattr(transformers, arch["config_class"]).model_type
+    keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+    return {
+        "model_type": model_type,
+        **{k: arch[k] for k in keys if k in arch},
+        "vocab_size": len(build_tokenizer()),
+    }  # the project's own tokenizer: another vocabulary is another model
+
+
+def _pretrained_architecture(cfg: Any) -> dict[str, Any] | None:
+    """A ``from_pretrained`` model's architecture, from its config.json (None when offline and
+    not cached: the check is skipped)."""
+    try:
+        config = transformers.AutoConfig.from_pretrained(cfg.path, trust_remote_code=bool(cfg.trust_remote_code))
+    except Exception:  # noqa: BLE001 - offline and not cached: the check is skipped
+        log.warning("cannot read %s's config to check the checkpoint's architecture", cfg.path)
+        return None
+    return {
+        "model_type": config.model_type,
+        "hidden_size": getattr(config, "hidden_size", None),
+        "num_hidden_layers": getattr(config, "num_hidden_layers", None),
+    }
+
+
+def builder(architecture: Callable[[Any], dict[str, Any] | None]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Tag a model builder with ``architecture(cfg)``: the config.json fields its checkpoints must
+    have (:func:`expected_architecture`)."""
+
+    def tag(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn.architecture = architecture  # type: ignore[attr-defined]
+        return fn
+
+    return tag
+
+
+@builder(_config_architecture)
 def from_config(cfg: Any, meta: bool = False) -> tuple[torch.nn.Module, Any]:
     """``meta=True``: the same model on PyTorch's meta device (shapes only, for the memory plan)."""
     tokenizer = build_tokenizer(model_max_length=int(cfg.arch.get("max_position_embeddings", 1024)))
@@ -54,6 +93,7 @@ def from_config(cfg: Any, meta: bool = False) -> tuple[torch.nn.Module, Any]:
     return prepare(model, cfg), tokenizer
 
 
+@builder(_pretrained_architecture)
 def from_pretrained(cfg: Any, meta: bool = False) -> tuple[torch.nn.Module, Any]:
     """``meta=True``: the architecture from the config alone, on the meta device (no weights
     read), and the tokenizer if it can be loaded (None otherwise)."""
@@ -137,23 +177,11 @@ def build(cfg: Any, meta: bool = False) -> tuple[torch.nn.Module, Any]:
 
 
 def expected_architecture(cfg: Any) -> dict[str, Any] | None:
-    """The config.json fields a checkpoint of this model must have (None: cannot tell offline)."""
-    if cfg.builder.endswith("from_config"):
-        arch = dict(cfg.arch)
-        model_type = getattr(transformers, arch["config_class"]).model_type
-        keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
-        return {
-            "model_type": model_type,
-            **{k: arch[k] for k in keys if k in arch},
-            "vocab_size": len(build_tokenizer()),
-        }  # the project's own tokenizer: another vocabulary is another model
-    try:
-        config = transformers.AutoConfig.from_pretrained(cfg.path, trust_remote_code=bool(cfg.trust_remote_code))
-    except Exception:  # noqa: BLE001 - offline and not cached: the check is skipped
-        log.warning("cannot read %s's config to check the checkpoint's architecture", cfg.path)
-        return None
-    return {
-        "model_type": config.model_type,
-        "hidden_size": getattr(config, "hidden_size", None),
-        "num_hidden_layers": getattr(config, "num_hidden_layers", None),
-    }
+    """The config.json fields a checkpoint of this model must have (None: cannot tell offline).
+
+    Each builder carries its own answer as its ``architecture`` attribute (see :func:`builder`),
+    so a new builder says what its checkpoints look like where it is defined."""
+    from hydra.utils import get_method
+
+    architecture = getattr(get_method(cfg.builder), "architecture", None)
+    return architecture(cfg) if architecture is not None else None

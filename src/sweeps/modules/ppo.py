@@ -2,12 +2,14 @@
 
 The critic shares the language model's backbone: a head MLP d -> d/4 -> d/8 -> 1 with ReLU reads
 the final hidden state at the last prompt token of each turn, V(s_t). Each turn of an episode is
-one step of the MDP with the grader's reward; advantages come from GAE (gamma 0.9, lambda 0.95
-by default) over the time-ordered turns, with the recursion cut at every episode end (the
-attempt budget is terminal: no bootstrapping into the next, unrelated episode), and are
-normalised over the whole buffer (every rank's turns together in a multi-process job). The loss is the clipped surrogate (clip 0.1) plus
-``vf_coef`` x the clipped value loss, with optional entropy bonus and KL to the start policy;
-``epochs`` (4) passes over the buffer in shuffled mini-batches.
+one step of the MDP with the grader's reward; advantages come from ``algo.advantage``, GAE
+(``sweeps.rl.advantages.gae``, gamma 0.9 and lambda 0.95 in ppo.yaml) over the time-ordered
+turns, with the recursion cut at every episode end (the attempt budget is terminal: no
+bootstrapping into the next, unrelated episode), and are normalised over the whole buffer
+(every rank's turns together in a multi-process job). The loss is ``algo.policy_loss`` (the
+clipped surrogate, clip 0.1) plus ``vf_coef`` x the clipped value loss, with the shared entropy
+bonus and KL to the start policy (``RLModule.regularise``); ``epochs`` (4) passes over the
+buffer in shuffled mini-batches.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import torch
 
 from sweeps.modules.rl import RLModule
 from sweeps.parallel import world
-from sweeps.rl.advantages import gae, normalize
+from sweeps.rl.advantages import normalize
 from sweeps.rl.batch import TurnBatch, forward_logp
-from sweeps.rl.losses import clipped_surrogate, clipped_value_loss, entropy_from_logits
+from sweeps.rl.losses import clipped_value_loss
 
 
 class ValueHead(torch.nn.Module):
@@ -49,24 +51,16 @@ class PPOModule(RLModule):
         dev = batch.input_ids.device
         rewards = torch.tensor([t.reward for e in episodes for t in e.turns], device=dev)  # [N]
         dones = torch.tensor([i == len(e.turns) - 1 for e in episodes for i in range(len(e.turns))], device=dev)  # [N]
-        adv, returns = gae(rewards, batch.extras["old_values"], dones, self.algo.gamma, self.algo.lam)
+        adv, returns = self.advantage(rewards, batch.extras["old_values"], dones)  # [N], [N]
         if self.algo.normalize_advantages:
             adv = normalize(adv, all_reduce=world.all_reduce)  # over every rank's turns
         return {"advantages": adv.float(), "returns": returns.float()}
 
     def turn_loss(self, sub: TurnBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logp, logits, hidden = forward_logp(self.model, sub, self.algo.temperature, want_hidden=True)
-        mask = sub.response_mask
-        pg, stats = clipped_surrogate(
-            logp, sub.extras["old_logp"], sub.extras["advantages"], mask, self.algo.clip, self.algo.agg
-        )
+        pg, stats = self.policy_loss(logp, sub.extras["old_logp"], sub.extras["advantages"], sub.response_mask)
         values = self.value_head(hidden).squeeze(-1)  # [n]
         vloss = clipped_value_loss(values, sub.extras["old_values"], sub.extras["returns"], self.algo.value_clip)
-        kl, kl_stats = self.kl_term(sub, logp)
-        loss = pg + self.algo.vf_coef * vloss + kl
+        loss, reg = self.regularise(pg + self.algo.vf_coef * vloss, sub, logp, logits)
         out = {f"rl/{k}": v for k, v in stats.items()}
-        if self.algo.entropy_coef > 0:
-            entropy = entropy_from_logits(logits, mask)
-            loss = loss - self.algo.entropy_coef * entropy
-            out["rl/entropy"] = entropy.detach()
-        return loss, {**out, **kl_stats, "rl/value_loss": vloss.detach(), "rl/pg_loss": pg.detach()}
+        return loss, {**out, **reg, "rl/value_loss": vloss.detach(), "rl/pg_loss": pg.detach()}

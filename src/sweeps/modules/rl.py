@@ -30,19 +30,24 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
 
 from sweeps.episodes import Episode, play
 from sweeps.evaluation import max_positions
 from sweeps.generation.base import SamplingParams, derive_seed
+from sweeps.modules import optim
 from sweeps.parallel import strategies, world
 from sweeps.parallel.fsdp import total_grad_norm
 from sweeps.rl.batch import TurnBatch, forward_logp, pack
 from sweeps.rl.kl import kl_penalty
-from sweeps.rl.losses import masked_mean
+from sweeps.rl.losses import entropy_from_logits, masked_mean
 
 
 class RLModule(L.LightningModule):
-    """Base class: subclasses define ``advantages`` and ``turn_loss``."""
+    """Base class: subclasses define ``advantages`` and ``turn_loss``. The advantage estimator,
+    the policy loss (with its clip and aggregation) and the KL estimator are built from
+    ``algo.advantage``, ``algo.policy_loss`` and ``algo.kl_estimator`` (``_target_`` with
+    ``_partial_: true``): a new RL variant is a function and a YAML, not a code change here."""
 
     def __init__(
         self,
@@ -64,6 +69,9 @@ class RLModule(L.LightningModule):
             max_new_tokens=task.max_new_tokens, temperature=algo.temperature, top_p=algo.top_p, top_k=algo.top_k
         )
         self.last_lr, self.step_metrics = float("nan"), {}
+        self.advantage = instantiate(algo.advantage)  # rewards -> advantages (see the subclass)
+        self.policy_loss = instantiate(algo.policy_loss)  # (logp, old_logp, adv, mask) -> (loss, stats)
+        self.kl_estimator = instantiate(algo.kl_estimator)  # log-ratio [n, T] -> KL estimate [n, T]
 
     @property
     def stage_step(self) -> int:
@@ -185,11 +193,24 @@ class RLModule(L.LightningModule):
         reduced = world.all_reduce([sums[k] for k in keys])  # token-weighted sums over ranks
         return {**{k: float(v) / n_updates for k, v in zip(keys, reduced)}, "rl/grad_norm": norms / n_updates}
 
-    def kl_term(self, sub: TurnBatch, logp: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        if self.algo.kl_coef <= 0:
-            return logp.new_zeros(()), {}
-        kl = masked_mean(kl_penalty(logp, sub.extras["ref_logp"], self.algo.kl_estimator), sub.response_mask)
-        return self.algo.kl_coef * kl, {"rl/kl": kl.detach()}
+    def regularise(
+        self, loss: torch.Tensor, sub: TurnBatch, logp: torch.Tensor, logits: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The policy's loss with the regularisers every RL variant shares: plus ``algo.kl_coef``
+        x the masked token mean of the KL estimate (``algo.kl_estimator``) to the frozen start
+        policy, minus ``algo.entropy_coef`` x the mean entropy of the next-token distribution.
+        ``logp`` is [n, T] and ``logits`` [n, T, V] of the micro-batch ``sub``; a coefficient of
+        0 adds nothing (and logs nothing)."""
+        stats: dict[str, torch.Tensor] = {}
+        if self.algo.kl_coef > 0:
+            kl = masked_mean(kl_penalty(logp, sub.extras["ref_logp"], self.kl_estimator), sub.response_mask)  # []
+            loss = loss + self.algo.kl_coef * kl
+            stats["rl/kl"] = kl.detach()
+        if self.algo.entropy_coef > 0:
+            entropy = entropy_from_logits(logits, sub.response_mask)  # []
+            loss = loss - self.algo.entropy_coef * entropy
+            stats["rl/entropy"] = entropy.detach()
+        return loss, stats
 
     # --- plumbing --------------------------------------------------------------------------
     wants_hidden = False
@@ -243,16 +264,4 @@ class RLModule(L.LightningModule):
         }
 
     def configure_optimizers(self) -> Any:
-        from transformers import get_scheduler
-
-        opt = torch.optim.AdamW(
-            self.trainable_parameters(),
-            lr=self.algo.lr,
-            betas=tuple(self.algo.betas),
-            eps=self.algo.eps,
-            weight_decay=self.algo.weight_decay,
-        )
-        sched = get_scheduler(
-            self.algo.scheduler, opt, num_warmup_steps=self.algo.warmup_steps, num_training_steps=self.max_steps
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return optim.configure_optimizers(self.trainable_parameters(), self.algo, self.max_steps)

@@ -2,9 +2,10 @@
 
 The loss is the mean next-token cross-entropy over completion tokens only: prompt tokens and
 padding carry label -100, so the model is trained to produce the answer, not to model the
-prompt. AdamW over the trainable parameters (all of them, or the LoRA adapters), with the
-learning-rate schedule the config names (any ``transformers.get_scheduler`` schedule) stepped
-once per optimiser step. The learning rate actually used for each step is exposed as
+prompt. The optimizer ``algo.optimizer`` names (AdamW) over the trainable parameters (all of
+them, or the LoRA adapters), with the learning-rate schedule the config names (any
+``transformers.get_scheduler`` schedule) stepped once per optimiser step
+(:mod:`sweeps.modules.optim`). The learning rate actually used for each step is exposed as
 ``last_lr`` and logged by the recorder callback every step, so a schedule silently overridden
 elsewhere (as happened in the paper's run) shows in the logs.
 
@@ -25,9 +26,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from transformers import get_scheduler
 
-from sweeps.modules import rotation_reg
+from sweeps.modules import optim, rotation_reg
 from sweeps.parallel import strategies, world
 
 
@@ -79,15 +79,6 @@ class SFTModule(L.LightningModule):
             self.reg.load_state_dict(checkpoint.get("rotation_reg") or {})
 
     def configure_optimizers(self) -> Any:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(
-            params,
-            lr=self.algo.lr,
-            betas=tuple(self.algo.betas),
-            eps=self.algo.eps,
-            weight_decay=self.algo.weight_decay,
+        return optim.configure_optimizers(
+            (p for p in self.model.parameters() if p.requires_grad), self.algo, self.max_steps
         )
-        sched = get_scheduler(
-            self.algo.scheduler, opt, num_warmup_steps=self.algo.warmup_steps, num_training_steps=self.max_steps
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -28,6 +28,14 @@ def _float_dtype(*tensors: Tensor) -> torch.dtype:
     return dtype
 
 
+def per_group(estimator: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """Mark an estimator over group returns [P, G] (``PolicyGradientModule`` calls it with the
+    returns of each prompt's ``group_size`` episodes): the schema then refuses
+    ``algo.group_size < 2``, where every advantage would be 0."""
+    estimator.per_group = True  # type: ignore[attr-defined]
+    return estimator
+
+
 @torch.no_grad()
 def gae(
     rewards: Tensor,
@@ -64,6 +72,7 @@ def gae(
     return advantages, advantages + values
 
 
+@per_group
 def group_advantages(rewards: Tensor, normalize_std: bool = True, eps: float = 1e-6) -> Tensor:
     """GRPO advantages: each reward against the other samples of its prompt's group.
 
@@ -82,6 +91,7 @@ def group_advantages(rewards: Tensor, normalize_std: bool = True, eps: float = 1
     return torch.where(constant, torch.zeros_like(centred), centred)  # [B, G]
 
 
+@per_group
 def group_mean_baseline(rewards: Tensor, leave_one_out: bool = False) -> Tensor:
     """REINFORCE advantages: reward minus the mean reward of its group, no std scaling.
 

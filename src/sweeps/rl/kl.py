@@ -13,17 +13,17 @@ import torch
 from torch import Tensor
 
 
-def _k1(log_ratio: Tensor) -> Tensor:
+def k1(log_ratio: Tensor) -> Tensor:
     """log p - log ref: unbiased for KL(p || ref) under samples from p, but often negative."""
     return log_ratio
 
 
-def _k2(log_ratio: Tensor) -> Tensor:
+def k2(log_ratio: Tensor) -> Tensor:
     """0.5 (log p - log ref)^2: biased, low variance, non-negative."""
     return 0.5 * log_ratio.square()
 
 
-def _k3(log_ratio: Tensor) -> Tensor:
+def k3(log_ratio: Tensor) -> Tensor:
     """exp(ref - p) - (ref - p) - 1 in log space: unbiased and non-negative (Schulman 2020).
 
     Written as expm1(-d) + d so it stays accurate for tiny d; the clamp removes rounding
@@ -32,20 +32,16 @@ def _k3(log_ratio: Tensor) -> Tensor:
     return (torch.expm1(-log_ratio) + log_ratio).clamp(min=0.0)
 
 
-KL_ESTIMATORS: dict[str, Callable[[Tensor], Tensor]] = {"k1": _k1, "k2": _k2, "k3": _k3}
-
-
-def kl_penalty(logp: Tensor, ref_logp: Tensor, kind: str = "k3") -> Tensor:
+def kl_penalty(logp: Tensor, ref_logp: Tensor, estimator: Callable[[Tensor], Tensor] = k3) -> Tensor:
     """Per-token estimate of KL(pi || ref) from sampled tokens' log-probs, [N, T] -> [N, T].
 
+    ``estimator`` maps the log-ratio to the estimate (``algo.kl_estimator`` in the config):
     k1 = logp - ref; k2 = 0.5 (logp - ref)^2; k3 = exp(ref - logp) - (ref - logp) - 1.
     No masking and no clamping of large log-ratios: the caller averages with ``masked_mean``
     (padding may hold anything) and keeps log-ratios far below float overflow (~88 in float32).
     """
-    if kind not in KL_ESTIMATORS:
-        raise ValueError(f"unknown KL estimator {kind!r}; choose from {sorted(KL_ESTIMATORS)}")
     log_ratio = logp - ref_logp  # [N, T]
-    return KL_ESTIMATORS[kind](log_ratio)  # [N, T]
+    return estimator(log_ratio)  # [N, T]
 
 
 def token_logprobs(logits: Tensor, tokens: Tensor, temperature: float = 1.0) -> Tensor:

@@ -28,23 +28,19 @@ def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
     return total / count
 
 
-def _seq_mean(per_token: Tensor, mask: Tensor) -> Tensor:
-    """Mean over sequences of each sequence's token mean; sequences with no tokens are skipped."""
+Aggregation = Callable[[Tensor, Tensor], Tensor]  # per-token loss [N, T], mask [N, T] -> []
+
+
+def token_mean(per_token: Tensor, mask: Tensor) -> Tensor:
+    """Every real token weighs the same (long answers weigh more): the masked mean over all tokens."""
+    return masked_mean(per_token, mask)
+
+
+def seq_mean(per_token: Tensor, mask: Tensor) -> Tensor:
+    """Every sequence weighs the same (seq-mean-token-mean in verl): the mean over sequences of
+    each sequence's token mean; sequences with no tokens are skipped."""
     per_seq = masked_mean(per_token, mask, dim=-1)  # [N]
     return masked_mean(per_seq, mask.bool().any(dim=-1))  # []
-
-
-AGGREGATIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "token-mean": masked_mean,  # every real token weighs the same (long answers weigh more)
-    "seq-mean": _seq_mean,  # every sequence weighs the same (seq-mean-token-mean in verl)
-}
-
-
-def aggregate(per_token: Tensor, mask: Tensor, agg: str = "token-mean") -> Tensor:
-    """Reduce a per-token loss [N, T] to a scalar with one of ``AGGREGATIONS``."""
-    if agg not in AGGREGATIONS:
-        raise ValueError(f"unknown aggregation {agg!r}; choose from {sorted(AGGREGATIONS)}")
-    return AGGREGATIONS[agg](per_token, mask)
 
 
 def _per_token(advantages: Tensor, mask: Tensor) -> Tensor:
@@ -61,7 +57,7 @@ def clipped_surrogate(
     advantages: Tensor,
     mask: Tensor,
     clip: float = 0.1,
-    agg: str = "token-mean",
+    agg: Aggregation = token_mean,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """PPO's clipped surrogate, max(-A r, -A clip(r, 1 - clip, 1 + clip)) per token, aggregated.
 
@@ -79,7 +75,7 @@ def clipped_surrogate(
     ratio = torch.exp(log_ratio)  # [N, T]
     unclipped = -adv * ratio  # [N, T]
     clipped = -adv * ratio.clamp(1.0 - clip, 1.0 + clip)  # [N, T]
-    loss = aggregate(torch.maximum(unclipped, clipped), real, agg)
+    loss = agg(torch.maximum(unclipped, clipped), real)
     with torch.no_grad():
         stats = {
             "clip_frac": masked_mean((clipped > unclipped).to(ratio.dtype), real),
@@ -104,7 +100,7 @@ def clipped_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, clip
     return 0.5 * losses.mean()
 
 
-def policy_gradient_loss(logp: Tensor, advantages: Tensor, mask: Tensor, agg: str = "token-mean") -> Tensor:
+def policy_gradient_loss(logp: Tensor, advantages: Tensor, mask: Tensor, agg: Aggregation = token_mean) -> Tensor:
     """Plain REINFORCE: -A * log pi(token) per real token, aggregated.
 
     ``advantages`` is [N] or [N, T] and treated as a constant. On-policy only: there is no
@@ -113,7 +109,15 @@ def policy_gradient_loss(logp: Tensor, advantages: Tensor, mask: Tensor, agg: st
     real = mask.bool()  # [N, T]
     logp = torch.where(real, logp, torch.zeros_like(logp))  # [N, T]
     per_token = -_per_token(advantages, real) * logp  # [N, T]
-    return aggregate(per_token, real, agg)
+    return agg(per_token, real)
+
+
+def vanilla_policy_gradient(
+    logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, agg: Aggregation = token_mean
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """:func:`policy_gradient_loss` with the policy-loss signature the RL modules call
+    (``old_logp`` is not used: no importance ratio) and no stats."""
+    return policy_gradient_loss(logp, advantages, mask, agg), {}
 
 
 def entropy_from_logits(logits: Tensor, mask: Tensor) -> Tensor:
