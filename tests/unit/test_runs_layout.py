@@ -59,6 +59,11 @@ def test_bad_run_paths_are_one_line_errors(bad, match):
     assert "\n" not in str(err.value) and bad in str(err.value)
 
 
+def test_init_of_a_run_in_its_grid_and_of_one_copied_out(tmp_path):
+    assert layout.init_of(tmp_path / "s/grpo/m/t/sft-step=000040/seed=2") == "sft-step=000040"
+    assert layout.init_of(tmp_path / "copied/sft-step=000040/run") == "sft-step=000040"  # sweeps-sync on a copy
+
+
 def test_bad_names_are_one_line_errors(tmp_path):
     for name in ("step=", "step=abc", "ckpt", "step=-1"):
         with pytest.raises(LayoutError, match="is not a checkpoint name: expected step=<N>") as err:

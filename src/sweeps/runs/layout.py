@@ -104,6 +104,15 @@ def parse(path: str | os.PathLike) -> RunKey:
     return RunKey(parts[-5], parts[-4], parts[-3], parts[-2], int(seed.group(1)))
 
 
+def init_of(path: str | os.PathLike) -> str:
+    """The init axis of a run directory; a run copied out of its study's grid (e.g. into a bare
+    folder on another machine, for ``sweeps-sync``) is named by the folder above it."""
+    try:
+        return parse(path).init
+    except LayoutError:
+        return Path(path).resolve().parent.name
+
+
 def runs(
     study_dir: str | os.PathLike,
     stage: str = "*",

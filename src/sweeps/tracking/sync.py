@@ -24,7 +24,7 @@ def sync_run(run_path: Path, uri: str | None = None) -> int:
         raise ValueError(f"{run_path}/config.yaml has no tracking.uri: pass --uri")
     run = Run(run_path)
     tracker = MlflowTracker(uri, cfg.tracking.get("experiment") or cfg.study, cfg.get("parent_run_id"), warn=False)
-    init = layout.parse(run_path).init
+    init = layout.init_of(run_path)
     tracker.start(
         run_path, OmegaConf.to_container(cfg), axis_tags(cfg, cfg.algo.name, init), OmegaConf.to_yaml(cfg), reopen=False
     )
