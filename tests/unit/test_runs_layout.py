@@ -115,6 +115,8 @@ SPLITTING = {
     "a prefix test on a run or checkpoint name": r"startswith\(\s*f?[\"'](step=|seed=|sft-)",
     "a run or checkpoint name spelled out": r"/\s*(f[\"'])?(step|seed)=\{|f[\"']step=\{|:06d\}",
     "an RL init spelled out": r"[\"']sft-",
+    "a path string split at '/' and indexed from the end": r"split\(\s*(os\.sep|[\"']/[\"'])\s*\)\s*\[\s*-",
+    "an ancestor by position (other than the repository root)": r"(?<!__file__\)\.resolve\(\))\.parents\[",
 }
 OWNER = REPO / "src" / "sweeps" / "runs" / "layout.py"
 
@@ -144,6 +146,9 @@ def test_no_code_outside_the_layout_module_splits_a_run_path():
         'run = root / key.init / f"seed={key.seed}"',
         'name = f"{stage}/{model}/{task}/{init}/seed={seed}"',
         'init = f"sft-{ckpt_name(t)}"',
+        'stage = str(run).split("/")[-5]',
+        "seed = path.split(os.sep)[-1]",
+        "study = run.parents[4]",
     ],
 )
 def test_the_scan_catches_each_way_of_splitting(line):
