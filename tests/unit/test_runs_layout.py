@@ -134,22 +134,38 @@ def test_no_code_outside_the_layout_module_splits_a_run_path():
     assert not hits, "ask sweeps.runs.layout instead:\n" + "\n".join(hits)
 
 
+CAUGHT = [
+    ("path components by position", "stage = path.parts[-5]"),
+    ("the init axis as a parent's name", "init = run.path.parent.name"),
+    ("a glob over the run grammar", 'for d in sorted(root.glob("*/*/*/*/seed=*")):'),
+    ("a name split at '='", 'step = int(ckpt.name.split("=", 1)[1])'),
+    ("a prefix test on a run or checkpoint name", 'if init.startswith("sft-"):'),
+    ("a run or checkpoint name spelled out", 'path = root / f"step={t:06d}"'),
+    ("a run or checkpoint name spelled out", 'run = root / key.init / f"seed={key.seed}"'),
+    ("a run or checkpoint name spelled out", 'name = f"{stage}/{model}/{task}/{init}/seed={seed}"'),
+    ("an RL init spelled out", 'init = f"sft-{ckpt_name(t)}"'),
+    ("a path string split at '/' and indexed from the end", 'stage = str(run).split("/")[-5]'),
+    ("a path string split at '/' and indexed from the end", "seed = path.split(os.sep)[-1]"),
+    ("an ancestor by position (other than the repository root)", "study = run.parents[4]"),
+]
+
+
+@pytest.mark.parametrize("what,line", CAUGHT)
+def test_the_scan_catches_each_way_of_splitting(what, line):
+    assert re.search(SPLITTING[what], line)
+
+
+def test_every_pattern_has_a_planted_line():
+    assert {what for what, _ in CAUGHT} == set(SPLITTING)
+
+
 @pytest.mark.parametrize(
     "line",
     [
-        "stage = path.parts[-5]",
-        "init = run.path.parent.name",
-        'for d in sorted(root.glob("*/*/*/*/seed=*")):',
-        'step = int(ckpt.name.split("=", 1)[1])',
-        'if init.startswith("sft-"):',
-        'path = root / f"step={t:06d}"',
-        'run = root / key.init / f"seed={key.seed}"',
-        'name = f"{stage}/{model}/{task}/{init}/seed={seed}"',
-        'init = f"sft-{ckpt_name(t)}"',
-        'stage = str(run).split("/")[-5]',
-        "seed = path.split(os.sep)[-1]",
-        "study = run.parents[4]",
+        "REPO = Path(__file__).resolve().parents[2]",  # the repository root, not a run
+        "f\"{k.split('/')[1]} {v:.3f}\"",  # a metric name (eval/id/success)
+        'label = metric.rsplit("/", 1)[1]',
     ],
 )
-def test_the_scan_catches_each_way_of_splitting(line):
-    assert any(re.search(p, line) for p in SPLITTING.values())
+def test_the_scan_leaves_other_paths_and_metric_names_alone(line):
+    assert not [what for what, p in SPLITTING.items() if re.search(p, line)]
